@@ -1,0 +1,177 @@
+"""The project's one database: SQLite by default, PostgreSQL by URL.
+
+Every command that stores something (send's ledger, the tracker's events, suppressions, signing
+keys) goes through :func:`open_db`, which applies the ordered migrations in ``migrations.py``.
+Tables are SQLAlchemy Core objects so the same statements run on both engines.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from newsletter.errors import StorageError
+
+metadata = sa.MetaData()
+
+signing_keys = sa.Table(
+    "signing_keys", metadata,
+    sa.Column("kid", sa.String(64), primary_key=True),
+    sa.Column("secret", sa.String(128), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+# One row per address ever planned; the pseudonym is what goes into URLs, never the address.
+recipients = sa.Table(
+    "recipients", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("address", sa.String(320), nullable=False, unique=True),
+    sa.Column("pseudonym", sa.String(64), nullable=False, unique=True),
+    sa.Column("name", sa.Text, nullable=False, server_default=""),
+    sa.Column("organisation", sa.Text, nullable=False, server_default=""),
+    sa.Column("domain", sa.String(255), nullable=False, server_default=""),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+# An issue registered for sending: what the tracker needs without the project folder.
+issues = sa.Table(
+    "issues", metadata,
+    sa.Column("slug", sa.String(100), primary_key=True),
+    sa.Column("subject", sa.Text, nullable=False),
+    sa.Column("tracking", sa.String(16), nullable=False),
+    sa.Column("opens", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("web_html", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+# The link registry: the only source of redirect destinations.
+links = sa.Table(
+    "links", metadata,
+    sa.Column("issue", sa.String(100), primary_key=True),
+    sa.Column("link_id", sa.String(32), primary_key=True),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("text", sa.Text, nullable=False, server_default=""),
+    sa.Column("section", sa.Text, nullable=False, server_default=""),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("tracked", sa.Boolean, nullable=False, server_default=sa.true()),
+)
+
+# The send ledger: one row per (issue, recipient), written before anything is sent.
+deliveries = sa.Table(
+    "deliveries", metadata,
+    sa.Column("issue", sa.String(100), primary_key=True),
+    sa.Column("recipient_id", sa.Integer, sa.ForeignKey("recipients.id"), primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False, server_default="pending"),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_error", sa.Text, nullable=False, server_default=""),
+    sa.Column("message_id", sa.String(255), nullable=False),
+    sa.Column("provider_message_id", sa.String(255), nullable=False, server_default=""),
+    sa.Column("next_attempt_at", sa.Float, nullable=False, server_default="0"),
+    sa.Column("claimed_by", sa.String(64), nullable=False, server_default=""),
+    sa.Column("claimed_at", sa.Float, nullable=False, server_default="0"),
+    sa.Column("sent_at", sa.Float, nullable=True),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Index("ix_deliveries_status", "issue", "status"),
+)
+
+# Every list through which a recipient was reached for an issue (per-list reports).
+delivery_lists = sa.Table(
+    "delivery_lists", metadata,
+    sa.Column("issue", sa.String(100), primary_key=True),
+    sa.Column("recipient_id", sa.Integer, primary_key=True),
+    sa.Column("list_key", sa.String(100), primary_key=True),
+)
+
+suppressions = sa.Table(
+    "suppressions", metadata,
+    sa.Column("address", sa.String(320), primary_key=True),
+    sa.Column("reason", sa.String(32), nullable=False),
+    sa.Column("source", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+# Raw tracking hits, kept whole and classified; nothing is ever dropped for being a scanner.
+events = sa.Table(
+    "events", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("issue", sa.String(100), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),  # click | view | open
+    sa.Column("link_id", sa.String(32), nullable=False, server_default=""),
+    sa.Column("pseudonym", sa.String(64), nullable=False, server_default=""),
+    sa.Column("list_key", sa.String(100), nullable=False, server_default=""),
+    sa.Column("method", sa.String(8), nullable=False, server_default="GET"),
+    sa.Column("user_agent", sa.Text, nullable=False, server_default=""),
+    sa.Column("ip_hash", sa.String(64), nullable=False, server_default=""),
+    sa.Column("scanner", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("reasons", sa.Text, nullable=False, server_default=""),
+    sa.Index("ix_events_issue_at", "issue", "at"),
+)
+
+
+@dataclass
+class Database:
+    """An open, migrated database."""
+
+    engine: Engine
+    url: str
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    def close(self) -> None:
+        """Release every pooled connection."""
+        self.engine.dispose()
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+    # WAL lets the tracker write while send and report read; busy_timeout waits out writers
+    # instead of failing with "database is locked".
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def create_db_engine(url: str) -> Engine:
+    """An engine for ``url`` with the settings each backend needs."""
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"timeout": 30})
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+def open_db(url: str) -> Database:
+    """Open (creating if needed) and migrate the database at ``url``."""
+    from newsletter.migrations import migrate
+
+    try:
+        engine = create_db_engine(url)
+        migrate(engine)
+    except sa.exc.ArgumentError as exc:
+        raise StorageError(
+            f"cannot use database {url!r}: {exc}",
+            hint="use a file path, sqlite:///PATH or postgresql://user@host/dbname "
+            "(--db or NEWSLETTER_DB)",
+        ) from exc
+    except sa.exc.OperationalError as exc:
+        raise StorageError(
+            f"cannot open database {url!r}: {exc.orig}",
+            hint="check the path or server is reachable (--db or NEWSLETTER_DB)",
+        ) from exc
+    return Database(engine=engine, url=url)
+
+
+def now() -> float:
+    """Seconds since the epoch: every timestamp in the database is this."""
+    return time.time()

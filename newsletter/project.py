@@ -1,0 +1,89 @@
+"""Where things are: the project folder, its settings file and the environment.
+
+Settings come from ``newsletter.yaml`` at the project root; environment variables win over it,
+and built-in defaults fill the rest. Secrets never live in the settings file: they come only from
+environment variables (see ``adapters`` and ``tracking.tokens``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_TRACKING_URL = "http://127.0.0.1:8025"
+SETTINGS_FILE = "newsletter.yaml"
+
+
+def find_root(start: Path | None = None) -> Path:
+    """The nearest folder at or above ``start`` holding ``newsletter.yaml`` or ``issues/``.
+
+    Falls back to ``start`` itself so commands work in an empty folder too.
+    """
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / SETTINGS_FILE).is_file() or (folder / "issues").is_dir():
+            return folder
+    return here
+
+
+@dataclass(frozen=True)
+class Project:
+    """The project folder and the settings read from it."""
+
+    root: Path
+    settings: dict
+
+    @classmethod
+    def load(cls, start: Path | None = None) -> Project:
+        """Find the project around ``start`` (default: the current folder) and read its settings."""
+        from newsletter.load import load_settings
+
+        root = find_root(start)
+        return cls(root=root, settings=load_settings(root / SETTINGS_FILE))
+
+    @property
+    def issues_dir(self) -> Path:
+        return self.root / "issues"
+
+    @property
+    def templates_dir(self) -> Path:
+        return self.root / "templates"
+
+    @property
+    def theme_path(self) -> Path:
+        return self.root / self.settings.get("theme", "theme.yaml")
+
+    @property
+    def audiences_path(self) -> Path:
+        return self.root / "audiences.yaml"
+
+    @property
+    def build_dir(self) -> Path:
+        return self.root / "build"
+
+    @property
+    def tracking_url(self) -> str:
+        """Base URL of the tracker: ``NEWSLETTER_TRACKING_URL``, then settings, then default."""
+        url = os.environ.get("NEWSLETTER_TRACKING_URL") or self.settings.get("tracking_url")
+        return (url or DEFAULT_TRACKING_URL).rstrip("/")
+
+    @property
+    def list_id_domain(self) -> str:
+        """Domain used in List-Id and Message-ID headers."""
+        return self.settings.get("list_id_domain", "newsletter.example.org")
+
+    @property
+    def unsubscribe_mailto(self) -> str:
+        """Address for the mailto: half of List-Unsubscribe."""
+        return self.settings.get("unsubscribe_mailto", "unsubscribe@example.org")
+
+    def db_url(self, override: str | None = None) -> str:
+        """The database: ``--db``, then ``NEWSLETTER_DB``, then ``newsletter.db`` in the root.
+
+        A plain path means a SQLite file; ``postgresql://`` URLs are passed through.
+        """
+        value = override or os.environ.get("NEWSLETTER_DB") or str(self.root / "newsletter.db")
+        if "://" in value:
+            return value
+        return "sqlite:///" + str(Path(value).resolve())

@@ -1,0 +1,1 @@
+"""Click, view and download tracking: signed tokens, the tracking server, scanner classification."""
