@@ -181,4 +181,6 @@ class Issue:
     language: str = "en-GB"
     tracking: TrackingMode = "aggregate"
     opens: bool = False
+    greeting: str = ""
+    untracked_links: tuple[str, ...] = ()
     source: str = ""

@@ -1,0 +1,123 @@
+"""Check and build an issue: load -> render -> files in ``build/<slug>/``.
+
+Output is written to a temporary folder beside the destination and moved into place, so a
+failed build never leaves half-written files and a reader never sees a mix of two builds.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from newsletter import model
+from newsletter.errors import InvalidIssue, NewsletterError, Problem
+from newsletter.links import Link, links_json
+from newsletter.load import load_issue
+from newsletter.project import Project
+from newsletter.render.email import render_issue
+
+GMAIL_CLIP_BYTES = 100 * 1024
+
+
+@dataclass
+class BuiltIssue:
+    """A rendered issue, ready to write, preview or send."""
+
+    issue: model.Issue
+    mjml: str
+    html: str
+    text: str
+    web_html: str
+    links: list[Link]
+    warnings: list[Problem]
+    dependencies: list[Path]
+    tracking_url: str
+
+    def files(self) -> dict[str, str]:
+        """File name -> content, as written to ``build/<slug>/``."""
+        return {
+            "email.html": self.html,
+            "email.mjml": self.mjml,
+            "email.txt": self.text,
+            "web.html": self.web_html,
+            "links.json": links_json(self.issue.slug, self.issue.tracking, self.issue.opens,
+                                     self.tracking_url, self.links),
+        }
+
+
+def _dependencies(issue: model.Issue, path: Path, project: Project,
+                  templates: list[Path]) -> list[Path]:
+    files = [path, project.theme_path, *templates]
+    images = [s.image.src for s in issue.sections
+              if isinstance(s, model.Article) and s.image]
+    if issue.theme.logo:
+        images.append(issue.theme.logo.src)
+    files += [project.root / src for src in images if "://" not in src]
+    return [f.resolve() for f in files]
+
+
+def build_issue(path: Path, project: Project, *, tracked: bool = True) -> BuiltIssue:
+    """Validate and render the issue at ``path``; raise InvalidIssue listing every error.
+
+    ``tracked=False`` renders links as their destinations and images as project-relative
+    paths (for the preview).
+    """
+    issue, problems = load_issue(path, project)
+    if issue is None:
+        raise InvalidIssue(problems)
+    template = project.templates_dir / "email.mjml.j2"
+    if not template.is_file():
+        raise NewsletterError(f"{template}: template not found",
+                              hint="the project needs templates/email.mjml.j2 and "
+                              "templates/email.txt.j2; copy them from the sample project")
+    try:
+        rendered = render_issue(issue, project.templates_dir, tracking_url=project.tracking_url,
+                                tracked=tracked,
+                                asset_url=project.settings.get("assets_url", "") if tracked
+                                else "")
+    except NewsletterError:
+        raise
+    except Exception as exc:  # a broken template is the user's file too: name it, no traceback
+        raise NewsletterError(f"templates/: rendering failed: {exc}",
+                              hint="undo your last change to the templates folder") from exc
+    warnings = [p for p in problems if p.severity == "warning"]
+    size = len(rendered.html.encode("utf-8"))
+    if size > GMAIL_CLIP_BYTES:
+        warnings.append(Problem(issue.source, 1, 1,
+                                f"the built email is {size // 1024} KB; Gmail clips messages "
+                                "over about 100 KB", "shorten the issue or link to the web "
+                                "version for long articles", "warning"))
+    return BuiltIssue(issue=issue, mjml=rendered.mjml, html=rendered.html, text=rendered.text,
+                      web_html=rendered.web_html, links=rendered.links, warnings=warnings,
+                      dependencies=_dependencies(issue, path, project, rendered.templates),
+                      tracking_url=project.tracking_url)
+
+
+def write_build(built: BuiltIssue, out_dir: Path) -> Path:
+    """Write ``built`` to ``out_dir/<slug>/`` atomically; return that folder."""
+    target = out_dir / built.issue.slug
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{built.issue.slug}.", dir=out_dir))
+    except OSError as exc:
+        raise NewsletterError(f"{out_dir}: cannot create the output folder: {exc.strerror}",
+                              hint="choose another folder with --out") from exc
+    try:
+        for name, content in built.files().items():
+            (staging / name).write_text(content, encoding="utf-8", newline="\n")
+        os.chmod(staging, 0o755)
+        old = None
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{built.issue.slug}.old.", dir=out_dir))
+            os.replace(target, old / "previous")
+        os.replace(staging, target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise NewsletterError(f"{target}: cannot write the build: {exc.strerror}",
+                              hint="check free disk space and permissions, or use --out") from exc
+    return target

@@ -1,0 +1,110 @@
+"""Commands for authoring: ``new``, ``check`` and ``build``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import webbrowser
+from pathlib import Path
+
+import click
+
+from newsletter.build import build_issue, write_build
+from newsletter.errors import InvalidIssue, NewsletterError, Problem
+from newsletter.project import Project
+from newsletter.scaffold import scaffold_issue
+
+
+def issue_argument(function):  # type: ignore[no-untyped-def]
+    """The ISSUE argument shared by commands: a path such as issues/2026-spring.yaml."""
+    return click.argument("issue", type=click.Path(path_type=Path))(function)
+
+
+def resolve_issue(issue: Path, project: Project) -> Path:
+    """Accept a path, or a bare slug meaning issues/<slug>.yaml."""
+    if not issue.exists() and issue.suffix == "" and len(issue.parts) == 1:
+        candidate = project.issues_dir / f"{issue}.yaml"
+        if candidate.exists():
+            return candidate
+    return issue
+
+
+def echo_problems(problems: list[Problem]) -> None:
+    """Print located problems, errors and warnings, to stderr."""
+    for problem in sorted(problems):
+        click.echo(problem.format(), err=True)
+
+
+@click.command()
+@click.option("--slug", help="File name for the issue (default: next edition, e.g. 2027-spring).")
+@click.option("--date", "day", type=click.DateTime(formats=["%Y-%m-%d"]),
+              help="Issue date, YYYY-MM-DD (default: the next edition's date).")
+def new(slug: str | None, day: dt.datetime | None) -> None:
+    """Create issues/<slug>.yaml from a commented skeleton for the next edition.
+
+    Example:
+
+        newsletter new
+    """
+    project = Project.load()
+    path = scaffold_issue(project, slug=slug, day=day.date() if day else None,
+                          today=dt.date.today())
+    click.echo(f"Created {path}")
+    click.echo(f"Edit it, then run: newsletter check {path}")
+
+
+@click.command()
+@issue_argument
+def check(issue: Path) -> None:
+    """Validate ISSUE and report every problem at once (exit 1 if any is an error).
+
+    Example:
+
+        newsletter check issues/2026-spring.yaml
+    """
+    project = Project.load()
+    path = resolve_issue(issue, project)
+    try:
+        built = build_issue(path, project)
+    except InvalidIssue as exc:
+        echo_problems(exc.problems)
+        errors = sum(1 for p in exc.problems if p.severity == "error")
+        warnings = len(exc.problems) - errors
+        raise NewsletterError(f"{path}: {errors} error(s), {warnings} warning(s); "
+                              "fix the errors above and run check again") from exc
+    echo_problems(built.warnings)
+    click.echo(f"{path}: OK ({len(built.warnings)} warning(s), {len(built.links)} links)")
+
+
+@click.command()
+@issue_argument
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Output folder (default: build/). Files go to OUT/<slug>/.")
+@click.option("--open", "open_browser", is_flag=True, help="Open the built email in a browser.")
+def build(issue: Path, out: Path | None, open_browser: bool) -> None:
+    """Check ISSUE, then write email.html, email.txt, web.html, email.mjml and links.json.
+
+    Example:
+
+        newsletter build issues/2026-spring.yaml --out build
+    """
+    project = Project.load()
+    path = resolve_issue(issue, project)
+    try:
+        built = build_issue(path, project)
+    except InvalidIssue as exc:
+        echo_problems(exc.problems)
+        raise NewsletterError(f"{path}: not built; fix the errors above "
+                              "(newsletter check shows them too)") from exc
+    echo_problems(built.warnings)
+    target = write_build(built, out or project.build_dir)
+    email = target / "email.html"
+    click.echo(f"Built {built.issue.slug} ({len(built.links)} links) in {target}/")
+    click.echo(f"  email.html  email.txt  web.html  email.mjml  links.json")
+    click.echo(f"Open it: {email.resolve().as_uri()}")
+    if open_browser:
+        webbrowser.open(email.resolve().as_uri())
+
+
+COMMANDS = [new, check, build]
+
+

@@ -1,0 +1,90 @@
+"""Click IDs for every link occurrence, tracked hrefs, and the ``links.json`` registry.
+
+A click ID is derived from the section, the link's position within it and its URL, so it stays
+the same across rebuilds while those three are unchanged, and changes when the link does
+(so old clicks are never credited to a new destination).
+
+Tracked hrefs carry placeholders that ``send`` fills per recipient by plain substitution::
+
+    {tracking_url}/c/{{click:LINKID}}     a tracked link
+    {tracking_url}/u/{{unsubscribe}}      the recipient's unsubscribe page
+    {tracking_url}/o/{{open}}             the open pixel (only when the issue turns opens on)
+    {{name}}                              the recipient's name, in the greeting
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass, field
+
+from newsletter.model import LinkKind
+
+PLACEHOLDER_RE = re.compile(r"\{\{(click|unsubscribe|open|name)(?::([A-Za-z0-9_-]+))?\}\}")
+UNTRACKABLE_PREFIXES = ("mailto:", "tel:", "#")
+
+
+@dataclass(frozen=True)
+class Link:
+    """One link occurrence in the email."""
+
+    id: str
+    url: str
+    text: str
+    section: str
+    kind: LinkKind
+    tracked: bool
+
+
+def click_id(section: str, position: int, url: str) -> str:
+    """A short stable id for the ``position``-th link of ``section`` pointing at ``url``."""
+    digest = hashlib.sha256(f"{section}\x1f{position}\x1f{url}".encode()).digest()
+    return base64.b32encode(digest[:5]).decode("ascii").lower()
+
+
+@dataclass
+class LinkRegistry:
+    """Collects link occurrences during one render and hands back the href to write."""
+
+    tracking_url: str
+    tracking_on: bool
+    untracked_urls: frozenset[str] = frozenset()
+    links: list[Link] = field(default_factory=list)
+    _positions: dict[str, int] = field(default_factory=dict)
+
+    def add(self, url: str, text: str, section: str, kind: LinkKind, track: bool = True) -> str:
+        """Register one occurrence; return the href for the email (tracked or as written)."""
+        position = self._positions.get(section, 0)
+        self._positions[section] = position + 1
+        link_id = click_id(section, position, url)
+        tracked = (self.tracking_on and track and url not in self.untracked_urls
+                   and not url.startswith(UNTRACKABLE_PREFIXES))
+        self.links.append(Link(link_id, url, text, section, kind, tracked))
+        return f"{self.tracking_url}/c/{{{{click:{link_id}}}}}" if tracked else url
+
+    def unsubscribe_href(self) -> str:
+        """The per-recipient unsubscribe URL (present in every tracking mode)."""
+        return f"{self.tracking_url}/u/{{{{unsubscribe}}}}"
+
+    def open_pixel_src(self) -> str:
+        """The per-recipient open pixel URL."""
+        return f"{self.tracking_url}/o/{{{{open}}}}"
+
+    def view_href(self, slug: str) -> str:
+        """The web version on the tracker, where a visit counts as a view."""
+        return f"{self.tracking_url}/v/{slug}"
+
+
+def links_json(slug: str, tracking: str, opens: bool, tracking_url: str,
+               links: list[Link]) -> str:
+    """The link registry as written to ``links.json`` (stable key order, one link an object)."""
+    document = {
+        "issue": slug,
+        "tracking": tracking,
+        "opens": opens,
+        "tracking_url": tracking_url,
+        "links": [asdict(link) for link in links],
+    }
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
