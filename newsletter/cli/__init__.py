@@ -44,8 +44,9 @@ def main() -> None:
 
 def _register() -> None:
     from newsletter.cli import build as _build
+    from newsletter.cli import track as _track
 
-    for module in (_build,):
+    for module in (_build, _track):
         for command in module.COMMANDS:
             main.add_command(command)
 

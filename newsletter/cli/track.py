@@ -1,0 +1,106 @@
+"""``newsletter track serve`` and ``newsletter track purge``: the tracking server and retention."""
+
+from __future__ import annotations
+
+import click
+
+from newsletter.project import Project
+
+db_option = click.option(
+    "--db", "db", metavar="PATH|URL", default=None,
+    help="Database: a SQLite path or postgresql:// URL (default: NEWSLETTER_DB, then "
+    "newsletter.db in the project).")
+
+
+@click.group("track")
+def track() -> None:
+    """Run the click tracker and manage the events it stores.
+
+    Example:
+
+        newsletter track serve --port 8025
+    """
+
+
+@track.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=8025, show_default=True, type=click.IntRange(1, 65535),
+              help="Port to listen on.")
+@db_option
+@click.option("--forwarded-allow-ips", default="127.0.0.1", show_default=True,
+              help="Reverse proxies whose X-Forwarded-For is trusted for the client address.")
+@click.option("--flush-interval", default=0.05, show_default=True, type=click.FloatRange(0.001),
+              help="Seconds between batched writes of queued events.")
+def serve(host: str, port: int, db: str | None, forwarded_allow_ips: str,
+          flush_interval: float) -> None:
+    """Serve tracked links (/c/), the web version (/v/), opens (/o/) and unsubscribe (/u/).
+
+    Stops cleanly on Ctrl+C or SIGTERM, storing every click it has redirected.
+
+    Example:
+
+        newsletter track serve --host 127.0.0.1 --port 8025
+    """
+    import signal
+
+    import uvicorn
+
+    from newsletter.tracking.server import create_app
+
+    url = Project.load().db_url(db)
+    app = create_app(url, flush_interval=flush_interval)
+    try:
+        config = uvicorn.Config(
+            app, host=host, port=port, loop="uvloop", http="httptools", lifespan="on",
+            access_log=False, log_level="warning", proxy_headers=True,
+            forwarded_allow_ips=forwarded_allow_ips, server_header=False,
+            timeout_graceful_shutdown=10)
+        click.echo(f"Tracking on http://{host}:{port}/ (database: {_safe(url)}). "
+                   "Stop with Ctrl+C.", err=True)
+        # uvicorn handles SIGTERM/SIGINT (graceful shutdown, then the lifespan flushes the event
+        # writer) and afterwards re-raises the signal to the previous handler; ours just lets
+        # the command finish and exit 0, so a stop is a normal, clean exit.
+        previous = {sig: signal.signal(sig, lambda *_: None)
+                    for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            uvicorn.Server(config).run()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+    finally:
+        app.close()
+    click.echo(f"Stopped; {app.writer.stored} event(s) stored.", err=True)
+
+
+@track.command("purge")
+@click.option("--older-than", "older_than", required=True, metavar="AGE",
+              help="Delete events older than this: a number and s, m, h, d or w (e.g. 180d).")
+@click.option("--issue", default=None, help="Only this issue's events.")
+@db_option
+def purge(older_than: str, issue: str | None, db: str | None) -> None:
+    """Delete old tracking events (data retention).
+
+    Example:
+
+        newsletter track purge --older-than 180d
+    """
+    from newsletter.db import open_db
+    from newsletter.tracking import events
+
+    seconds = events.parse_age(older_than)
+    database = open_db(Project.load().db_url(db))
+    try:
+        count = events.purge(database, seconds, issue=issue)
+    finally:
+        database.close()
+    click.echo(f"Deleted {count} event(s) older than {older_than}.")
+
+
+def _safe(url: str) -> str:
+    """The URL without a password, for messages."""
+    import re
+
+    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
+
+
+COMMANDS = [track]

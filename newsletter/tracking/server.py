@@ -1,0 +1,355 @@
+"""The tracking server: a plain ASGI app built by :func:`create_app`, served by uvicorn.
+
+Routes::
+
+    GET|HEAD /c/{token}   verify, record a click, 302 to the URL registered for that click ID
+    GET|HEAD /v/{issue}   the web version of the issue, counted as a view
+    GET      /o/{token}   open pixel (only when the issue turns opens on)
+    GET      /u/{token}   unsubscribe page with a button (changes nothing)
+    POST     /u/{token}   unsubscribe (RFC 8058 one-click and the button): adds a suppression
+    GET      /healthz     "ok" and the writer's queue length
+
+No framework: the click route is the hot path, and a raw ASGI callable with a cached registry
+lookup does the least work per request. The redirect destination only ever comes from the link
+registry (``links`` table, written by ``send``); nothing in the request can name one. A token that
+does not verify gets 404 and nothing is recorded; a request we cannot parse gets 400; an unexpected
+failure gets a plain 500 page (the traceback goes to the server log, never into the response).
+
+State lives in the database only (plus short-lived caches), so several instances can run behind a
+load balancer against one PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import re
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from newsletter import db
+from newsletter.db import Database, open_db
+from newsletter.tracking import classify
+from newsletter.tracking.events import EventWriter, Hit
+from newsletter.tracking.tokens import InvalidToken, Signer, signer_for
+
+MAX_PATH_BYTES = 2048
+MAX_HEADER_BYTES = 8192
+MAX_BODY_BYTES = 4096
+_TOKEN = re.compile(rb"^[A-Za-z0-9_.-]{1,1024}$")
+_SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+_PIXEL = (b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00"
+          b"\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;")
+_COMMON = [
+    (b"referrer-policy", b"no-referrer"),
+    (b"cache-control", b"no-store"),
+    (b"x-robots-tag", b"noindex"),
+    (b"x-content-type-options", b"nosniff"),
+]
+_HTML = (b"content-type", b"text/html; charset=utf-8")
+_PAGE_CSP = (b"content-security-policy",
+             b"default-src 'none'; style-src 'unsafe-inline'; form-action 'self'")
+
+
+def _page(title: str, body: str) -> bytes:
+    return (
+        "<!doctype html><html lang=en><meta charset=utf-8>"
+        "<meta name=viewport content='width=device-width,initial-scale=1'>"
+        f"<title>{html.escape(title)}</title>"
+        "<style>body{font:1.1rem/1.5 system-ui,sans-serif;max-width:34rem;margin:3rem auto;"
+        "padding:0 1rem}button{font:inherit;padding:.5rem 1.2rem}</style>"
+        f"<h1>{html.escape(title)}</h1>{body}</html>"
+    ).encode()
+
+
+_NOT_FOUND = _page("Link not found", "<p>This link is not valid, or has expired.</p>")
+_BAD_REQUEST = _page("Bad request", "<p>The address of this request is not valid.</p>")
+
+
+@dataclass(frozen=True)
+class _Link:
+    url: str
+    kind: str
+
+
+@dataclass(frozen=True)
+class _Issue:
+    web_html: str
+    opens: bool
+
+
+class TrackerApp:
+    """The ASGI callable. Build it with :func:`create_app`."""
+
+    def __init__(self, database: Database, *, owns_database: bool, rules: classify.Rules,
+                 flush_interval: float, cache_seconds: float) -> None:
+        self.database = database
+        self._owns_database = owns_database
+        self.rules = rules
+        self.signer: Signer = signer_for(database)
+        # IP addresses are kept only as an HMAC keyed by a value derived from the signing key.
+        self._ip_key = self.signer.sign("o", "\x00ip-hash-key").encode()
+        self.writer = EventWriter(database, rules, flush_interval=flush_interval)
+        self.cache_seconds = cache_seconds
+        self._links: dict[tuple[str, str], tuple[float, _Link | None]] = {}
+        self._issues: dict[str, tuple[float, _Issue | None]] = {}
+        self._closed = False
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def start(self) -> None:
+        self.writer.start()
+
+    def close(self) -> None:
+        """Flush every queued event, then release the database (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        self.writer.close()
+        if self._owns_database:
+            self.database.close()
+
+    def flush(self) -> int:
+        """Write queued events now (tests, benchmarks)."""
+        return self.writer.flush()
+
+    # -- ASGI -----------------------------------------------------------------------------
+    async def __call__(self, scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+        kind = scope["type"]
+        if kind == "http":
+            try:
+                await self._http(scope, receive, send)
+            except Exception:
+                traceback.print_exc(file=sys.stderr)
+                await _respond(send, 500, _page("Server error", "<p>Please try again later.</p>"),
+                               [_HTML])
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive, send) -> None:  # type: ignore[no-untyped-def]
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self.start()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await asyncio.to_thread(self.close)
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+        raw = scope.get("raw_path") or scope["path"].encode("utf-8", "replace")
+        raw = raw.split(b"?", 1)[0]
+        if len(raw) > MAX_PATH_BYTES:
+            return await _respond(send, 414, _BAD_REQUEST, [_HTML])
+        if sum(len(k) + len(v) for k, v in scope["headers"]) > MAX_HEADER_BYTES:
+            return await _respond(send, 431, _BAD_REQUEST, [_HTML])
+        method = scope["method"]
+        head = method == "HEAD"
+        if raw.startswith(b"/c/"):
+            if method not in ("GET", "HEAD"):
+                return await _method_not_allowed(send, b"GET, HEAD")
+            return await self._click(scope, send, raw[3:], head)
+        if raw.startswith(b"/v/"):
+            if method not in ("GET", "HEAD"):
+                return await _method_not_allowed(send, b"GET, HEAD")
+            return await self._view(scope, send, raw[3:], head)
+        if raw.startswith(b"/o/"):
+            if method not in ("GET", "HEAD"):
+                return await _method_not_allowed(send, b"GET, HEAD")
+            return await self._open(scope, send, raw[3:], head)
+        if raw.startswith(b"/u/"):
+            if method in ("GET", "HEAD"):
+                return await self._unsubscribe_page(send, raw[3:], head)
+            if method == "POST":
+                return await self._unsubscribe(scope, receive, send, raw[3:])
+            return await _method_not_allowed(send, b"GET, HEAD, POST")
+        if raw == b"/healthz":
+            body = f"ok {self.writer.pending}\n".encode()
+            return await _respond(send, 200, body, [(b"content-type", b"text/plain")], head)
+        return await _respond(send, 404, _NOT_FOUND, [_HTML], head)
+
+    # -- routes ---------------------------------------------------------------------------
+    def _verify(self, token: bytes, kind: str):  # type: ignore[no-untyped-def]
+        """TokenData, or 400 (malformed) / 404 (does not verify) as an int."""
+        if not _TOKEN.match(token):
+            return 400
+        try:
+            return self.signer.verify(token.decode("ascii"), kind)  # type: ignore[arg-type]
+        except InvalidToken:
+            return 404
+
+    async def _click(self, scope, send, token: bytes, head: bool) -> None:  # type: ignore[no-untyped-def]
+        data = self._verify(token, "c")
+        if isinstance(data, int):
+            return await _respond(send, data, _NOT_FOUND if data == 404 else _BAD_REQUEST,
+                                  [_HTML], head)
+        link = await self._link(data.issue, data.link)
+        if link is None:
+            return await _respond(send, 404, _NOT_FOUND, [_HTML], head)
+        self._record(scope, "click", data.issue, data.link, data.pseudonym, data.list,
+                     link.kind)
+        location = link.url.encode("utf-8")
+        return await _respond(send, 302, b"", [(b"location", location)], head)
+
+    async def _view(self, scope, send, slug_raw: bytes, head: bool) -> None:  # type: ignore[no-untyped-def]
+        slug = slug_raw.decode("ascii", "replace")
+        if not _SLUG.match(slug):
+            return await _respond(send, 400, _BAD_REQUEST, [_HTML], head)
+        issue = await self._issue(slug)
+        if issue is None or not issue.web_html:
+            return await _respond(send, 404, _NOT_FOUND, [_HTML], head)
+        self._record(scope, "view", slug, "", None, None, "")
+        return await _respond(send, 200, issue.web_html.encode("utf-8"), [_HTML], head)
+
+    async def _open(self, scope, send, token: bytes, head: bool) -> None:  # type: ignore[no-untyped-def]
+        data = self._verify(token, "o")
+        if isinstance(data, int):
+            return await _respond(send, data, _NOT_FOUND if data == 404 else _BAD_REQUEST,
+                                  [_HTML], head)
+        issue = await self._issue(data.issue)
+        if issue is None or not issue.opens:
+            return await _respond(send, 404, _NOT_FOUND, [_HTML], head)
+        self._record(scope, "open", data.issue, "", data.pseudonym, data.list, "")
+        return await _respond(send, 200, _PIXEL, [(b"content-type", b"image/gif")], head)
+
+    async def _unsubscribe_page(self, send, token: bytes, head: bool) -> None:  # type: ignore[no-untyped-def]
+        data = self._verify(token, "u")
+        if isinstance(data, int):
+            return await _respond(send, data, _NOT_FOUND if data == 404 else _BAD_REQUEST,
+                                  [_HTML], head)
+        body = _page("Unsubscribe", (
+            "<p>Press the button to stop receiving this newsletter at your address.</p>"
+            "<form method=post><input type=hidden name=List-Unsubscribe value=One-Click>"
+            "<button type=submit>Unsubscribe</button></form>"))
+        return await _respond(send, 200, body, [_HTML, _PAGE_CSP], head)
+
+    async def _unsubscribe(self, scope, receive, send, token: bytes) -> None:  # type: ignore[no-untyped-def]
+        size = 0
+        more = True
+        while more:  # read (and bound) the body even though RFC 8058 needs nothing from it
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            size += len(message.get("body", b""))
+            more = message.get("more_body", False)
+            if size > MAX_BODY_BYTES:
+                return await _respond(send, 413, _BAD_REQUEST, [_HTML])
+        data = self._verify(token, "u")
+        if isinstance(data, int) or not data.pseudonym:
+            status = data if isinstance(data, int) else 404
+            return await _respond(send, status, _NOT_FOUND if status == 404 else _BAD_REQUEST,
+                                  [_HTML])
+        done = await asyncio.to_thread(self._suppress, data.pseudonym, data.issue)
+        if not done:
+            return await _respond(send, 404, _NOT_FOUND, [_HTML])
+        body = _page("You are unsubscribed",
+                     "<p>You will not receive further issues of this newsletter.</p>")
+        return await _respond(send, 200, body, [_HTML, _PAGE_CSP])
+
+    def _suppress(self, pseudonym: str, issue: str) -> bool:
+        with self.database.engine.begin() as conn:
+            address = conn.execute(sa.select(db.recipients.c.address)
+                                   .where(db.recipients.c.pseudonym == pseudonym)).scalar()
+            if address is None:
+                return False
+            exists = conn.execute(sa.select(db.suppressions.c.address)
+                                  .where(db.suppressions.c.address == address)).first()
+            if exists is None:
+                conn.execute(db.suppressions.insert().values(
+                    address=address, reason="unsubscribed", source=f"tracker:/u ({issue})",
+                    created_at=db.now()))
+        return True
+
+    # -- helpers --------------------------------------------------------------------------
+    def _record(self, scope, kind: str, issue: str, link_id: str,  # type: ignore[no-untyped-def]
+                pseudonym: str | None, list_key: str | None, link_kind: str) -> None:
+        agent = ""
+        for name, value in scope["headers"]:
+            if name == b"user-agent":
+                agent = value.decode("latin-1")
+                break
+        client = scope.get("client")
+        ip = client[0] if client else ""
+        method = scope["method"]
+        reasons = classify.hit_reasons(self.rules, method=method, user_agent=agent, ip=ip,
+                                       link_kind=link_kind)
+        self.writer.add(Hit(at=time.time(), issue=issue, kind=kind, link_id=link_id,
+                            pseudonym=pseudonym or "", list_key=list_key or "", method=method,
+                            user_agent=agent, ip_hash=classify.hash_ip(self._ip_key, ip),
+                            reasons=reasons))
+
+    async def _link(self, issue: str, link_id: str) -> _Link | None:
+        key = (issue, link_id)
+        cached = self._links.get(key)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        link = await asyncio.to_thread(self._load_link, issue, link_id)
+        if len(self._links) > 50_000:
+            self._links.clear()
+        self._links[key] = (time.monotonic() + self.cache_seconds, link)
+        return link
+
+    def _load_link(self, issue: str, link_id: str) -> _Link | None:
+        t = db.links
+        with self.database.engine.connect() as conn:
+            row = conn.execute(sa.select(t.c.url, t.c.kind)
+                               .where(t.c.issue == issue, t.c.link_id == link_id)).first()
+        if row is None or not row.url.lower().startswith(("http://", "https://", "mailto:")):
+            return None
+        return _Link(url=row.url, kind=row.kind)
+
+    async def _issue(self, slug: str) -> _Issue | None:
+        cached = self._issues.get(slug)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        issue = await asyncio.to_thread(self._load_issue, slug)
+        if len(self._issues) > 1000:
+            self._issues.clear()
+        self._issues[slug] = (time.monotonic() + self.cache_seconds, issue)
+        return issue
+
+    def _load_issue(self, slug: str) -> _Issue | None:
+        t = db.issues
+        with self.database.engine.connect() as conn:
+            row = conn.execute(sa.select(t.c.web_html, t.c.opens, t.c.tracking)
+                               .where(t.c.slug == slug)).first()
+        if row is None:
+            return None
+        return _Issue(web_html=row.web_html, opens=bool(row.opens) and row.tracking != "off")
+
+
+async def _respond(send, status: int, body: bytes, headers: list, head: bool = False) -> None:  # type: ignore[no-untyped-def]
+    await send({"type": "http.response.start", "status": status,
+                "headers": [*_COMMON, *headers, (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": b"" if head else body})
+
+
+async def _method_not_allowed(send, allow: bytes) -> None:  # type: ignore[no-untyped-def]
+    body = _page("Method not allowed", "<p>This address does not accept that method.</p>")
+    await _respond(send, 405, body, [_HTML, (b"allow", allow)])
+
+
+def create_app(database_url: str | None = None, *, database: Database | None = None,
+               rules: classify.Rules | None = None, flush_interval: float = 0.05,
+               cache_seconds: float = 30.0) -> TrackerApp:
+    """The tracker for the database at ``database_url`` (or an already open ``database``).
+
+    Serve it with any ASGI server; its lifespan starts the event writer and, on shutdown, stores
+    every queued event before the database is closed. Without a lifespan (some test clients),
+    call :meth:`TrackerApp.close` when done.
+    """
+    if (database_url is None) == (database is None):
+        raise ValueError("give exactly one of database_url and database")
+    owns = database is None
+    database = database or open_db(database_url)  # type: ignore[arg-type]
+    try:
+        return TrackerApp(database, owns_database=owns, rules=rules or classify.Rules(),
+                          flush_interval=flush_interval, cache_seconds=cache_seconds)
+    except Exception:
+        if owns:
+            database.close()
+        raise

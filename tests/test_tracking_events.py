@@ -1,0 +1,130 @@
+"""Scanner classification, the batched event writer and retention (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+from conftest import TRACKING_SENT_AT
+
+from newsletter import db
+from newsletter.cli import main
+from newsletter.errors import NewsletterError
+from newsletter.tracking import classify
+from newsletter.tracking.events import EventWriter, Hit, parse_age, purge, store
+
+T = TRACKING_SENT_AT
+
+
+def rows(database) -> list:  # type: ignore[no-untyped-def]
+    with database.engine.connect() as conn:
+        return list(conn.execute(sa.select(db.events).order_by(db.events.c.id)))
+
+
+def test_hit_reasons_each_rule() -> None:
+    rules = classify.Rules()
+    person = "Mozilla/5.0 (Macintosh) Safari/605.1.15"
+    assert classify.hit_reasons(rules, method="GET", user_agent=person, ip="81.2.69.160") == []
+    assert classify.hit_reasons(rules, method="HEAD", user_agent=person, ip="") == ["head"]
+    assert classify.hit_reasons(rules, method="GET", user_agent="", ip="") == ["no-agent"]
+    assert classify.hit_reasons(rules, method="GET", user_agent="Mozilla/5.0 BingPreview/1.0b",
+                                ip="") == ["scanner-agent"]
+    assert classify.hit_reasons(rules, method="GET", user_agent=person,
+                                ip="40.107.22.5") == ["scanner-network"]
+    assert classify.hit_reasons(rules, method="GET", user_agent=person, ip="",
+                                link_kind="honeypot") == ["honeypot"]
+
+
+def test_extra_scanner_networks_from_the_environment(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("NEWSLETTER_SCANNER_NETWORKS", "198.51.100.0/24, not-a-network")
+    rules = classify.Rules()
+    assert rules.scanner_network("198.51.100.9")
+    assert not rules.scanner_network("198.51.101.9")
+
+
+def test_burst_needs_enough_distinct_links_inside_the_window() -> None:
+    rules = classify.Rules(burst_seconds=2, burst_links=3)
+    assert classify.burst_ids(rules, [(1, 0.0, "a"), (2, 0.5, "b"), (3, 1.9, "c")]) == {1, 2, 3}
+    assert classify.burst_ids(rules, [(1, 0.0, "a"), (2, 0.5, "b"), (3, 2.5, "c")]) == set()
+    assert classify.burst_ids(rules, [(1, 0.0, "a"), (2, 0.1, "a"), (3, 0.2, "a")]) == set()
+
+
+def test_ip_is_stored_only_as_a_keyed_hash() -> None:
+    first = classify.hash_ip(b"key-one", "81.2.69.160")
+    assert len(first) == 16 and "81.2" not in first
+    assert first == classify.hash_ip(b"key-one", "81.2.69.160")
+    assert first != classify.hash_ip(b"key-two", "81.2.69.160")
+
+
+def test_writer_marks_hits_soon_after_delivery(tracking_db) -> None:  # type: ignore[no-untyped-def]
+    agent = "Mozilla/5.0 Firefox/140.0"
+    store(tracking_db, [
+        Hit(at=T + 5, issue="spring", kind="click", link_id="a1", pseudonym="p1",
+            user_agent=agent),
+        Hit(at=T + 3600, issue="spring", kind="click", link_id="a1", pseudonym="p2",
+            user_agent=agent),
+    ])
+    assert [(r.pseudonym, r.scanner, r.reasons) for r in rows(tracking_db)] == [
+        ("p1", True, "after-delivery"), ("p2", False, "")]
+
+
+def test_writer_marks_bursts_across_batches_and_aggregate_senders(tracking_db) -> None:  # type: ignore[no-untyped-def]
+    writer = EventWriter(tracking_db)
+    agent = "Mozilla/5.0 Firefox/140.0"
+    # Aggregate issue: no recipient, so the sender is the IP hash and user agent.
+    for i, link in enumerate(("a1", "d1")):
+        writer.add(Hit(at=T + 900 + i * 0.3, issue="autumn", kind="click", link_id=link,
+                       list_key="schools", user_agent=agent, ip_hash="aaaa"))
+    writer.flush()  # the third link comes in a later batch; the first two are marked then
+    writer.add(Hit(at=T + 901, issue="autumn", kind="click", link_id="a1", list_key="schools",
+                   user_agent=agent, ip_hash="bbbb", method="HEAD", reasons=["head"]))
+    writer.add(Hit(at=T + 901.2, issue="autumn", kind="click", link_id="x9", list_key="schools",
+                   user_agent=agent, ip_hash="aaaa"))
+    writer.close()
+    assert [(r.ip_hash, r.scanner, r.reasons) for r in rows(tracking_db)] == [
+        ("aaaa", True, "burst"), ("aaaa", True, "burst"), ("bbbb", True, "head"),
+        ("aaaa", True, "burst")]
+    assert writer.stored == 4
+
+
+def test_purge_deletes_only_older_events(tracking_db) -> None:  # type: ignore[no-untyped-def]
+    now = db.now()
+    store(tracking_db, [Hit(at=now - 200 * 86400, issue="spring", kind="click", link_id="a1"),
+                        Hit(at=now - 10 * 86400, issue="spring", kind="click", link_id="a1"),
+                        Hit(at=now - 300 * 86400, issue="autumn", kind="view")])
+    assert purge(tracking_db, parse_age("180d"), issue="spring") == 1
+    assert len(rows(tracking_db)) == 2
+    assert purge(tracking_db, parse_age("180d")) == 1
+    assert [r.at for r in rows(tracking_db)] == [now - 10 * 86400]
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("180d", 180 * 86400), ("12h", 43200),
+                                               ("2w", 14 * 86400), ("90 s", 90), ("1.5d", 129600)])
+def test_parse_age(text: str, seconds: float) -> None:
+    assert parse_age(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["180", "d", "180x", "-3d", "", "180 days"])
+def test_parse_age_rejects_with_a_hint(text: str) -> None:
+    with pytest.raises(NewsletterError) as caught:
+        parse_age(text)
+    assert caught.value.message == f"--older-than {text!r} is not an age"
+    assert "e.g. 180d" in caught.value.hint
+
+
+def test_parse_age_rejects_zero() -> None:
+    with pytest.raises(NewsletterError, match="must be more than zero"):
+        parse_age("0d")
+
+
+def test_purge_command(tracking_db, runner, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.chdir(tmp_path)
+    store(tracking_db, [Hit(at=db.now() - 400 * 86400, issue="spring", kind="click")])
+    result = runner.invoke(main, ["track", "purge", "--older-than", "180d",
+                                  "--db", tracking_db.url])
+    assert result.exit_code == 0, result.output
+    assert result.output == "Deleted 1 event(s) older than 180d.\n"
+    bad = runner.invoke(main, ["track", "purge", "--older-than", "six months",
+                               "--db", tracking_db.url])
+    assert bad.exit_code == 1
+    assert "--older-than 'six months' is not an age" in bad.output
+    assert "Traceback" not in bad.output

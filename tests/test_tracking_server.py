@@ -1,0 +1,236 @@
+"""The tracking server in-process: redirects, recording, refusals, unsubscribe (SQLite and PG)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from newsletter import db
+from newsletter.tracking.server import create_app
+from newsletter.tracking.tokens import signer_for
+
+
+@pytest.fixture
+def app(tracking_db):  # type: ignore[no-untyped-def]
+    application = create_app(database=tracking_db)
+    yield application
+    application.close()
+
+
+class Client:
+    """A synchronous front to httpx's in-process ASGI transport (one event loop per request)."""
+
+    def __init__(self, app) -> None:  # type: ignore[no-untyped-def]
+        self.app = app
+        self.headers = {"user-agent": "Mozilla/5.0 (Windows NT 10.0) Firefox/140.0"}
+
+    def request(self, method: str, path: str, **kwargs) -> httpx.Response:  # type: ignore[no-untyped-def]
+        async def go() -> httpx.Response:
+            transport = httpx.ASGITransport(app=self.app, client=("203.0.113.7", 50123))
+            async with httpx.AsyncClient(transport=transport, base_url="http://tracker.test",
+                                         headers=self.headers) as http:
+                return await http.request(method, path, **kwargs)
+
+        return asyncio.run(go())
+
+    def get(self, path: str, **kwargs) -> httpx.Response:  # type: ignore[no-untyped-def]
+        return self.request("GET", path, **kwargs)
+
+    def head(self, path: str, **kwargs) -> httpx.Response:  # type: ignore[no-untyped-def]
+        return self.request("HEAD", path, **kwargs)
+
+    def post(self, path: str, **kwargs) -> httpx.Response:  # type: ignore[no-untyped-def]
+        return self.request("POST", path, **kwargs)
+
+
+@pytest.fixture
+def client(app) -> Client:  # type: ignore[no-untyped-def]
+    return Client(app)
+
+
+@pytest.fixture
+def signer(tracking_db):  # type: ignore[no-untyped-def]
+    return signer_for(tracking_db)
+
+
+def stored(app, **where) -> list:  # type: ignore[no-untyped-def]
+    app.flush()
+    query = sa.select(db.events).order_by(db.events.c.id)
+    for name, value in where.items():
+        query = query.where(db.events.c[name] == value)
+    with app.database.engine.connect() as conn:
+        return list(conn.execute(query))
+
+
+def test_click_redirects_to_registered_url_and_is_recorded(app, client, signer) -> None:
+    response = client.get(f"/c/{signer.click('spring', 'a1', pseudonym='p1')}")
+    assert response.status_code == 302
+    assert response.headers["location"] == "https://example.org/review"
+    [event] = stored(app)
+    assert (event.issue, event.kind, event.link_id, event.pseudonym) == ("spring", "click", "a1",
+                                                                         "p1")
+    assert event.method == "GET" and not event.scanner and event.reasons == ""
+    assert event.user_agent.startswith("Mozilla/5.0")
+    assert event.ip_hash and "203.0.113" not in event.ip_hash
+
+
+def test_aggregate_click_records_the_list_and_no_recipient(app, client, signer) -> None:
+    response = client.get(f"/c/{signer.click('autumn', 'd1', list_key='schools')}")
+    assert response.headers["location"] == "https://example.org/autumn.pdf"
+    [event] = stored(app)
+    assert (event.pseudonym, event.list_key) == ("", "schools")
+
+
+def test_responses_carry_privacy_headers(client, signer) -> None:
+    for path in (f"/c/{signer.click('spring', 'a1')}", "/c/nonsense", "/v/spring", "/healthz"):
+        headers = client.get(path).headers
+        assert headers["referrer-policy"] == "no-referrer"
+        assert headers["cache-control"] == "no-store"
+        assert headers["x-robots-tag"] == "noindex"
+
+
+def test_forged_truncated_unknown_and_wrong_tokens_get_404_and_nothing_recorded(
+        app, client, signer) -> None:
+    good = signer.click("spring", "a1", pseudonym="p1")
+    body, mac = good.split(".")
+    flipped = mac[:-1] + ("A" if mac[-1] != "A" else "B")
+    bad = [
+        f"{body}.{flipped}",                              # forged signature
+        good[:-3],                                        # truncated
+        body,                                             # signature cut off
+        signer.click("spring", "zz"),                     # signed, but no such link
+        signer.click("autumn", "e1"),                     # a link of another issue
+        signer.click("nope", "a1"),                       # an issue never registered
+        signer.unsubscribe("spring", "p1"),               # a token for something else
+        "x.y",
+    ]
+    for token in bad:
+        response = client.get(f"/c/{token}")
+        assert response.status_code == 404, token
+        assert "location" not in response.headers
+        assert "This link is not valid" in response.text
+    assert stored(app) == []
+
+
+@pytest.mark.parametrize("path", [
+    "/c/abc%2Fdef",                       # encoded slash
+    "/c//evil.example",                   # protocol-relative destination
+    "/c/https://evil.example/",           # a URL where the token goes
+    "/c/%2F%2Fevil.example",
+    "/c/tok%00en",
+    "/v/..%2F..%2Fetc",
+])
+def test_malformed_paths_get_400(app, client, path: str) -> None:
+    response = client.get(path)
+    assert response.status_code == 400
+    assert "location" not in response.headers
+    assert "not valid" in response.text
+    assert stored(app) == []
+
+
+def test_destination_never_comes_from_the_request(app, client, signer) -> None:
+    token = signer.click("spring", "a1")
+    for suffix in ("?url=https://evil.example", "?next=//evil.example",
+                   "?redirect=https%3A%2F%2Fevil.example"):
+        response = client.get(f"/c/{token}{suffix}")
+        assert response.headers["location"] == "https://example.org/review"
+
+
+def test_head_is_redirected_and_recorded_as_a_scanner(app, client, signer) -> None:
+    response = client.head(f"/c/{signer.click('spring', 'a1', pseudonym='p2')}")
+    assert response.status_code == 302
+    assert response.headers["location"] == "https://example.org/review"
+    [event] = stored(app)
+    assert event.method == "HEAD" and event.scanner and event.reasons == "head"
+
+
+def test_honeypot_and_scanner_agents_are_classified_never_blocked(app, client, signer) -> None:
+    honeypot = client.get(f"/c/{signer.click('spring', 'hp', pseudonym='p3')}")
+    assert honeypot.status_code == 302
+    curl = client.get(f"/c/{signer.click('spring', 'e1', pseudonym='p4')}",
+                      headers={"user-agent": "curl/8.5.0"})
+    assert curl.status_code == 302
+    anonymous = client.get(f"/c/{signer.click('spring', 'e1', pseudonym='p5')}",
+                           headers={"user-agent": ""})
+    assert anonymous.status_code == 302
+    reasons = [(e.pseudonym, e.scanner, e.reasons) for e in stored(app)]
+    assert reasons == [("p3", True, "honeypot"), ("p4", True, "scanner-agent"),
+                       ("p5", True, "no-agent")]
+
+
+def test_all_links_of_a_message_in_one_burst_are_marked(app, client, signer) -> None:
+    for link in ("a1", "d1", "e1"):
+        assert client.get(f"/c/{signer.click('spring', link, pseudonym='p1')}").status_code == 302
+    client.get(f"/c/{signer.click('spring', 'a1', pseudonym='p2')}")
+    events = stored(app)
+    assert [(e.pseudonym, e.scanner, e.reasons) for e in events] == [
+        ("p1", True, "burst"), ("p1", True, "burst"), ("p1", True, "burst"),
+        ("p2", False, "")]
+
+
+def test_web_version_is_served_and_counted_as_a_view(app, client) -> None:
+    response = client.get("/v/spring")
+    assert response.status_code == 200
+    assert "<h1>The spring issue</h1>" in response.text
+    assert client.get("/v/never-sent-issue").status_code == 404
+    [event] = stored(app)
+    assert (event.kind, event.issue, event.pseudonym) == ("view", "spring", "")
+
+
+def test_open_pixel_only_when_the_issue_turns_opens_on(app, client, signer) -> None:
+    response = client.get(f"/o/{signer.open('spring', pseudonym='p1')}")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "image/gif"
+    off = client.get(f"/o/{signer.open('autumn', list_key='schools')}")
+    assert off.status_code == 404
+    assert [(e.kind, e.pseudonym) for e in stored(app)] == [("open", "p1")]
+
+
+def suppressions(database) -> list:  # type: ignore[no-untyped-def]
+    with database.engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(
+            sa.select(db.suppressions.c.address, db.suppressions.c.reason))]
+
+
+def test_unsubscribe_get_changes_nothing_post_suppresses_idempotently(
+        app, client, signer, tracking_db) -> None:
+    token = signer.unsubscribe("spring", "p3")
+    page = client.get(f"/u/{token}")
+    assert page.status_code == 200
+    assert "<form method=post>" in page.text
+    assert suppressions(tracking_db) == []
+    for _ in range(2):  # RFC 8058 one-click, then the button again: same result
+        done = client.post(f"/u/{token}", content=b"List-Unsubscribe=One-Click",
+                           headers={"content-type": "application/x-www-form-urlencoded"})
+        assert done.status_code == 200
+        assert "You are unsubscribed" in done.text
+    assert suppressions(tracking_db) == [("cat@police.example", "unsubscribed")]
+    assert stored(app) == []  # an unsubscribe is never a click
+
+
+def test_unsubscribe_refuses_bad_tokens(client, signer, tracking_db) -> None:
+    assert client.post(f"/u/{signer.click('spring', 'a1', pseudonym='p1')}").status_code == 404
+    assert client.post(f"/u/{signer.unsubscribe('spring', 'nobody')}").status_code == 404
+    assert client.get("/u/not-a-token").status_code == 404
+    assert client.post("/u/bad%2Ftoken").status_code == 400
+    assert suppressions(tracking_db) == []
+
+
+def test_request_limits(client, signer) -> None:
+    token = signer.unsubscribe("spring", "p1")
+    assert client.post(f"/u/{token}", content=b"x" * 10_000).status_code == 413
+    assert client.get("/healthz", headers={"x-big": "y" * 9000}).status_code == 431
+    assert client.get("/c/" + "a" * 3000).status_code == 414
+    response = client.post(f"/c/{signer.click('spring', 'a1')}")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, HEAD"
+
+
+def test_healthz_and_unknown_paths(client) -> None:
+    assert client.get("/healthz").text.startswith("ok")
+    missing = client.get("/")
+    assert missing.status_code == 404
+    assert "Traceback" not in missing.text

@@ -1,0 +1,77 @@
+"""The real tracker: `newsletter track serve` as a subprocess, stopped with SIGTERM mid-stream."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+
+import httpx
+import sqlalchemy as sa
+
+from newsletter import db
+from newsletter.tracking.tokens import signer_for
+
+CLICKS = 300
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen, limit: float = 30.0) -> None:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"tracker exited early: {process.communicate()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"tracker did not open port {port}")
+
+
+def test_sigterm_stores_every_click_served(tracking_db, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    signer = signer_for(tracking_db)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("NEWSLETTER_DB", "NEWSLETTER_SECRET_KEY")}
+    command = [shutil.which("newsletter") or "newsletter", "track", "serve",
+               "--port", str(port), "--db", tracking_db.url,
+               # no timed flush during the test: every click waits in the queue for SIGTERM
+               "--flush-interval", "3600"]
+    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_port(port, process)
+        served = 0
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", follow_redirects=False) as http:
+            for i in range(CLICKS):
+                token = signer.click("spring", ("a1", "d1", "e1")[i % 3],
+                                     pseudonym=f"p{1 + i % 5}")
+                response = http.get(f"/c/{token}")
+                assert response.headers["referrer-policy"] == "no-referrer"
+                served += response.status_code == 302
+        assert count_clicks(tracking_db) == 0  # all still queued in the tracker
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, err
+    assert served == CLICKS
+    assert f"Stopped; {CLICKS} event(s) stored." in err
+    assert count_clicks(tracking_db) == CLICKS
+
+
+def count_clicks(database) -> int:  # type: ignore[no-untyped-def]
+    with database.engine.connect() as conn:
+        return conn.execute(sa.select(sa.func.count()).select_from(db.events)
+                            .where(db.events.c.kind == "click")).scalar()
