@@ -23,7 +23,8 @@ system-deps:
 
 test: $(VENV)/.test-installed system-deps
 	$(BIN)/ruff check newsletter tests bench
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
+	eval "$$(bash scripts/start-postgres.sh)" && \
+	  PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
 
 lint: $(VENV)/.test-installed
 	$(BIN)/ruff check newsletter tests bench
