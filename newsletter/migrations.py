@@ -21,7 +21,18 @@ def m001_initial(conn: Connection) -> None:
     db.metadata.create_all(conn)
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [m001_initial]
+def m002_report_indexes(conn: Connection) -> None:
+    """Covering indexes for the report: per link, per recipient and per day in one index scan."""
+    # Plain DDL (same on SQLite and PostgreSQL) so the shared Table object stays as m001 made it.
+    for name, columns in (
+        ("ix_events_links", "issue, kind, scanner, link_id, pseudonym"),
+        ("ix_events_people", "issue, kind, pseudonym, scanner, link_id"),
+        ("ix_events_days", "issue, kind, at, scanner, link_id, pseudonym"),
+    ):
+        conn.execute(sa.text(f"CREATE INDEX IF NOT EXISTS {name} ON events ({columns})"))
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [m001_initial, m002_report_indexes]
 
 
 def migrate(engine: Engine) -> list[str]:
