@@ -35,6 +35,16 @@ class BuiltIssue:
     warnings: list[Problem]
     dependencies: list[Path]
     tracking_url: str
+    root: Path | None = None
+
+    @property
+    def images(self) -> list[str]:
+        """Project-relative paths of the local images the email shows (copied beside it)."""
+        sources = [s.image.src for s in self.issue.sections
+                   if isinstance(s, model.Article) and s.image]
+        if self.issue.theme.logo:
+            sources.append(self.issue.theme.logo.src)
+        return sorted({src for src in sources if "://" not in src})
 
     def files(self) -> dict[str, str]:
         """File name -> content, as written to ``build/<slug>/``."""
@@ -48,15 +58,6 @@ class BuiltIssue:
         }
 
 
-def _dependencies(issue: model.Issue, path: Path, project: Project,
-                  templates: list[Path]) -> list[Path]:
-    files = [path, project.theme_path, *templates]
-    images = [s.image.src for s in issue.sections
-              if isinstance(s, model.Article) and s.image]
-    if issue.theme.logo:
-        images.append(issue.theme.logo.src)
-    files += [project.root / src for src in images if "://" not in src]
-    return [f.resolve() for f in files]
 
 
 def build_issue(path: Path, project: Project, *, tracked: bool = True) -> BuiltIssue:
@@ -90,10 +91,12 @@ def build_issue(path: Path, project: Project, *, tracked: bool = True) -> BuiltI
                                 f"the built email is {size // 1024} KB; Gmail clips messages "
                                 "over about 100 KB", "shorten the issue or link to the web "
                                 "version for long articles", "warning"))
-    return BuiltIssue(issue=issue, mjml=rendered.mjml, html=rendered.html, text=rendered.text,
-                      web_html=rendered.web_html, links=rendered.links, warnings=warnings,
-                      dependencies=_dependencies(issue, path, project, rendered.templates),
-                      tracking_url=project.tracking_url)
+    built = BuiltIssue(issue=issue, mjml=rendered.mjml, html=rendered.html, text=rendered.text,
+                       web_html=rendered.web_html, links=rendered.links, warnings=warnings,
+                       dependencies=[], tracking_url=project.tracking_url, root=project.root)
+    built.dependencies = [p.resolve() for p in (path, project.theme_path, *rendered.templates,
+                                                *(project.root / src for src in built.images))]
+    return built
 
 
 def write_build(built: BuiltIssue, out_dir: Path) -> Path:
@@ -108,6 +111,12 @@ def write_build(built: BuiltIssue, out_dir: Path) -> Path:
     try:
         for name, content in built.files().items():
             (staging / name).write_text(content, encoding="utf-8", newline="\n")
+        if built.root is not None:
+            # Copied beside email.html so the file opens with its images from the build folder.
+            for src in built.images:
+                destination = staging / src
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(built.root / src, destination)
         os.chmod(staging, 0o755)
         old = None
         if target.exists():

@@ -31,7 +31,10 @@ SECTION_TYPES = ("article", "key_messages", "events", "resources", "contacts")
 LINK_SCHEMES = ("http", "https", "mailto")
 SUBJECT_LIMIT = 78
 
+# For checking only: accept every link so a javascript: link is reported, not silently
+# turned into text as the renderer (which keeps markdown-it's link validation) does.
 _markdown = MarkdownIt("commonmark", {"html": False})
+_markdown.validateLink = lambda url: True  # type: ignore[method-assign]
 
 
 class _Checker:
@@ -214,7 +217,8 @@ def markdown_links(body: str) -> list[tuple[str, str, int]]:
 def _body_line(data: LocDict, key: str, offset: int) -> Mark:
     line, column = data.value_at(key)
     if key in data.block_scalar:
-        return (line + 1 + offset, column + 2)
+        # Block text starts on the line after "|"; editors indent it two past the key.
+        return (line + 1 + offset, data.key_at(key)[1] + 2)
     return (line + offset, column)
 
 
@@ -230,7 +234,7 @@ def _image(c: _Checker, data: LocDict, what: str, root: Path,
     c.keys(data, ("src", "alt", "width", *extra_keys), what)
     src = c.text(data, "src", what)
     if "alt" not in data:
-        c.error(data.mark, f"image in {what} has no alt text",
+        c.error(data.mark, f"{what} has no alt text",
                 "add 'alt: ...' describing the image for people who cannot see it "
                 "(use alt: \"\" only for a purely decorative image)")
         alt = ""
@@ -479,6 +483,9 @@ def parse_issue(data: Any, file: str, root: Path, theme: model.Theme,
     if not preheader:
         c.warn(issue.key_at("preheader"), "no preheader",
                "add 'preheader: ...': the line inboxes show after the subject")
+    if issue.get("tracking") is False:
+        # YAML 1.1 reads a bare `off` as false; editors mean the tracking mode.
+        issue["tracking"] = "off"
     tracking = c.text(issue, "tracking", "the issue", required=False, default="aggregate")
     if tracking not in ("aggregate", "individual", "off"):
         c.error(issue.value_at("tracking"), f"tracking '{tracking}' is not a tracking mode",

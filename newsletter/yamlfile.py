@@ -131,8 +131,9 @@ def read_yaml(path: Path, display: str | None = None) -> tuple[Any, list[Problem
     if not text.strip():
         return None, [Problem(name, 1, 1, "the file is empty",
                               "start from a skeleton: newsletter new")]
-    loader = _Loader(text)
+    loader = None
     try:
+        loader = _Loader(text)
         data = loader.get_single_data()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -141,11 +142,18 @@ def read_yaml(path: Path, display: str | None = None) -> tuple[Any, list[Problem
         return None, [Problem(name, line, column, f"YAML syntax error: {what}",
                               "check indentation (spaces, not tabs) and that text containing "
                               "': ' or starting with a special character is in quotes")]
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        return None, [Problem(name, line, column,
+                              f"the file contains a control character (code {exc.character:#x})",
+                              "delete the invisible character, or retype the line")]
     except yaml.YAMLError as exc:
         return None, [Problem(name, 1, 1, f"YAML syntax error: {exc}",
                               "the file must hold a single YAML document")]
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     problems = [Problem(name, line, column, f"key '{key}' appears twice",
                         "remove one of them: the later one would silently win")
                 for key, (line, column) in loader.duplicates]

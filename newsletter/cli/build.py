@@ -99,7 +99,7 @@ def build(issue: Path, out: Path | None, open_browser: bool) -> None:
     target = write_build(built, out or project.build_dir)
     email = target / "email.html"
     click.echo(f"Built {built.issue.slug} ({len(built.links)} links) in {target}/")
-    click.echo(f"  email.html  email.txt  web.html  email.mjml  links.json")
+    click.echo("  email.html  email.txt  web.html  email.mjml  links.json")
     click.echo(f"Open it: {email.resolve().as_uri()}")
     if open_browser:
         webbrowser.open(email.resolve().as_uri())

@@ -72,7 +72,7 @@ class Signer:
         pseudonym: str | None = None,
         list_key: str | None = None,
     ) -> str:
-        """A token for ``kind`` on ``issue``'s ``link``, naming a pseudonym or a list (or neither)."""
+        """A token for ``kind`` on ``issue``'s ``link``, naming a pseudonym, a list or neither."""
         who = f"r:{pseudonym}" if pseudonym else (f"l:{list_key}" if list_key else "")
         payload = _SEP.join((self._current, kind, issue, link, who)).encode("utf-8")
         return _b64(payload) + "." + _b64(self._mac(self._current, payload))
