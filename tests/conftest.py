@@ -44,6 +44,28 @@ def runner() -> CliRunner:
     return CliRunner()
 
 
+@pytest.fixture
+def sample_yaml(sample_issue: Path) -> str:
+    """The sample issue's text, to edit into broken variants."""
+    return sample_issue.read_text(encoding="utf-8")
+
+
+@pytest.fixture
+def check_issue(project: Path, runner: CliRunner):  # type: ignore[no-untyped-def]
+    """Write YAML text to issues/draft.yaml, run ``newsletter check`` on it, return the result."""
+    from newsletter.cli import main
+
+    def run(text: str | bytes, name: str = "draft.yaml"):  # type: ignore[no-untyped-def]
+        path = project / "issues" / name
+        if isinstance(text, bytes):
+            path.write_bytes(text)
+        else:
+            path.write_text(text, encoding="utf-8")
+        return runner.invoke(main, ["check", f"issues/{name}"])
+
+    return run
+
+
 # --- tracking ---
 # The storage tests run against SQLite and a real PostgreSQL (`make test` starts one with
 # scripts/start-postgres.sh and sets NEWSLETTER_TEST_PG_URL). Each PostgreSQL test gets a database
