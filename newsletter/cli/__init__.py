@@ -44,9 +44,11 @@ def main() -> None:
 
 def _register() -> None:
     from newsletter.cli import build as _build
+    from newsletter.cli import report as _report
+    from newsletter.cli import send as _send
     from newsletter.cli import track as _track
 
-    for module in (_build, _track):
+    for module in (_build, _track, _report, _send):
         for command in module.COMMANDS:
             main.add_command(command)
 

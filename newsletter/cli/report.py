@@ -1,0 +1,58 @@
+"""``newsletter report ISSUE``: clicks, views and downloads of a sent issue."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from newsletter.project import Project
+
+
+@click.command("report")
+@click.argument("issue", metavar="ISSUE")
+@click.option("--by", "by", type=click.Choice(["link", "list", "organisation", "day"]),
+              default="link", show_default=True, help="Which breakdown to show.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "html"]),
+              default="table", show_default=True,
+              help="table for reading, csv for spreadsheets, json for dashboards, html for a "
+              "page with charts.")
+@click.option("--include-scanners", is_flag=True,
+              help="Count probable security scanners in the headline figures too.")
+@click.option("--min-count", type=click.IntRange(0), default=0, show_default=True, metavar="N",
+              help="Hide counts below N (small numbers can identify people).")
+@click.option("--db", "db", metavar="PATH|URL", default=None,
+              help="Database (default: NEWSLETTER_DB, then newsletter.db in the project).")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write to this file instead of standard output.")
+def report(issue: str, by: str, fmt: str, include_scanners: bool, min_count: int,
+           db: str | None, output: Path | None) -> None:
+    """Report clicks, views and downloads of a sent ISSUE (a slug or issues/<slug>.yaml).
+
+    Probable security scanners are counted apart and left out of the headline figures.
+
+    Example:
+
+        newsletter report 2026-spring --by list
+
+        newsletter report issues/2026-spring.yaml --format html -o report.html
+    """
+    from newsletter import report as reporting
+    from newsletter.db import open_db
+
+    slug = reporting.issue_slug(issue)
+    database = open_db(Project.load().db_url(db))
+    try:
+        data = reporting.build(database, slug, include_scanners=include_scanners,
+                               min_count=min_count)
+    finally:
+        database.close()
+    text = reporting.render(data, fmt, by)
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        click.echo(f"Wrote {output}", err=True)
+
+
+COMMANDS = [report]

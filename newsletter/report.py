@@ -1,0 +1,493 @@
+"""The report: the ledger and the tracking events of one issue, counted honestly.
+
+:func:`build` aggregates in SQL (covering indexes from migration ``m002``) and returns a plain dict,
+the JSON contract documented in ``docs/tracking.md``; :func:`render` turns it into a table, CSV,
+JSON or a self-contained HTML page with charts.
+
+Headline figures count people, not security scanners: events classified as probable scanners
+(with reasons, see :mod:`newsletter.tracking.classify`) are counted apart and left out unless
+``include_scanners`` is set. Unique clickers, click-through and organisations exist only for
+issues sent with individual tracking; aggregate issues report totals per link and per list.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from newsletter import db
+from newsletter.db import Database
+from newsletter.errors import NewsletterError
+
+BY = ("link", "list", "organisation", "day")
+FORMATS = ("table", "csv", "json", "html")
+FORMAT_VERSION = 1
+E = db.events
+
+
+def issue_slug(text: str) -> str:
+    """The slug named by ``text``: a slug, or the path of an issue file (its ``slug:`` key, else
+    its file name)."""
+    path = Path(text)
+    if path.suffix in (".yaml", ".yml"):
+        if not path.is_file():
+            raise NewsletterError(f"{text}: no such issue file",
+                                  hint="give the issue's slug or the path of issues/<slug>.yaml")
+        import yaml
+
+        from newsletter.load import slugify
+
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise NewsletterError(f"{text}: cannot read the issue file ({exc})",
+                                  hint=f"run: newsletter check {text}") from exc
+        slug = data.get("slug") if isinstance(data, dict) else None
+        return str(slug) if slug else slugify(path.stem)
+    return text
+
+
+# --- aggregation --------------------------------------------------------------------------
+
+
+def build(database: Database, slug: str, *, include_scanners: bool = False,
+          min_count: int = 0) -> dict:
+    """Every figure of the report for issue ``slug``, as the JSON contract."""
+    with database.engine.connect() as conn:
+        issue = conn.execute(sa.select(db.issues).where(db.issues.c.slug == slug)).first()
+        status = dict(conn.execute(
+            sa.select(db.deliveries.c.status, sa.func.count())
+            .where(db.deliveries.c.issue == slug).group_by(db.deliveries.c.status)).all())
+        if issue is None and not status:
+            known = [r[0] for r in conn.execute(
+                sa.select(db.deliveries.c.issue).distinct().order_by(db.deliveries.c.issue))]
+            raise NewsletterError(
+                f"issue {slug!r} was never sent: the database has no record of it",
+                hint=("issues sent: " + ", ".join(known)) if known else
+                "nothing has been sent from this database; check --db or NEWSLETTER_DB")
+        if not status.get("sent"):
+            found = ", ".join(f"{n} {s}" for s, n in sorted(status.items()))
+            raise NewsletterError(
+                f"issue {slug!r} was never sent: " + (
+                    f"none of its messages was accepted ({found})" if found
+                    else "the ledger has no messages for it"),
+                hint=f"send it first: newsletter send {slug}")
+        return _Builder(database, conn, slug, issue, status, include_scanners,
+                        min_count).build()
+
+
+class _Builder:
+    def __init__(self, database: Database, conn: sa.Connection, slug: str, issue, status: dict,  # type: ignore[no-untyped-def]
+                 include_scanners: bool, min_count: int) -> None:
+        self.database = database
+        self.conn = conn
+        self.slug = slug
+        self.issue = issue
+        self.tracking = issue.tracking if issue is not None else "aggregate"
+        self.individual = self.tracking == "individual"
+        self.delivered = int(status.get("sent", 0))
+        self.include = include_scanners
+        self.min_count = min_count
+        self.people_filter = sa.true() if include_scanners else E.c.scanner == sa.false()
+        self.links = list(conn.execute(
+            sa.select(db.links).where(db.links.c.issue == slug).order_by(db.links.c.link_id)))
+        self.downloads = [r.link_id for r in self.links if r.kind == "download"]
+
+    def _day(self):  # type: ignore[no-untyped-def]
+        if self.database.is_sqlite:
+            return sa.cast(E.c.at / 86400, sa.Integer)
+        return sa.cast(sa.func.floor(E.c.at / 86400), sa.Integer)
+
+    def _unique(self):  # type: ignore[no-untyped-def]
+        return sa.func.count(sa.distinct(sa.case((E.c.pseudonym != "", E.c.pseudonym))))
+
+    def build(self) -> dict:
+        conn, slug = self.conn, self.slug
+        # Counted figures per (kind, link): one scan of ix_events_links.
+        counted: dict[tuple[str, str], tuple[int, int]] = {}
+        for kind, link_id, n, unique in conn.execute(
+                sa.select(E.c.kind, E.c.link_id, sa.func.count(), self._unique())
+                .where(E.c.issue == slug, self.people_filter)
+                .group_by(E.c.kind, E.c.link_id)):
+            counted[(kind, link_id)] = (n, unique)
+        scanners: dict[tuple[str, str], int] = dict(
+            ((kind, link_id), n) for kind, link_id, n in conn.execute(
+                sa.select(E.c.kind, E.c.link_id, sa.func.count())
+                .where(E.c.issue == slug, E.c.scanner == sa.true())
+                .group_by(E.c.kind, E.c.link_id)))
+        reasons: dict[str, int] = {}
+        for text, n in conn.execute(
+                sa.select(E.c.reasons, sa.func.count())
+                .where(E.c.issue == slug, E.c.scanner == sa.true()).group_by(E.c.reasons)):
+            for reason in (text or "unknown").split(","):
+                reasons[reason] = reasons.get(reason, 0) + n
+
+        people = self._people() if self.individual else {}
+        click_total = sum(n for (k, _), (n, _) in counted.items() if k == "click")
+        download_total = sum(counted.get(("click", d), (0, 0))[0] for d in self.downloads)
+        unique = len({p for (p, _dl) in people}) if self.individual else None
+        unique_dl = len({p for (p, dl) in people if dl}) if self.individual else None
+        views = counted.get(("view", ""), (0, 0))[0]
+        opens = counted.get(("open", ""), (0, 0))
+        opens_on = bool(self.issue.opens) if self.issue is not None else False
+
+        report = {
+            "format": FORMAT_VERSION,
+            "issue": slug,
+            "subject": self.issue.subject if self.issue is not None else "",
+            "tracking": self.tracking,
+            "generated_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "include_scanners": self.include,
+            "min_count": self.min_count,
+            "delivered": self.delivered,
+            "kpi": {"viewers": views, "downloads": download_total, "clicks": click_total},
+            "clicks": {
+                "total": click_total,
+                "unique": unique,
+                "scanners": sum(n for (k, _), n in scanners.items() if k == "click"),
+                "click_through_rate": _rate(unique, self.delivered),
+            },
+            "downloads": {
+                "total": download_total,
+                "unique": unique_dl,
+                "scanners": sum(scanners.get(("click", d), 0) for d in self.downloads),
+            },
+            "views": {"total": views, "scanners": scanners.get(("view", ""), 0)},
+            "opens": ({"total": opens[0], "unique": opens[1] if self.individual else None,
+                       "scanners": scanners.get(("open", ""), 0)} if opens_on else None),
+            "scanner_reasons": dict(sorted(reasons.items())),
+            "links": self._links(counted, scanners),
+            "lists": self._lists(people),
+            "organisations": self._organisations(people),
+            "days": self._days(),
+        }
+        return _hide_small(report, self.min_count)
+
+    def _links(self, counted: dict, scanners: dict) -> list[dict]:
+        out = []
+        registered = {r.link_id for r in self.links}
+        rows = list(self.links)
+        # Clicks on a link id the registry no longer lists cannot happen (the tracker answers 404),
+        # but events imported from elsewhere might: show them rather than lose them.
+        for kind, link_id in sorted(set(counted) | set(scanners)):
+            if kind == "click" and link_id not in registered:
+                registered.add(link_id)
+                rows.append(_Missing(link_id))
+        for row in rows:
+            n, unique = counted.get(("click", row.link_id), (0, 0))
+            out.append({
+                "link_id": row.link_id, "kind": row.kind, "text": row.text,
+                "section": row.section, "url": row.url, "clicks": n,
+                "unique": unique if self.individual else None,
+                "scanners": scanners.get(("click", row.link_id), 0),
+            })
+        return out
+
+    def _people(self) -> dict[tuple[str, bool], int]:
+        """Clicks per (pseudonym, is a download), people only (or everyone with scanners)."""
+        is_download = sa.case((E.c.link_id.in_(self.downloads), 1), else_=0)
+        return {(p, bool(dl)): n for p, dl, n in self.conn.execute(
+            sa.select(E.c.pseudonym, is_download, sa.func.count())
+            .where(E.c.issue == self.slug, E.c.kind == "click", E.c.pseudonym != "",
+                   self.people_filter)
+            .group_by(E.c.pseudonym, is_download))}
+
+    def _recipients(self) -> list:
+        r, d, dl = db.recipients, db.deliveries, db.delivery_lists
+        return list(self.conn.execute(
+            sa.select(r.c.pseudonym, r.c.domain, r.c.organisation, d.c.status, dl.c.list_key)
+            .join(d, d.c.recipient_id == r.c.id)
+            .outerjoin(dl, sa.and_(dl.c.issue == d.c.issue, dl.c.recipient_id == d.c.recipient_id))
+            .where(d.c.issue == self.slug)))
+
+    def _lists(self, people: dict) -> list[dict]:
+        delivered: dict[str, set[str]] = {}
+        members: dict[str, set[str]] = {}
+        for row in self._recipients():
+            key = row.list_key or ""
+            members.setdefault(key, set()).add(row.pseudonym)
+            if row.status == "sent":
+                delivered.setdefault(key, set()).add(row.pseudonym)
+        clicks: dict[str, int] = {}
+        unique: dict[str, int | None] = {}
+        if self.individual:
+            per_person: dict[str, int] = {}
+            for (p, _dl), n in people.items():
+                per_person[p] = per_person.get(p, 0) + n
+            for key, names in members.items():
+                clicked = [per_person[p] for p in names if p in per_person]
+                clicks[key], unique[key] = sum(clicked), len(clicked)
+        else:
+            for key, n in self.conn.execute(
+                    sa.select(E.c.list_key, sa.func.count())
+                    .where(E.c.issue == self.slug, E.c.kind == "click", self.people_filter)
+                    .group_by(E.c.list_key)):
+                clicks[key or ""] = n
+                members.setdefault(key or "", set())
+        out = []
+        for key in sorted(members):
+            if not key and not clicks.get(key) and not delivered.get(key):
+                continue
+            sent = len(delivered.get(key, ()))
+            u = unique.get(key) if self.individual else None
+            out.append({"list": key or "(no list)", "delivered": sent,
+                        "clicks": clicks.get(key, 0), "unique": u,
+                        "click_through_rate": _rate(u, sent)})
+        return out
+
+    def _organisations(self, people: dict) -> list[dict]:
+        if not self.individual:
+            return []
+        orgs: dict[str, dict] = {}
+        per_person: dict[str, int] = {}
+        for (p, _dl), n in people.items():
+            per_person[p] = per_person.get(p, 0) + n
+        seen: set[str] = set()
+        for row in self._recipients():
+            if row.pseudonym in seen:
+                continue  # one row per list membership: count each recipient once
+            seen.add(row.pseudonym)
+            domain = row.domain or "(unknown)"
+            org = orgs.setdefault(domain, {"domain": domain, "organisation": row.organisation,
+                                           "delivered": 0, "clicks": 0, "unique": 0})
+            org["organisation"] = org["organisation"] or row.organisation
+            if row.status == "sent":
+                org["delivered"] += 1
+            if row.pseudonym in per_person:
+                org["clicks"] += per_person[row.pseudonym]
+                org["unique"] += 1
+        out = []
+        for domain in sorted(orgs):
+            org = orgs[domain]
+            org["click_through_rate"] = _rate(org["unique"], org["delivered"])
+            out.append(org)
+        return out
+
+    def _days(self) -> list[dict]:
+        day = self._day().label("day")
+        is_download = sa.case((E.c.link_id.in_(self.downloads), 1), else_=0)
+        days: dict[int, dict] = {}
+
+        def entry(number: int) -> dict:
+            return days.setdefault(number, {
+                "day": (dt.date(1970, 1, 1) + dt.timedelta(days=int(number))).isoformat(),
+                "clicks": 0, "unique": 0 if self.individual else None, "downloads": 0,
+                "views": 0, "scanners": 0})
+
+        for number, kind, n, unique in self.conn.execute(
+                sa.select(day, E.c.kind, sa.func.count(), self._unique())
+                .where(E.c.issue == self.slug, E.c.kind.in_(("click", "view")),
+                       self.people_filter)
+                .group_by(day, E.c.kind)):
+            if kind == "view":
+                entry(number)["views"] = n
+            else:
+                entry(number)["clicks"] = n
+                if self.individual:
+                    entry(number)["unique"] = unique
+        for number, dl, scanner, n in self.conn.execute(
+                sa.select(day, is_download, E.c.scanner, sa.func.count())
+                .where(E.c.issue == self.slug, E.c.kind == "click",
+                       sa.or_(E.c.scanner == sa.true(), E.c.link_id.in_(self.downloads)))
+                .group_by(day, is_download, E.c.scanner)):
+            if scanner:
+                entry(number)["scanners"] += n
+            if dl and (not scanner or self.include):
+                entry(number)["downloads"] += n
+        return [days[k] for k in sorted(days)]
+
+
+class _Missing:
+    """A link id seen in events but not in the registry."""
+
+    def __init__(self, link_id: str) -> None:
+        self.link_id, self.kind, self.text, self.section, self.url = link_id, "", "", "", ""
+
+
+def _rate(unique: int | None, delivered: int) -> float | None:
+    if unique is None or not delivered:
+        return None
+    return round(unique / delivered, 4)
+
+
+_COUNTS = {"total", "unique", "scanners", "clicks", "downloads", "views", "viewers"}
+
+
+def _hide_small(report: dict, threshold: int) -> dict:
+    """Replace counts from 1 to threshold-1 with None: small numbers can identify people."""
+    if threshold <= 1:
+        return report
+
+    def hide(obj: dict) -> None:
+        for key, value in list(obj.items()):
+            if key in _COUNTS and isinstance(value, int) and 0 < value < threshold:
+                obj[key] = None
+                if key == "unique" and "click_through_rate" in obj:
+                    obj["click_through_rate"] = None
+
+    for part in ("kpi", "clicks", "downloads", "views", "opens"):
+        if isinstance(report.get(part), dict):
+            hide(report[part])
+    for part in ("links", "lists", "organisations", "days"):
+        for row in report[part]:
+            hide(row)
+    report["scanner_reasons"] = {
+        k: (None if 0 < v < threshold else v) for k, v in report["scanner_reasons"].items()}
+    return report
+
+
+# --- output --------------------------------------------------------------------------------
+
+_COLUMNS = {
+    "link": [("link_id", "Link"), ("kind", "Kind"), ("clicks", "Clicks"), ("unique", "Unique"),
+             ("scanners", "Scanners"), ("text", "Text"), ("section", "Section"), ("url", "URL")],
+    "list": [("list", "List"), ("delivered", "Delivered"), ("clicks", "Clicks"),
+             ("unique", "Unique"), ("click_through_rate", "Click-through")],
+    "organisation": [("domain", "Domain"), ("organisation", "Organisation"),
+                     ("delivered", "Delivered"), ("clicks", "Clicks"), ("unique", "Unique"),
+                     ("click_through_rate", "Click-through")],
+    "day": [("day", "Day (UTC)"), ("clicks", "Clicks"), ("unique", "Unique"),
+            ("downloads", "Downloads"), ("views", "Views"), ("scanners", "Scanners")],
+}
+_ROWS = {"link": "links", "list": "lists", "organisation": "organisations", "day": "days"}
+
+
+def rows_for(report: dict, by: str) -> list[dict]:
+    """The breakdown ``by`` one of :data:`BY`; links sorted by clicks, most first."""
+    rows = report[_ROWS[by]]
+    if by == "link":
+        rows = sorted(rows, key=lambda r: (-(r["clicks"] or 0), r["link_id"]))
+    return rows
+
+
+def render(report: dict, fmt: str = "table", by: str = "link") -> str:
+    """The report as text in one of :data:`FORMATS`."""
+    if fmt == "json":
+        return json.dumps(report, indent=2, ensure_ascii=False) + "\n"
+    if fmt == "csv":
+        return _csv(report, by)
+    if fmt == "html":
+        return _html(report, by)
+    return _table(report, by)
+
+
+def _cell(value, key: str, threshold: int) -> str:  # type: ignore[no-untyped-def]
+    if value is None:
+        if key in _COUNTS and threshold > 1:
+            return f"<{threshold}"
+        return "-"
+    if key == "click_through_rate":
+        return f"{value * 100:.1f}%"
+    return str(value)
+
+
+def _csv(report: dict, by: str) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    columns = _COLUMNS[by]
+    writer.writerow([key for key, _ in columns])
+    for row in rows_for(report, by):
+        writer.writerow(["" if row.get(k) is None else row.get(k) for k, _ in columns])
+    return out.getvalue()
+
+
+def headline(report: dict) -> list[str]:
+    """The summary lines shown above every table and on the HTML page."""
+    t = report["min_count"]
+    clicks, downloads, views, kpi = (report["clicks"], report["downloads"], report["views"],
+                                     report["kpi"])
+
+    def c(value, key: str = "total") -> str:  # type: ignore[no-untyped-def]
+        return _cell(value, key, t)
+
+    lines = [
+        f"Issue {report['issue']}: {report['subject']} (tracking: {report['tracking']})",
+        f"Delivered: {report['delivered']}",
+        f"Viewers: {c(kpi['viewers'])} · Downloads: {c(kpi['downloads'])} · "
+        f"Clicks: {c(kpi['clicks'])}",
+    ]
+    if report["tracking"] == "individual":
+        lines.append(f"Clicks: {c(clicks['total'])} total, {c(clicks['unique'])} unique "
+                     f"clickers, click-through "
+                     f"{_cell(clicks['click_through_rate'], 'click_through_rate', t)}")
+        lines.append(f"Downloads: {c(downloads['total'])} total, "
+                     f"{c(downloads['unique'])} unique")
+    else:
+        lines.append(f"Clicks: {c(clicks['total'])} total (aggregate tracking: no unique "
+                     "clickers or organisations)")
+    lines.append(f"Views of the web version: {c(views['total'])}")
+    if report["opens"] is not None:
+        opens = report["opens"]
+        lines.append(f"Opens: {c(opens['total'])}" + (
+            f" ({c(opens['unique'])} unique)" if report["tracking"] == "individual" else ""))
+    scanner_total = (clicks["scanners"] or 0) + (views["scanners"] or 0)
+    reasons = ", ".join(f"{k} {_cell(v, 'total', t)}"
+                        for k, v in report["scanner_reasons"].items())
+    counted = "included above" if report["include_scanners"] else \
+        "not counted above; --include-scanners counts them"
+    lines.append(f"Probable scanners: {c(clicks['scanners'], 'scanners')} clicks, "
+                 f"{c(views['scanners'], 'scanners')} views ({counted})"
+                 + (f"; reasons: {reasons}" if scanner_total or reasons else ""))
+    if t > 1:
+        lines.append(f"Counts from 1 to {t - 1} are hidden (--min-count {t}).")
+    return lines
+
+
+def _table(report: dict, by: str) -> str:
+    columns = _COLUMNS[by]
+    t = report["min_count"]
+    body = [[_cell(row.get(k), k, t) for k, _ in columns] for row in rows_for(report, by)]
+    head = [title for _, title in columns]
+    widths = [max(len(head[i]), *(len(r[i]) for r in body)) if body else len(head[i])
+              for i in range(len(head))]
+    widths = [min(w, 48) for w in widths]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c[:w].ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
+    out = [*headline(report), "", f"By {by}:", line(head),
+           line(["-" * w for w in widths])]
+    out += [line(r) for r in body] or ["(nothing recorded)"]
+    if by == "organisation" and report["tracking"] != "individual":
+        out.append("Organisations need individual tracking; this issue was sent with "
+                   f"{report['tracking']} tracking.")
+    return "\n".join(out) + "\n"
+
+
+def _html(report: dict, by: str) -> str:
+    import jinja2
+
+    folder = Path(__file__).parent / "report_templates"
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(folder), autoescape=True,
+                             undefined=jinja2.StrictUndefined)
+    chart_js = (folder / "chart.umd.min.js").read_text(encoding="utf-8")
+    t = report["min_count"]
+    days = report["days"]
+    links = rows_for(report, "link")
+    charts = {
+        "days": [d["day"] for d in days],
+        "day_clicks": [d["clicks"] for d in days],
+        "day_views": [d["views"] for d in days],
+        "day_scanners": [d["scanners"] for d in days],
+        "links": [f"{r['link_id']} {r['text'] or r['url']}"[:60] for r in links],
+        "link_clicks": [r["clicks"] for r in links],
+        "link_scanners": [r["scanners"] for r in links],
+    }
+    # </script> inside data would end the script element: escape the slash.
+    data = json.dumps(charts, ensure_ascii=False).replace("</", "<\\/")
+    tables = []
+    for name in BY:
+        columns = _COLUMNS[name]
+        tables.append({
+            "name": name, "head": [title for _, title in columns],
+            "rows": [[_cell(row.get(k), k, t) for k, _ in columns]
+                     for row in rows_for(report, name)],
+        })
+    return env.get_template("report.html.j2").render(
+        report=report, headline=headline(report), tables=tables, first=by,
+        chart_js=chart_js, chart_data=data)
