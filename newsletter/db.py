@@ -66,6 +66,8 @@ deliveries = sa.Table(
     sa.Column("issue", sa.String(100), primary_key=True),
     sa.Column("recipient_id", sa.Integer, sa.ForeignKey("recipients.id"), primary_key=True),
     sa.Column("status", sa.String(16), nullable=False, server_default="pending"),
+    # The status a row had when a sender claimed it, restored if the run stops before sending.
+    sa.Column("previous_status", sa.String(16), nullable=False, server_default=""),
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column("last_error", sa.Text, nullable=False, server_default=""),
     sa.Column("message_id", sa.String(255), nullable=False),

@@ -1,0 +1,220 @@
+"""Plain SMTP: the council's relay, Postfix, or any submission server.
+
+Settings come only from ``NEWSLETTER_SMTP_URL``::
+
+    smtp://user:password@relay.example.org:587?starttls=true
+    smtps://user:password@smtp.example.org            (TLS from the start, port 465)
+    smtp://127.0.0.1:2525?timeout=10                  (seconds for every command; default 30)
+
+One connection per worker, reused for every message (``--concurrency N`` opens N). Each
+message is its own transaction (MAIL, RCPT, DATA) so one refusal touches one recipient.
+
+What the server says decides the row (RFC 5321): 2xx sent; 4xx and 552 deferred; other 5xx
+failed; a connection that drops or stalls before the data is complete is deferred; one that
+drops or stalls after the data but before the reply is ``unknown`` (the server may have taken
+it), retried later with the same Message-ID.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+from dataclasses import dataclass
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from newsletter.adapters.base import (
+    Adapter,
+    AdapterSettings,
+    OutcomeUnknown,
+    PermanentError,
+    TransientError,
+)
+from newsletter.errors import ConfigurationError
+from newsletter.message import OutgoingMessage
+
+SETTING = "NEWSLETTER_SMTP_URL"
+TRUE = ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    """A parsed ``NEWSLETTER_SMTP_URL``."""
+
+    host: str
+    port: int
+    tls: bool
+    starttls: bool
+    username: str
+    password: str
+    timeout: float
+
+    def describe(self) -> str:
+        scheme = "smtps" if self.tls else "smtp"
+        user = f"{self.username}@" if self.username else ""
+        return f"{scheme}://{user}{self.host}:{self.port}" + ("?starttls=true"
+                                                            if self.starttls else "")
+
+
+def parse_smtp_url(url: str, default_timeout: float = 30.0) -> SmtpSettings:
+    """Parse the URL, with errors that say what is wrong and where the setting lives."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+        raise ConfigurationError(
+            f"{SETTING} must look like smtp://user:password@host:port, not {parts.scheme!r}:...",
+            hint="schemes: smtp:// (add ?starttls=true to upgrade) or smtps:// (TLS at once)")
+    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    unknown = set(query) - {"starttls", "timeout"}
+    if unknown:
+        raise ConfigurationError(f"{SETTING} has unknown options: {', '.join(sorted(unknown))}",
+                                 hint="the options are starttls=true and timeout=SECONDS")
+    try:
+        port = parts.port or (465 if parts.scheme == "smtps" else 25)
+        timeout = float(query.get("timeout", default_timeout))
+    except ValueError as exc:
+        raise ConfigurationError(f"{SETTING} has a bad port or timeout: {exc}") from None
+    return SmtpSettings(
+        host=parts.hostname, port=port, tls=parts.scheme == "smtps",
+        starttls=query.get("starttls", "").lower() in TRUE,
+        username=unquote(parts.username or ""), password=unquote(parts.password or ""),
+        timeout=timeout)
+
+
+def _classify(code: int, reply: bytes | str, what: str) -> Exception:
+    text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
+    message = f"{what}: {code} {text}".strip()
+    # RFC 5321 4.5.3.1.10: 552 (storage exceeded) is to be treated as temporary.
+    error: Exception
+    if 400 <= code < 500 or code == 552:
+        error = TransientError(message)
+    elif code in (530, 534, 535, 538):
+        error = ConfigurationError(f"the SMTP server refused our login: {message}",
+                                   hint=f"check the user and password in {SETTING}")
+    else:
+        error = PermanentError(message)
+    error.smtp_code = code  # type: ignore[attr-defined]
+    return error
+
+
+def _dot_stuff(data: bytes) -> bytes:
+    # RFC 5321 4.5.2: a line starting with "." gets another one.
+    data = data.replace(b"\r\n.", b"\r\n..")
+    return b"." + data if data.startswith(b".") else data
+
+
+class SmtpAdapter(Adapter):
+    """Sends through an SMTP server, one reused connection per worker."""
+
+    name = "smtp"
+
+    def __init__(self, settings: AdapterSettings) -> None:
+        super().__init__(settings)
+        self.smtp = parse_smtp_url(settings.require(SETTING, "the SMTP server",
+                                                    "smtp://user:password@host:587?starttls=true"),
+                                   settings.timeout)
+        self._conn: smtplib.SMTP | None = None
+
+    @classmethod
+    def check_settings(cls, settings: AdapterSettings) -> None:
+        super().check_settings(settings)
+        cls(settings)
+
+    def describe(self) -> str:
+        return f"smtp {self.smtp.describe()}"
+
+    def _connect(self) -> smtplib.SMTP:
+        s = self.smtp
+        try:
+            if s.tls:
+                conn: smtplib.SMTP = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout,
+                                                      context=ssl.create_default_context())
+            else:
+                conn = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
+        except smtplib.SMTPConnectError as exc:
+            raise TransientError(f"connecting to {s.host}:{s.port}: {exc.smtp_code} "
+                                 f"{exc.smtp_error.decode('utf-8', 'replace')}") from exc
+        except (OSError, smtplib.SMTPException) as exc:
+            raise TransientError(f"connecting to {s.host}:{s.port}: {exc}") from exc
+        try:
+            conn.ehlo()
+            if s.starttls:
+                conn.starttls(context=ssl.create_default_context())
+                conn.ehlo()
+            if s.username:
+                conn.login(s.username, s.password)
+        except smtplib.SMTPAuthenticationError as exc:
+            conn.close()
+            raise ConfigurationError(
+                f"the SMTP server refused our login: {exc.smtp_code} "
+                f"{exc.smtp_error.decode('utf-8', 'replace')}",
+                hint=f"check the user and password in {SETTING}") from exc
+        except smtplib.SMTPNotSupportedError as exc:
+            conn.close()
+            raise ConfigurationError(f"the SMTP server cannot do what {SETTING} asks: {exc}",
+                                     hint="remove ?starttls=true or use smtps://") from exc
+        except (OSError, smtplib.SMTPException) as exc:
+            conn.close()
+            raise TransientError(f"greeting {s.host}:{s.port}: {exc}") from exc
+        return conn
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        try:
+            conn.quit()
+        except (OSError, smtplib.SMTPException):
+            pass
+        finally:
+            conn.close()
+
+    def send(self, message: OutgoingMessage) -> str:
+        if self._conn is None:
+            self._conn = self._connect()
+        conn = self._conn
+        try:
+            code, reply = conn.mail(message.envelope_from)
+            if code != 250:
+                raise _classify(code, reply, "MAIL FROM")
+            code, reply = conn.rcpt(message.to)
+            if code not in (250, 251):
+                raise _classify(code, reply, f"RCPT TO {message.to}")
+            code, reply = conn.docmd("DATA")
+            if code != 354:
+                raise _classify(code, reply, "DATA")
+            conn.send(_dot_stuff(message.mime) + b".\r\n")
+        except (TransientError, PermanentError, ConfigurationError) as exc:
+            self._after_refusal(exc)
+            raise
+        except (OSError, smtplib.SMTPException) as exc:
+            # Nothing complete reached the server: it cannot have accepted the message.
+            self._drop()
+            raise TransientError(f"connection lost before the message was sent: {exc}") from exc
+        try:
+            code, reply = conn.getreply()
+        except (TimeoutError, OSError, smtplib.SMTPException) as exc:
+            self._drop()
+            raise OutcomeUnknown(
+                f"no answer after the message data ({exc}); it may have been delivered") from exc
+        if code != 250:
+            error = _classify(code, reply, "end of DATA")
+            self._after_refusal(error)
+            raise error
+        return reply.decode("utf-8", "replace")
+
+    def _after_refusal(self, error: Exception) -> None:
+        # 421 means the server is closing the connection; otherwise reset and reuse it.
+        if getattr(error, "smtp_code", 0) == 421:
+            self._drop()
+            return
+        try:
+            if self._conn is not None:
+                self._conn.rset()
+        except (OSError, smtplib.SMTPException):
+            self._drop()

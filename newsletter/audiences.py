@@ -1,0 +1,452 @@
+"""Partner lists: load and validate ``audiences.yaml``, then plan who gets an issue.
+
+``audiences.yaml`` names each list and its members, inline or in a CSV file::
+
+    lists:
+      schools:
+        name: Schools' safeguarding leads
+        members:
+          - {email: dsl@school.example, name: Sam Lee, organisation: Hill School}
+        members_file: audiences/schools.csv     # columns: email,name,organisation
+
+Every problem is reported as ``file:line:column`` at once, and nothing is sent until the whole
+plan validates. Addresses are checked with email-validator (syntax only, no DNS) and
+normalised: the address is lower-cased whole, so ``Sam@School.example`` and
+``sam@school.example`` are one recipient (strictly, the local part is case-sensitive; in
+practice no partner mail system treats it so, and a double copy is the worse error).
+
+The send plan is the union of the chosen lists, one recipient per normalised address, with
+every list through which that address was reached kept for per-list reports, minus suppressed
+addresses (unsubscribed, hard-bounced).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from email_validator import EmailNotValidError, validate_email
+
+from newsletter.errors import InvalidAudiences, NewsletterError, Problem
+
+LIST_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
+LIST_FIELDS = ("name", "members", "members_file")
+MEMBER_FIELDS = ("email", "name", "organisation")
+
+
+# --- YAML with positions -----------------------------------------------------------------
+
+
+class _MarkedDict(dict):
+    """A mapping that remembers the (line, column) of itself and of each value."""
+
+    mark: tuple[int, int] = (1, 1)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.marks: dict[Any, tuple[int, int]] = {}
+
+    def at(self, key: Any) -> tuple[int, int]:
+        return self.marks.get(key, self.mark)
+
+
+class _MarkedList(list):
+    """A list that remembers the (line, column) of itself and of each item."""
+
+    mark: tuple[int, int] = (1, 1)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.marks: list[tuple[int, int]] = []
+
+    def at(self, index: int) -> tuple[int, int]:
+        return self.marks[index] if index < len(self.marks) else self.mark
+
+
+def _pos(node: yaml.Node) -> tuple[int, int]:
+    return (node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+class _MarkedLoader(yaml.SafeLoader):
+    """``yaml.safe_load`` semantics, but mappings and lists keep where they were written."""
+
+
+def _construct_map(loader: _MarkedLoader, node: yaml.MappingNode):  # type: ignore[no-untyped-def]
+    data = _MarkedDict()
+    data.mark = _pos(node)
+    yield data
+    loader.flatten_mapping(node)
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            hash(key)
+        except TypeError:
+            raise yaml.constructor.ConstructorError(
+                None, None, "a key must be a plain word", key_node.start_mark) from None
+        data[key] = loader.construct_object(value_node, deep=True)
+        data.marks[key] = _pos(value_node)
+
+
+def _construct_seq(loader: _MarkedLoader, node: yaml.SequenceNode):  # type: ignore[no-untyped-def]
+    data = _MarkedList()
+    data.mark = _pos(node)
+    yield data
+    for item in node.value:
+        data.append(loader.construct_object(item, deep=True))
+        data.marks.append(_pos(item))
+
+
+_MarkedLoader.add_constructor("tag:yaml.org,2002:map", _construct_map)
+_MarkedLoader.add_constructor("tag:yaml.org,2002:seq", _construct_seq)
+
+
+# --- the model ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Member:
+    """One member of one list, with where it was written."""
+
+    address: str          # normalised: what deduplication and the ledger use
+    name: str
+    organisation: str
+    file: str
+    line: int
+    column: int
+
+
+@dataclass(frozen=True)
+class AudienceList:
+    """A named partner list."""
+
+    key: str
+    name: str
+    members: tuple[Member, ...]
+
+
+@dataclass
+class Audiences:
+    """Every list in ``audiences.yaml``, validated; warnings do not stop a send."""
+
+    path: Path
+    lists: dict[str, AudienceList]
+    warnings: list[Problem] = field(default_factory=list)
+
+    def get(self, key: str) -> AudienceList:
+        """The list called ``key``, or an error naming the lists there are."""
+        try:
+            return self.lists[key]
+        except KeyError:
+            known = ", ".join(sorted(self.lists)) or "(none)"
+            raise NewsletterError(
+                f"there is no list called {key!r} in {self.path.name}",
+                hint=f"the lists are: {known} (see `newsletter audiences`)",
+            ) from None
+
+
+@dataclass(frozen=True)
+class PlannedRecipient:
+    """One recipient of one send, and every chosen list that reaches them (in --to order)."""
+
+    address: str
+    name: str
+    organisation: str
+    lists: tuple[str, ...]
+
+
+@dataclass
+class SendPlan:
+    """Who an issue goes to: deduplicated, suppressions removed."""
+
+    list_keys: tuple[str, ...]
+    recipients: list[PlannedRecipient]
+    list_sizes: dict[str, int]          # members per chosen list, before deduplication
+    duplicates: int                     # addresses reached through more than one list
+    suppressed: list[str]               # addresses left out because they are suppressed
+
+
+# --- validation --------------------------------------------------------------------------
+
+
+def _control_chars(value: str) -> str:
+    """The control characters (CR, LF, tab, NUL...) in ``value``, spelled out; '' if none."""
+    found = sorted({ch for ch in value if unicodedata.category(ch) == "Cc"})
+    return ", ".join(repr(ch) for ch in found)
+
+
+def normalise_address(email: str) -> tuple[str, str]:
+    """``(normalised address, '')`` or ``('', why it is not an address)``."""
+    try:
+        result = validate_email(email, check_deliverability=False, allow_smtputf8=False)
+    except EmailNotValidError as exc:
+        return "", str(exc)
+    address = result.ascii_email or result.normalized
+    return address.lower(), ""
+
+
+class _Checker:
+    """Collects problems while walking audiences.yaml and its CSV files."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.problems: list[Problem] = []
+
+    def error(self, file: str, at: tuple[int, int], message: str, hint: str = "") -> None:
+        self.problems.append(Problem(file, at[0], at[1], message, hint))
+
+    def warn(self, file: str, at: tuple[int, int], message: str, hint: str = "") -> None:
+        self.problems.append(Problem(file, at[0], at[1], message, hint, "warning"))
+
+    def text(self, file: str, at: tuple[int, int], value: Any, what: str) -> str | None:
+        """``value`` as a clean string, or None after reporting why it cannot be one."""
+        if value is None:
+            return ""
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            self.error(file, at, f"{what} must be text, not {type(value).__name__}")
+            return None
+        value = str(value).strip()
+        bad = _control_chars(value)
+        if bad:
+            self.error(file, at, f"{what} contains control characters ({bad})",
+                       hint="remove line breaks and tabs: they could forge mail headers")
+            return None
+        return value
+
+    def member(self, file: str, at: tuple[int, int], email: Any, name: Any, organisation: Any,
+               columns: tuple[int, int, int] | None = None) -> Member | None:
+        """Validate one member; ``columns`` gives CSV field positions for each of the three."""
+
+        def where(index: int) -> tuple[int, int]:
+            return (at[0], columns[index]) if columns else at
+
+        email_text = self.text(file, where(0), email, "email")
+        name_text = self.text(file, where(1), name, "name")
+        org_text = self.text(file, where(2), organisation, "organisation")
+        if email_text is None or name_text is None or org_text is None:
+            return None
+        if not email_text:
+            self.error(file, where(0), "a member has no email address")
+            return None
+        address, why = normalise_address(email_text)
+        if not address:
+            self.error(file, where(0), f"{email_text!r} is not a valid email address: {why}")
+            return None
+        return Member(address, name_text, org_text, file, where(0)[0], where(0)[1])
+
+
+def _display(path: Path, base: Path) -> str:
+    try:
+        return str(path.relative_to(base))
+    except ValueError:
+        return str(path)
+
+
+def _read_csv(checker: _Checker, csv_path: Path, shown: str) -> list[Member]:
+    try:
+        raw = csv_path.read_bytes()
+    except OSError as exc:
+        checker.error(shown, (1, 1), f"cannot read the members file: {exc.strerror}")
+        return []
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        checker.error(shown, (line, 1), "the members file is not UTF-8 text",
+                      hint="save it as 'CSV UTF-8' from your spreadsheet program")
+        return []
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader)
+    except StopIteration:
+        checker.error(shown, (1, 1), "the members file is empty",
+                      hint="its first line must be the column names: email,name,organisation")
+        return []
+    except csv.Error as exc:
+        checker.error(shown, (reader.line_num, 1), f"cannot read the CSV: {exc}")
+        return []
+    columns = [c.strip().lower() for c in header]
+    if "email" not in columns:
+        checker.error(shown, (1, 1), "the members file has no 'email' column",
+                      hint="its first line must be the column names: email,name,organisation")
+        return []
+    for index, column in enumerate(columns):
+        if column not in MEMBER_FIELDS:
+            checker.warn(shown, (1, index + 1), f"column {header[index]!r} is not used",
+                         hint="the columns used are email, name and organisation")
+    position = {name: columns.index(name) for name in MEMBER_FIELDS if name in columns}
+    members: list[Member] = []
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            checker.error(shown, (reader.line_num, 1), f"cannot read the CSV: {exc}")
+            break
+        if not any(cell.strip() for cell in row):
+            continue
+        # csv counts physical lines; a quoted field with a line break spans several.
+        line = reader.line_num
+
+        def cell(name: str, row: list[str] = row) -> str:
+            index = position.get(name)
+            return row[index] if index is not None and index < len(row) else ""
+
+        cols = tuple(position.get(name, 0) + 1 for name in MEMBER_FIELDS)
+        member = checker.member(shown, (line, 1), cell("email"), cell("name"),
+                                cell("organisation"), columns=cols)  # type: ignore[arg-type]
+        if member:
+            members.append(member)
+    return members
+
+
+def load_audiences(path: Path) -> Audiences:
+    """Read and validate ``audiences.yaml`` and its members files; raise every problem at once."""
+    base = path.parent
+    shown = _display(path, Path.cwd()) if path.is_absolute() else str(path)
+    checker = _Checker(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise NewsletterError(
+            f"{shown}: no audiences file",
+            hint="create audiences.yaml with your lists (see docs/sending.md)",
+        ) from None
+    except UnicodeDecodeError:
+        raise InvalidAudiences([Problem(shown, 1, 1, "the file is not UTF-8 text")]) from None
+    try:
+        data = yaml.load(text, Loader=_MarkedLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        at = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        raise InvalidAudiences([Problem(shown, at[0], at[1],
+                                        f"not valid YAML: {exc.problem or exc}")]) from None
+    if not isinstance(data, _MarkedDict) or "lists" not in data:
+        raise InvalidAudiences([Problem(shown, 1, 1, "the file must start with 'lists:'",
+                                        hint="see docs/sending.md for the shape")])
+    for key in data:
+        if key != "lists":
+            checker.error(shown, data.at(key), f"unknown key {key!r}",
+                          hint="the only top-level key is 'lists'")
+    lists_node = data["lists"]
+    if not isinstance(lists_node, _MarkedDict) or not lists_node:
+        checker.error(shown, data.at("lists"), "'lists' must map each list key to its settings")
+        raise InvalidAudiences(checker.problems)
+    lists: dict[str, AudienceList] = {}
+    for key, spec in lists_node.items():
+        at = lists_node.at(key)
+        if not isinstance(key, str) or not LIST_KEY_RE.match(key):
+            checker.error(shown, at, f"list key {key!r} is not a simple name",
+                          hint="use letters, digits, '-' and '_' (it appears in reports)")
+            continue
+        if not isinstance(spec, _MarkedDict):
+            checker.error(shown, at, f"list {key!r} must be a mapping with name and members")
+            continue
+        for field_name in spec:
+            if field_name not in LIST_FIELDS:
+                checker.error(shown, spec.at(field_name),
+                              f"unknown key {field_name!r} in list {key!r}",
+                              hint="a list has: " + ", ".join(LIST_FIELDS))
+        name = checker.text(shown, spec.at("name"), spec.get("name", key), "list name") or key
+        members = _inline_members(checker, shown, key, spec)
+        if "members_file" in spec:
+            file_value = checker.text(shown, spec.at("members_file"), spec["members_file"],
+                                      "members_file")
+            if file_value:
+                csv_path = (base / file_value).resolve()
+                if not csv_path.is_file():
+                    checker.error(shown, spec.at("members_file"),
+                                  f"members file {file_value!r} of list {key!r} does not exist",
+                                  hint=f"paths are relative to {path.name}'s folder")
+                else:
+                    members += _read_csv(checker, csv_path, _display(csv_path, Path.cwd()))
+        if not members and "members" not in spec and "members_file" not in spec:
+            checker.warn(shown, at, f"list {key!r} has no members",
+                         hint="add 'members:' or 'members_file:'")
+        seen: dict[str, Member] = {}
+        unique: list[Member] = []
+        for member in members:
+            first = seen.get(member.address)
+            if first:
+                checker.error(member.file, (member.line, member.column),
+                              f"{member.address} is in list {key!r} twice",
+                              hint=f"first at {first.file}:{first.line}; remove one")
+                continue
+            seen[member.address] = member
+            unique.append(member)
+        lists[key] = AudienceList(key, name, tuple(unique))
+    errors = [p for p in checker.problems if p.severity == "error"]
+    if errors:
+        raise InvalidAudiences(checker.problems)
+    return Audiences(path, lists, sorted(checker.problems))
+
+
+def _inline_members(checker: _Checker, shown: str, key: str, spec: _MarkedDict) -> list[Member]:
+    if "members" not in spec or spec["members"] is None:
+        return []
+    node = spec["members"]
+    if not isinstance(node, _MarkedList):
+        checker.error(shown, spec.at("members"), f"'members' of list {key!r} must be a list")
+        return []
+    members: list[Member] = []
+    for index, item in enumerate(node):
+        at = node.at(index)
+        if isinstance(item, str):
+            item_map: Mapping[str, Any] = {"email": item}
+            marks = {"email": at}
+        elif isinstance(item, _MarkedDict):
+            item_map = item
+            marks = {name: item.at(name) for name in MEMBER_FIELDS}
+            for field_name in item:
+                if field_name not in MEMBER_FIELDS:
+                    checker.error(shown, item.at(field_name), f"unknown key {field_name!r}",
+                                  hint="a member has: " + ", ".join(MEMBER_FIELDS))
+        else:
+            checker.error(shown, at, "a member must be an address or a mapping with 'email'")
+            continue
+        # Point each problem at the value that has it.
+        member = checker.member(shown, marks.get("email", at), item_map.get("email"), None, None)
+        name = checker.text(shown, marks.get("name", at), item_map.get("name"), "name")
+        org = checker.text(shown, marks.get("organisation", at), item_map.get("organisation"),
+                           "organisation")
+        if member and name is not None and org is not None:
+            members.append(Member(member.address, name, org, shown, member.line, member.column))
+    return members
+
+
+# --- the plan ----------------------------------------------------------------------------
+
+
+def plan_send(audiences: Audiences, list_keys: Iterable[str],
+              suppressed: Mapping[str, str] | Iterable[str] = ()) -> SendPlan:
+    """The union of ``list_keys``, one recipient per address, minus ``suppressed`` addresses."""
+    keys = tuple(dict.fromkeys(list_keys))
+    if not keys:
+        raise NewsletterError("choose at least one list with --to LIST",
+                              hint="see the lists with `newsletter audiences`")
+    chosen = [audiences.get(key) for key in keys]
+    blocked = set(suppressed)
+    by_address: dict[str, tuple[Member, list[str]]] = {}
+    left_out: dict[str, None] = {}
+    for audience in chosen:
+        for member in audience.members:
+            if member.address in blocked:
+                left_out[member.address] = None
+                continue
+            entry = by_address.get(member.address)
+            if entry is None:
+                by_address[member.address] = (member, [audience.key])
+            else:
+                entry[1].append(audience.key)
+    recipients = [PlannedRecipient(m.address, m.name, m.organisation, tuple(lists))
+                  for m, lists in by_address.values()]
+    duplicates = sum(1 for r in recipients if len(r.lists) > 1)
+    return SendPlan(keys, recipients, {a.key: len(a.members) for a in chosen}, duplicates,
+                    list(left_out))

@@ -1,0 +1,211 @@
+"""Commands for sending: ``audiences``, ``audiences check`` and ``send``."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import click
+
+from newsletter import send as sending
+from newsletter.adapters.base import LoopOptions, Tally
+from newsletter.audiences import load_audiences
+from newsletter.errors import InvalidAudiences, NewsletterError
+from newsletter.project import Project
+
+
+def _echo_warnings(problems) -> None:  # type: ignore[no-untyped-def]
+    for problem in problems:
+        click.echo(problem.format(), err=True)
+
+
+@click.group(invoke_without_command=True)
+@click.pass_context
+def audiences(ctx: click.Context) -> None:
+    """List the partner lists in audiences.yaml with their member counts.
+
+    Example:
+
+        newsletter audiences
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    project = Project.load()
+    loaded = load_audiences(project.audiences_path)
+    _echo_warnings(loaded.warnings)
+    width = max((len(key) for key in loaded.lists), default=4)
+    click.echo(f"{'list':<{width}}  {'members':>7}  name")
+    everyone: set[str] = set()
+    for key, audience in loaded.lists.items():
+        click.echo(f"{key:<{width}}  {len(audience.members):>7}  {audience.name}")
+        everyone.update(m.address for m in audience.members)
+    click.echo(f"{len(loaded.lists)} lists, {len(everyone)} different addresses")
+
+
+@audiences.command("check")
+def audiences_check() -> None:
+    """Validate audiences.yaml and its members files; report every problem with file:line.
+
+    Example:
+
+        newsletter audiences check
+    """
+    project = Project.load()
+    try:
+        loaded = load_audiences(project.audiences_path)
+    except InvalidAudiences as exc:
+        errors = sum(1 for p in exc.problems if p.severity == "error")
+        raise NewsletterError(exc.format() + f"\n{errors} error(s); fix them and run "
+                              "`newsletter audiences check` again") from exc
+    _echo_warnings(loaded.warnings)
+    members = sum(len(a.members) for a in loaded.lists.values())
+    click.echo(f"{project.audiences_path.name}: OK ({len(loaded.lists)} lists, {members} "
+               f"members, {len(loaded.warnings)} warning(s))")
+
+
+class _Progress:
+    """A progress bar on a terminal, a plain line every tenth of the way otherwise."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stdout.isatty()
+        self.bar = None
+        self.total = 0
+        self.seen = 0
+        self.next_line = 0
+        self.lock = threading.Lock()
+
+    def start(self, total: int) -> None:
+        self.total = total
+        self.tally = Tally(total=total)
+        if self.tty and total:
+            self.bar = click.progressbar(length=total, label="Sending", show_eta=True,
+                                         show_pos=True, item_show_func=self._label)
+            self.bar.__enter__()
+        else:
+            click.echo(f"Sending {total} message(s)...")
+        self.next_line = max(1, total // 10)
+
+    def _label(self, _item: object) -> str:
+        t = self.tally
+        return f"sent {t.sent}  deferred {t.deferred}  failed {t.failed}  unknown {t.unknown}"
+
+    def update(self, tally: Tally, count: int) -> None:
+        with self.lock:
+            self.tally = tally
+            self.seen += count
+            if self.bar is not None:
+                self.bar.update(count, current_item=tally)
+            elif self.seen >= self.next_line:
+                click.echo(f"  {self.seen}/{self.total}: {self._label(None)}")
+                self.next_line += max(1, self.total // 10)
+
+    def finish(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+
+
+@click.command()
+@click.argument("issue")
+@click.option("--to", "lists", multiple=True, metavar="LIST",
+              help="A list from audiences.yaml; repeat for several (their union is sent).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--dry-run", is_flag=True, help="Check and plan everything, send nothing.")
+@click.option("--test", "test_address", metavar="ADDRESS",
+              help="Send one copy marked as a test to ADDRESS only; record no delivery.")
+@click.option("--resend-failed", is_flag=True, help="Also retry recipients whose send failed.")
+@click.option("--adapter", help="maildir (default), smtp, mailgun, postmark, sendgrid or a "
+              "plug-in [env: NEWSLETTER_ADAPTER].")
+@click.option("--maildir", type=click.Path(path_type=Path),
+              help="Folder for the maildir adapter [env: NEWSLETTER_MAILDIR; default: maildir].")
+@click.option("--concurrency", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Parallel connections.")
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True),
+              help="At most N messages per second.")
+@click.option("--retry-delay", type=click.FloatRange(min=0), default=30.0, show_default=True,
+              help="Seconds before the first retry of a deferred message; doubles each time.")
+@click.option("--pause-after", type=click.IntRange(0), default=10, show_default=True,
+              help="Pause the run after N failures in a row (0: never).")
+@click.option("--db", "db_url", help="Database path or URL [env: NEWSLETTER_DB].")
+def send(issue: str, lists: tuple[str, ...], yes: bool, dry_run: bool,
+         test_address: str | None, resend_failed: bool, adapter: str | None,
+         maildir: Path | None, concurrency: int, rate: float | None, retry_delay: float,
+         pause_after: int, db_url: str | None) -> None:
+    """Send ISSUE to the lists given with --to, through a mail adapter.
+
+    Recipients on several lists get one copy. Every recipient gets a row in the ledger before
+    anything is sent; running the same command again resumes without sending anyone a second
+    copy. Exit code 0 only when every recipient is sent.
+
+    Example:
+
+        newsletter send 2026-spring --to kscmp --to district-councils
+
+        NEWSLETTER_SMTP_URL=smtp://relay.example.org:25 newsletter send 2026-spring \\
+            --to kscmp --adapter smtp --concurrency 4 --yes
+    """
+    if test_address and dry_run:
+        raise click.ClickException("--test cannot be used with --dry-run")
+    if test_address and resend_failed:
+        raise click.ClickException("--test cannot be used with --resend-failed")
+    if not lists and not test_address:
+        raise click.UsageError("choose at least one list with --to LIST "
+                               "(see `newsletter audiences`), or --test ADDRESS")
+    project = Project.load()
+    prepared = sending.prepare(project, issue, lists, adapter=adapter, db_url=db_url,
+                               maildir=maildir, concurrency=concurrency,
+                               resend_failed=resend_failed, test=bool(test_address))
+    try:
+        for line in sending.summary(prepared):
+            click.echo(line)
+        if test_address:
+            provider_id, where = sending.send_test(prepared, test_address)
+            click.echo(f"Sent a test copy to {test_address} via {where} ({provider_id}).")
+            return
+        if dry_run:
+            count = sending.dry_run(prepared)
+            click.echo(f"Dry run: {count} message(s) made and checked; nothing sent or recorded.")
+            return
+        if not yes:
+            if not sys.stdin.isatty():
+                raise NewsletterError("not sending without confirmation",
+                                      hint="add --yes to send when there is no terminal to ask")
+            click.confirm(f"Send {prepared.slug} to "
+                          f"{len(prepared.plan.recipients) if prepared.plan else 0} "
+                          "recipient(s)?", abort=True)
+        progress = _Progress()
+        options = LoopOptions(concurrency=concurrency, rate=rate, retry_delay=retry_delay,
+                              pause_after=pause_after)
+        lease = float(os.environ.get("NEWSLETTER_SEND_LEASE", "") or 900)
+        started = time.monotonic()
+        try:
+            outcome = sending.run(prepared, options, on_start=progress.start,
+                                  on_progress=progress.update, lease=lease)
+        finally:
+            progress.finish()
+        _final_summary(outcome, time.monotonic() - started)
+        if outcome.stopped_by is not None:
+            raise outcome.stopped_by
+        if not outcome.complete:
+            raise NewsletterError(
+                "not every recipient is sent yet",
+                hint="run the same command again to retry deferred and unknown ones"
+                + ("; add --resend-failed to retry failed ones" if outcome.counts["failed"]
+                   else ""))
+    finally:
+        prepared.close()
+
+
+def _final_summary(outcome: sending.Outcome, seconds: float) -> None:
+    c = outcome.counts
+    click.echo(f"Done in {seconds:.1f}s: this run sent {outcome.tally.sent}. Ledger: "
+               f"sent {c['sent']}, deferred {c['deferred']}, failed {c['failed']}, "
+               f"unknown {c['unknown']}, pending {c['pending']}"
+               + (f", suppressed {c['suppressed']}" if c["suppressed"] else ""))
+    for address, status, error in outcome.problems:
+        click.echo(f"  {status:<8} {address}: {error}", err=True)
+
+
+COMMANDS = [audiences, send]

@@ -1,0 +1,339 @@
+"""The send ledger: one row per (issue, recipient), written before anything is sent.
+
+A row's life::
+
+    pending --claim--> sending --accepted--> sent
+                          |----4xx, drop---> deferred --(backoff)--> claim again
+                          |----5xx---------> failed   (retried only with --resend-failed)
+                          '----no answer---> unknown  --> claim again, same Message-ID
+
+Claiming is one atomic ``UPDATE ... WHERE status IN (...) AND claimed_by = ''`` with a unique
+claim token, then reading back the rows carrying that token: two ``send`` processes on one
+issue never hold the same row, on SQLite (one writer at a time) or PostgreSQL (the second
+UPDATE re-checks the WHERE clause on rows the first changed). A row left in ``sending`` by a
+process that died becomes ``unknown`` and is sent again with the same Message-ID: the only
+copies that can repeat are those in flight when the process died.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from newsletter import db
+from newsletter.db import Database, deliveries, delivery_lists, recipients, suppressions
+
+if TYPE_CHECKING:
+    from newsletter.audiences import SendPlan
+
+STATUSES = ("pending", "sending", "sent", "deferred", "failed", "unknown")
+RETRYABLE = ("pending", "deferred", "unknown")
+# Rows whose in-run retries are used up wait here until the next `send`.
+NEXT_RUN = 1e15
+DEFAULT_LEASE = 15 * 60.0
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A ledger row held by one sender, with what the message needs."""
+
+    recipient_id: int
+    address: str
+    name: str
+    pseudonym: str
+    message_id: str
+    attempts: int
+    previous_status: str
+
+
+@dataclass(frozen=True)
+class Result:
+    """What happened to one claimed row; ``status`` is what the row becomes."""
+
+    recipient_id: int
+    status: str
+    error: str = ""
+    provider_id: str = ""
+    next_attempt_at: float = 0.0
+    counts_as_attempt: bool = True
+
+
+def new_pseudonym() -> str:
+    """A random, meaningless name for a recipient: what goes into URLs instead of the address."""
+    return secrets.token_urlsafe(12)
+
+
+def message_id_for(slug: str, pseudonym: str, domain: str) -> str:
+    """The Message-ID of ``slug`` to one recipient: the same on every retry."""
+    return f"<{slug}.{pseudonym}@{domain}>"
+
+
+def _insert_ignoring_duplicates(conn: Connection, table: sa.Table) -> sa.Insert:
+    """``INSERT ... ON CONFLICT DO NOTHING`` in the connection's dialect."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table).on_conflict_do_nothing()
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table).on_conflict_do_nothing()
+
+
+# --- issues and links --------------------------------------------------------------------
+
+
+def register_issue(database: Database, built) -> None:  # type: ignore[no-untyped-def]
+    """Store the issue and its links so the tracker can work from the database alone.
+
+    Links are added or updated, never removed: messages already sent may still point at them.
+    """
+    issue = built.issue
+    t = db.now()
+    values = {"subject": issue.subject, "tracking": issue.tracking, "opens": bool(issue.opens),
+              "web_html": built.web_html, "updated_at": t}
+    with database.engine.begin() as conn:
+        found = conn.execute(sa.select(db.issues.c.slug)
+                             .where(db.issues.c.slug == issue.slug)).first()
+        if found:
+            conn.execute(db.issues.update().where(db.issues.c.slug == issue.slug).values(**values))
+        else:
+            conn.execute(db.issues.insert().values(slug=issue.slug, created_at=t, **values))
+        have = {row.link_id for row in conn.execute(
+            sa.select(db.links.c.link_id).where(db.links.c.issue == issue.slug))}
+        for link in built.links:
+            row = {"url": link.url, "text": link.text, "section": link.section,
+                   "kind": link.kind, "tracked": bool(link.tracked)}
+            if link.id in have:
+                conn.execute(db.links.update().where(db.links.c.issue == issue.slug,
+                                                     db.links.c.link_id == link.id).values(**row))
+            else:
+                conn.execute(db.links.insert().values(issue=issue.slug, link_id=link.id, **row))
+                have.add(link.id)
+
+
+# --- the plan into the ledger ------------------------------------------------------------
+
+
+def suppressed_addresses(database: Database) -> dict[str, str]:
+    """Every suppressed address and why (unsubscribed, hard-bounced...)."""
+    with database.engine.connect() as conn:
+        return {row.address: row.reason for row in conn.execute(
+            sa.select(suppressions.c.address, suppressions.c.reason))}
+
+
+def write_plan(database: Database, slug: str, plan: SendPlan, domain: str) -> int:
+    """Write one ``pending`` row per planned recipient that has none yet; return how many.
+
+    Existing rows are left as they are: a second run resumes, it never starts over.
+    """
+    t = db.now()
+    with database.engine.begin() as conn:
+        known = {row.address: row for row in conn.execute(
+            sa.select(recipients.c.id, recipients.c.address, recipients.c.pseudonym,
+                      recipients.c.name, recipients.c.organisation))}
+        new = [{"address": r.address, "pseudonym": new_pseudonym(), "name": r.name,
+                "organisation": r.organisation, "domain": r.address.rpartition("@")[2],
+                "created_at": t}
+               for r in plan.recipients if r.address not in known]
+        if new:
+            conn.execute(_insert_ignoring_duplicates(conn, recipients), new)
+            known = {row.address: row for row in conn.execute(
+                sa.select(recipients.c.id, recipients.c.address, recipients.c.pseudonym,
+                          recipients.c.name, recipients.c.organisation))}
+        changed = [{"rid": known[r.address].id, "new_name": r.name, "new_org": r.organisation}
+                   for r in plan.recipients
+                   if (known[r.address].name, known[r.address].organisation)
+                   != (r.name, r.organisation)]
+        if changed:
+            conn.execute(recipients.update().where(recipients.c.id == sa.bindparam("rid"))
+                         .values(name=sa.bindparam("new_name"),
+                                 organisation=sa.bindparam("new_org")), changed)
+        before = conn.execute(sa.select(sa.func.count()).select_from(deliveries)
+                              .where(deliveries.c.issue == slug)).scalar_one()
+        rows = [{"issue": slug, "recipient_id": known[r.address].id, "status": "pending",
+                 "message_id": message_id_for(slug, known[r.address].pseudonym, domain),
+                 "updated_at": t} for r in plan.recipients]
+        if rows:
+            conn.execute(_insert_ignoring_duplicates(conn, deliveries), rows)
+        via = [{"issue": slug, "recipient_id": known[r.address].id, "list_key": key}
+               for r in plan.recipients for key in r.lists]
+        if via:
+            conn.execute(_insert_ignoring_duplicates(conn, delivery_lists), via)
+        after = conn.execute(sa.select(sa.func.count()).select_from(deliveries)
+                             .where(deliveries.c.issue == slug)).scalar_one()
+    return after - before
+
+
+def first_lists(database: Database, slug: str) -> dict[int, str]:
+    """For each recipient of ``slug``, the first list (alphabetically) that reached them."""
+    with database.engine.connect() as conn:
+        return {row.recipient_id: row.first for row in conn.execute(
+            sa.select(delivery_lists.c.recipient_id,
+                      sa.func.min(delivery_lists.c.list_key).label("first"))
+            .where(delivery_lists.c.issue == slug)
+            .group_by(delivery_lists.c.recipient_id))}
+
+
+# --- claiming and recording --------------------------------------------------------------
+
+
+def worker_token() -> str:
+    """A claim token naming this host and process, so a dead claimant can be recognised."""
+    return f"{socket.gethostname()[:30]}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def _not_suppressed():  # type: ignore[no-untyped-def]
+    return ~sa.exists().where(recipients.c.id == deliveries.c.recipient_id,
+                              suppressions.c.address == recipients.c.address)
+
+
+def claim(database: Database, slug: str, token: str, limit: int,
+          statuses: Sequence[str] = RETRYABLE) -> list[Claimed]:
+    """Atomically take up to ``limit`` due rows in ``statuses`` for the claim ``token``."""
+    t = db.now()
+    d = deliveries
+    candidates = (sa.select(d.c.recipient_id)
+                  .where(d.c.issue == slug, d.c.status.in_(statuses), d.c.claimed_by == "",
+                         d.c.next_attempt_at <= t, _not_suppressed())
+                  .order_by(d.c.recipient_id).limit(limit))
+    with database.engine.begin() as conn:
+        conn.execute(d.update()
+                     .where(d.c.issue == slug, d.c.recipient_id.in_(candidates),
+                            d.c.status.in_(statuses), d.c.claimed_by == "")
+                     .values(previous_status=d.c.status, status="sending", claimed_by=token,
+                             claimed_at=t, updated_at=t))
+        rows = conn.execute(
+            sa.select(d.c.recipient_id, d.c.message_id, d.c.attempts, d.c.previous_status,
+                      recipients.c.address, recipients.c.name, recipients.c.pseudonym)
+            .join(recipients, recipients.c.id == d.c.recipient_id)
+            .where(d.c.issue == slug, d.c.claimed_by == token, d.c.status == "sending")
+            .order_by(d.c.recipient_id)).all()
+    return [Claimed(r.recipient_id, r.address, r.name, r.pseudonym, r.message_id, r.attempts,
+                    r.previous_status) for r in rows]
+
+
+def record(database: Database, slug: str, token: str, results: Iterable[Result]) -> None:
+    """Write what happened to claimed rows, and let go of them."""
+    t = db.now()
+    params = [{"rid": r.recipient_id, "new_status": r.status, "error": r.error[:2000],
+               "pid": r.provider_id[:255], "due": r.next_attempt_at,
+               "inc": 1 if r.counts_as_attempt else 0,
+               "sent": t if r.status == "sent" else None} for r in results]
+    if not params:
+        return
+    d = deliveries
+    stmt = (d.update()
+            .where(d.c.issue == slug, d.c.recipient_id == sa.bindparam("rid"),
+                   d.c.claimed_by == token)
+            .values(status=sa.bindparam("new_status"), attempts=d.c.attempts + sa.bindparam("inc"),
+                    last_error=sa.bindparam("error"), provider_message_id=sa.bindparam("pid"),
+                    next_attempt_at=sa.bindparam("due"), sent_at=sa.bindparam("sent"),
+                    claimed_by="", claimed_at=0, updated_at=t))
+    with database.engine.begin() as conn:
+        conn.execute(stmt, params)
+
+
+def release(database: Database, slug: str, token: str) -> int:
+    """Give back rows claimed with ``token`` but never tried, restoring their status."""
+    d = deliveries
+    with database.engine.begin() as conn:
+        result = conn.execute(d.update()
+                              .where(d.c.issue == slug, d.c.claimed_by == token,
+                                     d.c.status == "sending")
+                              .values(status=d.c.previous_status, claimed_by="", claimed_at=0,
+                                      updated_at=db.now()))
+    return result.rowcount
+
+
+def _claimant_is_dead(token: str) -> bool:
+    host, _, rest = token.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname()[:30] or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def recover_stale(database: Database, slug: str, lease: float = DEFAULT_LEASE) -> int:
+    """Rows left in ``sending`` by a dead process (or past the lease) become ``unknown``.
+
+    Their message may or may not have reached the server, so they are sent again with the
+    same Message-ID; receiving systems and people can recognise the repeat.
+    """
+    d = deliveries
+    t = db.now()
+    with database.engine.begin() as conn:
+        tokens = [row[0] for row in conn.execute(
+            sa.select(d.c.claimed_by).where(d.c.issue == slug, d.c.status == "sending")
+            .distinct())]
+        dead = [tok for tok in tokens if _claimant_is_dead(tok)]
+        stale = sa.or_(d.c.claimed_at < t - lease, d.c.claimed_by.in_(dead))
+        result = conn.execute(d.update()
+                              .where(d.c.issue == slug, d.c.status == "sending", stale)
+                              .values(status="unknown", attempts=d.c.attempts + 1,
+                                      last_error="the sender stopped before recording the "
+                                      "server's answer; it may have been delivered",
+                                      claimed_by="", claimed_at=0, next_attempt_at=0,
+                                      updated_at=t))
+    return result.rowcount
+
+
+def make_due(database: Database, slug: str, statuses: Sequence[str]) -> None:
+    """At the start of a run, rows waiting for a retry may be tried at once."""
+    d = deliveries
+    with database.engine.begin() as conn:
+        conn.execute(d.update().where(d.c.issue == slug, d.c.status.in_(statuses),
+                                      d.c.next_attempt_at > 0)
+                     .values(next_attempt_at=0))
+
+
+def next_due(database: Database, slug: str, statuses: Sequence[str]) -> float | None:
+    """When the next row waiting for a retry in this run becomes due, or None."""
+    d = deliveries
+    with database.engine.connect() as conn:
+        return conn.execute(sa.select(sa.func.min(d.c.next_attempt_at))
+                            .where(d.c.issue == slug, d.c.status.in_(statuses),
+                                   d.c.claimed_by == "", d.c.next_attempt_at < NEXT_RUN,
+                                   _not_suppressed())).scalar_one_or_none()
+
+
+def status_counts(database: Database, slug: str) -> dict[str, int]:
+    """Rows of ``slug`` per status; unsent rows of suppressed addresses count as 'suppressed'."""
+    d = deliveries
+    counts = dict.fromkeys(STATUSES, 0)
+    with database.engine.connect() as conn:
+        for status, n in conn.execute(sa.select(d.c.status, sa.func.count())
+                                      .where(d.c.issue == slug, _not_suppressed())
+                                      .group_by(d.c.status)):
+            counts[status] = n
+        counts["suppressed"] = conn.execute(
+            sa.select(sa.func.count()).select_from(d)
+            .where(d.c.issue == slug, d.c.status != "sent", ~_not_suppressed())).scalar_one()
+    return counts
+
+
+def failures(database: Database, slug: str, limit: int = 20) -> list[tuple[str, str, str]]:
+    """Up to ``limit`` (address, status, last error) of rows not sent, for the final summary."""
+    d = deliveries
+    with database.engine.connect() as conn:
+        return [(r.address, r.status, r.last_error) for r in conn.execute(
+            sa.select(recipients.c.address, d.c.status, d.c.last_error)
+            .join(recipients, recipients.c.id == d.c.recipient_id)
+            .where(d.c.issue == slug, d.c.status.in_(("failed", "deferred", "unknown")),
+                   _not_suppressed())
+            .order_by(recipients.c.address).limit(limit))]

@@ -1,0 +1,291 @@
+"""Send an issue: plan -> ledger -> adapter.
+
+:func:`prepare` does everything that can fail on bad input before anything is written or
+sent: it builds the issue, validates the audiences, plans the recipients, opens the database
+and checks the adapter's settings. :func:`run` then writes the plan into the ledger (one row
+per recipient before anything is sent), registers the issue and its links for the tracker,
+and lets the adapter loop work through the rows. Running it again resumes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from newsletter import ledger
+from newsletter.adapters.base import (
+    Adapter,
+    AdapterSettings,
+    LoopOptions,
+    SendLoop,
+    Tally,
+    load_adapter,
+)
+from newsletter.audiences import Audiences, SendPlan, load_audiences, normalise_address, plan_send
+from newsletter.db import Database, open_db
+from newsletter.errors import NewsletterError
+from newsletter.message import MessageFactory, OutgoingMessage, Recipient
+from newsletter.project import Project
+from newsletter.tracking.tokens import signer_for
+
+DEFAULT_ADAPTER = "maildir"
+
+
+def _build(path: Path, project: Project):  # type: ignore[no-untyped-def]
+    from newsletter.build import build_issue
+
+    return build_issue(path, project, tracked=True)
+
+
+def issue_path(project: Project, issue: str) -> Path:
+    """ISSUE as a path to a YAML file, or a slug in ``issues/``."""
+    candidate = Path(issue)
+    if candidate.is_file():
+        return candidate
+    by_slug = project.issues_dir / f"{issue}.yaml"
+    if by_slug.is_file():
+        return by_slug
+    known = sorted(p.stem for p in project.issues_dir.glob("*.yaml")) if \
+        project.issues_dir.is_dir() else []
+    raise NewsletterError(f"no issue {issue!r}: neither a file nor issues/{issue}.yaml",
+                          hint="the issues are: " + (", ".join(known) or "(none)"))
+
+
+def adapter_name(option: str | None, env: Mapping[str, str]) -> str:
+    """``--adapter``, then ``NEWSLETTER_ADAPTER``, then maildir."""
+    return option or env.get("NEWSLETTER_ADAPTER", "").strip() or DEFAULT_ADAPTER
+
+
+@dataclass
+class Prepared:
+    """A validated send, nothing written yet."""
+
+    project: Project
+    built: object
+    audiences: Audiences | None
+    plan: SendPlan | None
+    database: Database
+    adapter_cls: type[Adapter]
+    settings: AdapterSettings
+    adapter_description: str
+    statuses: tuple[str, ...] = ledger.RETRYABLE
+
+    @property
+    def slug(self) -> str:
+        return self.built.issue.slug  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        self.database.close()
+
+
+def prepare(project: Project, issue: str, lists: tuple[str, ...], *,
+            adapter: str | None = None, db_url: str | None = None, maildir: Path | None = None,
+            concurrency: int = 1, resend_failed: bool = False, test: bool = False,
+            env: Mapping[str, str] | None = None) -> Prepared:
+    """Validate the whole send (issue, lists, adapter settings) and open the database."""
+    env = os.environ if env is None else env
+    if concurrency < 1:
+        raise NewsletterError("--concurrency must be at least 1")
+    built = _build(issue_path(project, issue), project)
+    audiences = plan = None
+    if lists or not test:
+        audiences = load_audiences(project.audiences_path)
+        plan_send(audiences, lists)       # unknown lists fail here, before the database opens
+    cls = load_adapter(adapter_name(adapter, env))
+    settings = AdapterSettings(root=project.root, env=env, maildir=maildir,
+                               concurrency=concurrency)
+    cls.check_settings(settings)
+    description = cls(settings).describe()
+    database = open_db(project.db_url(db_url))
+    try:
+        if audiences is not None:
+            plan = plan_send(audiences, lists, ledger.suppressed_addresses(database))
+    except BaseException:
+        database.close()
+        raise
+    statuses = ledger.RETRYABLE + (("failed",) if resend_failed else ())
+    return Prepared(project, built, audiences, plan, database, cls, settings, description,
+                    statuses)
+
+
+def summary(prepared: Prepared) -> list[str]:
+    """What is about to happen, for the confirmation question."""
+    issue = prepared.built.issue  # type: ignore[attr-defined]
+    lines = [f"Issue:    {issue.slug}",
+             f"Subject:  {issue.subject}",
+             f"From:     {issue.sender.name} <{issue.sender.email}>",
+             f"Adapter:  {prepared.adapter_description}"]
+    plan = prepared.plan
+    if plan is not None and prepared.audiences is not None:
+        lines.append("Lists:")
+        for key in plan.list_keys:
+            name = prepared.audiences.lists[key].name
+            lines.append(f"  {key:<28} {plan.list_sizes[key]:>6}  {name}")
+        lines.append(f"Recipients: {len(plan.recipients)} (on more than one list: "
+                     f"{plan.duplicates}; suppressed: {len(plan.suppressed)})")
+    for warning in getattr(prepared.built, "warnings", []):
+        lines.append(warning.format())
+    return lines
+
+
+class LedgerQueue:
+    """The ledger as the send loop's work queue."""
+
+    def __init__(self, prepared: Prepared, factory: MessageFactory,
+                 first_list: dict[int, str]) -> None:
+        self.database = prepared.database
+        self.slug = prepared.slug
+        self.statuses = prepared.statuses
+        self.factory = factory
+        self.first_list = first_list
+        self._base = ledger.worker_token()
+        self._count = 0
+
+    def new_token(self) -> str:
+        self._count += 1
+        return f"{self._base}:{self._count}"
+
+    def claim(self, token: str, limit: int) -> list[ledger.Claimed]:
+        return ledger.claim(self.database, self.slug, token, limit, self.statuses)
+
+    def record(self, token: str, results: list[ledger.Result]) -> None:
+        ledger.record(self.database, self.slug, token, results)
+
+    def release(self, token: str) -> None:
+        ledger.release(self.database, self.slug, token)
+
+    def next_due(self) -> float | None:
+        return ledger.next_due(self.database, self.slug, self.statuses)
+
+    def render(self, row: ledger.Claimed) -> OutgoingMessage:
+        return self.factory.make(Recipient(row.address, row.name, row.pseudonym, row.message_id,
+                                           self.first_list.get(row.recipient_id, ""),
+                                           row.recipient_id))
+
+
+@dataclass
+class Outcome:
+    """How the run ended, from the ledger's point of view."""
+
+    counts: dict[str, int]
+    tally: Tally
+    stopped_by: NewsletterError | None = None
+    problems: list[tuple[str, str, str]] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        """True when every planned recipient is sent."""
+        return all(self.counts.get(s, 0) == 0
+                   for s in ("pending", "sending", "deferred", "failed", "unknown"))
+
+
+def run(prepared: Prepared, options: LoopOptions, *,
+        on_start: Callable[[int], None] | None = None,
+        on_progress: Callable[[Tally, int], None] | None = None,
+        lease: float = ledger.DEFAULT_LEASE) -> Outcome:
+    """Write the plan into the ledger, then send every due row; resumable."""
+    db = prepared.database
+    slug = prepared.slug
+    ledger.register_issue(db, prepared.built)
+    if prepared.plan is not None:
+        ledger.write_plan(db, slug, prepared.plan, prepared.project.list_id_domain)
+    ledger.recover_stale(db, slug, lease)
+    ledger.make_due(db, slug, prepared.statuses)
+    counts = ledger.status_counts(db, slug)
+    todo = sum(counts[s] for s in prepared.statuses)
+    if on_start:
+        on_start(todo)
+    factory = MessageFactory(prepared.built, prepared.project, signer_for(db))
+    queue = LedgerQueue(prepared, factory, _first_lists(prepared))
+    loop = SendLoop(queue, lambda: prepared.adapter_cls(prepared.settings), options,
+                    total=todo, on_progress=on_progress)
+    stopped: NewsletterError | None = None
+    try:
+        tally = loop.run()
+    except NewsletterError as exc:
+        stopped = exc
+        tally = loop.tally
+    counts = ledger.status_counts(db, slug)
+    return Outcome(counts, tally, stopped, ledger.failures(db, slug))
+
+
+def _first_lists(prepared: Prepared) -> dict[int, str]:
+    """For aggregate tracking: the first list, in --to order, that reached each recipient."""
+    from_db = ledger.first_lists(prepared.database, prepared.slug)
+    if prepared.plan is None:
+        return from_db
+    order = {key: i for i, key in enumerate(prepared.plan.list_keys)}
+    import sqlalchemy as sa
+
+    from newsletter.db import delivery_lists
+
+    best: dict[int, str] = {}
+    with prepared.database.engine.connect() as conn:
+        for rid, key in conn.execute(sa.select(delivery_lists.c.recipient_id,
+                                               delivery_lists.c.list_key)
+                                     .where(delivery_lists.c.issue == prepared.slug)):
+            current = best.get(rid)
+            if current is None or order.get(key, len(order)) < order.get(current, len(order)):
+                best[rid] = key
+    return best or from_db
+
+
+def send_test(prepared: Prepared, address: str) -> tuple[str, str]:
+    """Send one copy marked as a test to ``address``; record no delivery. Returns (id, where)."""
+    normalised, why = normalise_address(address)
+    if not normalised:
+        raise NewsletterError(f"--test {address!r} is not a valid email address: {why}")
+    ledger.register_issue(prepared.database, prepared.built)
+    factory = MessageFactory(prepared.built, prepared.project, signer_for(prepared.database),
+                             test=True)
+    slug = prepared.slug
+    first = prepared.plan.list_keys[0] if prepared.plan else "test"
+    message = factory.make(Recipient(normalised, "", "test",
+                                     ledger.message_id_for(slug, "test-" + _nonce(),
+                                                           prepared.project.list_id_domain),
+                                     first))
+    adapter = prepared.adapter_cls(prepared.settings)
+    adapter.open()
+    try:
+        outcome = adapter.attempt(message)
+    finally:
+        adapter.close()
+    if adapter.control.stop_reason is not None:
+        raise adapter.control.stop_reason
+    if outcome.status != "sent":
+        raise NewsletterError(f"the test message to {normalised} was not sent "
+                              f"({outcome.status}): {outcome.error}")
+    return outcome.provider_id, adapter.describe()
+
+
+def _nonce() -> str:
+    import secrets
+
+    return secrets.token_hex(4)
+
+
+def dry_run(prepared: Prepared) -> int:
+    """Make every planned recipient's message (with stand-in pseudonyms) and check it.
+
+    Nothing is written to the ledger and nothing is sent.
+    """
+    from newsletter.message import PLACEHOLDER_RE
+
+    factory = MessageFactory(prepared.built, prepared.project, signer_for(prepared.database))
+    plan = prepared.plan
+    count = 0
+    for index, r in enumerate(plan.recipients if plan else []):
+        pseudonym = f"dry-run-{index}"
+        message = factory.make(Recipient(r.address, r.name, pseudonym,
+                                         ledger.message_id_for(prepared.slug, pseudonym,
+                                                               prepared.project.list_id_domain),
+                                         r.lists[0]))
+        data = message.mime
+        if PLACEHOLDER_RE.search(message.html) or PLACEHOLDER_RE.search(message.text):
+            raise NewsletterError(f"a placeholder was left unfilled in the message to {r.address}")
+        if not data:
+            raise NewsletterError(f"the message to {r.address} is empty")
+        count += 1
+    return count
