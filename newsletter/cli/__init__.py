@@ -7,6 +7,7 @@ never a traceback.
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import click
@@ -15,8 +16,37 @@ from newsletter import __version__
 from newsletter.errors import NewsletterError
 
 
+# Command name -> the module under newsletter/cli/ that defines it (in its COMMANDS list).
+# Modules are imported only when their command runs, so `newsletter build` does not pay for
+# the database, server and HTTP libraries that `send` and `track` need.
+COMMAND_MODULES = {
+    "new": "build",
+    "check": "build",
+    "build": "build",
+    "preview": "preview",
+    "audiences": "send",
+    "send": "send",
+    "track": "track",
+    "report": "report",
+}
+
+
 class _Group(click.Group):
-    """A group that turns user-caused errors into messages instead of tracebacks."""
+    """Lazily loaded commands; user-caused errors become messages instead of tracebacks."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*COMMAND_MODULES, *self.commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.commands:
+            return self.commands[cmd_name]
+        module_name = COMMAND_MODULES.get(cmd_name)
+        if module_name is None:
+            return None
+        module = importlib.import_module(f"newsletter.cli.{module_name}")
+        for command in module.COMMANDS:
+            self.add_command(command)
+        return self.commands.get(cmd_name)
 
     def invoke(self, ctx: click.Context):  # type: ignore[no-untyped-def]
         try:
@@ -36,24 +66,12 @@ def main() -> None:
 
     Issues are YAML files in issues/. Start with:
 
+    \b
         newsletter new            # scaffold the next issue
         newsletter check ISSUE    # find every problem at once
         newsletter build ISSUE    # write build/<slug>/email.html and friends
     """
 
-
-def _register() -> None:
-    from newsletter.cli import build as _build
-    from newsletter.cli import report as _report
-    from newsletter.cli import send as _send
-    from newsletter.cli import track as _track
-
-    for module in (_build, _track, _report, _send):
-        for command in module.COMMANDS:
-            main.add_command(command)
-
-
-_register()
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
