@@ -30,6 +30,7 @@ lint: $(VENV)/.test-installed
 	$(BIN)/ruff check newsletter tests bench
 
 bench: $(VENV)/.test-installed system-deps
+	@bash scripts/install-bench-deps.sh
 	@for b in bench/bench_*.py; do echo "== $$b"; PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python $$b || exit 1; done
 
 clean:
