@@ -268,3 +268,15 @@ def test_theme_bad_colour(check_issue, project, sample_yaml) -> None:
     theme.write_text(theme.read_text().replace('"#1d4f91"', "blue", 1))
     result = check_issue(sample_yaml, "copy.yaml")
     assert "theme.yaml:2:15: error: brand_colour 'blue' is not a colour" in result.output
+
+
+def test_broken_settings_file(project, runner) -> None:
+    from newsletter.cli import main
+
+    (project / "newsletter.yaml").write_text("tracking_url: ftp://x.example.org\ntheem: a\n")
+    result = runner.invoke(main, ["check", "2026-spring"])
+    assert result.exit_code == 1
+    assert "newsletter.yaml:1:15: error: link 'ftp://x.example.org' is not an http/https link" \
+        in result.output
+    assert "newsletter.yaml:2:1: error: unknown key 'theem' in the settings" in result.output
+    assert "did you mean 'theme'?" in result.output
