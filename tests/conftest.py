@@ -169,3 +169,243 @@ def tracking_db(storage_url: str):  # type: ignore[no-untyped-def]
         yield database
     finally:
         database.close()
+
+
+# --- sending ---
+# A real SMTP server (aiosmtpd) with faults to inject, local fake provider APIs (starlette under
+# uvicorn in a thread), and a small project of our own to send from.
+
+SEND_AUDIENCES = """\
+lists:
+  schools:
+    name: Schools
+    members:
+      - {email: Ann@School.example, name: Ann Lee, organisation: Hill School}
+      - {email: bob@school.example, name: Bob Roe, organisation: Hill School}
+      - {email: shared@council.example, name: Sam Shared, organisation: County Council}
+  councils:
+    name: Councils
+    members_file: audiences/councils.csv
+"""
+SEND_CSV = ("email,name,organisation\n"
+            "shared@council.example,Sam Shared,County Council\n"
+            "cat@council.example,Cat Smith,County Council\n"
+            "dan@district.example,,District Council\n")
+SEND_ADDRESSES = {"ann@school.example", "bob@school.example", "shared@council.example",
+                  "cat@council.example", "dan@district.example"}
+
+
+@pytest.fixture
+def send_project(project: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The sample project with small audiences of our own (5 recipients, 1 on two lists)."""
+    (project / "audiences.yaml").write_text(SEND_AUDIENCES, encoding="utf-8")
+    (project / "audiences").mkdir(exist_ok=True)
+    (project / "audiences" / "councils.csv").write_text(SEND_CSV, encoding="utf-8")
+    for var in ("NEWSLETTER_ADAPTER", "NEWSLETTER_MAILDIR", "MAILGUN_API_KEY", "MAILGUN_DOMAIN",
+                "MAILGUN_API_URL", "POSTMARK_SERVER_TOKEN", "POSTMARK_API_URL",
+                "SENDGRID_API_KEY", "SENDGRID_API_URL", "NEWSLETTER_SEND_LEASE"):
+        monkeypatch.delenv(var, raising=False)
+    return project
+
+
+class SmtpRecorder:
+    """An aiosmtpd handler that keeps every accepted message and can misbehave on purpose.
+
+    ``faults[address]`` is a list of actions used one per attempt for that recipient:
+    an SMTP reply such as ``"451 4.7.1 later"`` at RCPT, ``"data:552 ..."`` at the end of
+    DATA, ``"drop"`` (close the connection after the data, before replying) or ``"stall"``
+    (never answer the data).
+    """
+
+    def __init__(self) -> None:
+        self.messages: list[bytes] = []
+        self.faults: dict[str, list[str]] = {}
+        self.attempts: dict[str, int] = {}
+        self.release = None  # an asyncio.Event set at teardown, ending stalls
+
+    def _next(self, address: str, stage: str) -> str | None:
+        actions = self.faults.get(address)
+        if not actions:
+            return None
+        action = actions[0]
+        is_data = action in ("drop", "stall") or action.startswith("data:")
+        if (stage == "data") != is_data:
+            return None
+        actions.pop(0)
+        return action.removeprefix("data:")
+
+    async def handle_RCPT(self, server, session, envelope, address, options):  # type: ignore[no-untyped-def]
+        self.attempts[address] = self.attempts.get(address, 0) + 1
+        action = self._next(address, "rcpt")
+        if action:
+            return action
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+        import asyncio
+
+        address = envelope.rcpt_tos[0]
+        action = self._next(address, "data")
+        if action == "drop":
+            self.messages.append(envelope.original_content)   # it did arrive whole
+            server.transport.close()
+            return "250 OK"
+        if action == "stall":
+            if self.release is None:
+                self.release = asyncio.Event()
+            await self.release.wait()
+            return "451 too late"
+        if action:
+            return action
+        self.messages.append(envelope.original_content)
+        return f"250 2.0.0 queued as {len(self.messages)}"
+
+    def message_ids(self) -> list[str]:
+        import email
+
+        return [email.message_from_bytes(m)["Message-ID"] for m in self.messages]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def smtp_server():  # type: ignore[no-untyped-def]
+    """Start real aiosmtpd servers on 127.0.0.1: ``start(greeting=None) -> (recorder, url)``.
+
+    ``greeting="421 ..."`` makes a server that refuses every connection at the greeting.
+    """
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import SMTP
+
+    started: list[tuple[Controller, SmtpRecorder]] = []
+
+    def start(greeting: str | None = None) -> tuple[SmtpRecorder, str]:
+        recorder = SmtpRecorder()
+
+        class Busy(SMTP):
+            async def _handle_client(self) -> None:  # type: ignore[override]
+                await self.push(greeting)
+                self.transport.close()
+
+        class Server(Controller):
+            def factory(self):  # type: ignore[no-untyped-def]
+                if greeting:
+                    return Busy(self.handler, **self.SMTP_kwargs)
+                return super().factory()
+
+        port = _free_port()
+        controller = Server(recorder, hostname="127.0.0.1", port=port)
+        controller.start()
+        started.append((controller, recorder))
+        return recorder, f"smtp://127.0.0.1:{port}?timeout=1"
+
+    yield start
+    for controller, recorder in started:
+        if recorder.release is not None:
+            controller.loop.call_soon_threadsafe(recorder.release.set)
+        controller.stop()
+
+
+@pytest.fixture
+def http_server():  # type: ignore[no-untyped-def]
+    """Serve an ASGI app with uvicorn on 127.0.0.1 in a thread: ``serve(app) -> base URL``."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    running: list[tuple[uvicorn.Server, threading.Thread, socket.socket]] = []
+
+    def serve(app) -> str:  # type: ignore[no-untyped-def]
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        config = uvicorn.Config(app, log_level="error", lifespan="off", ws="none",
+                                http="h11", loop="asyncio", access_log=False)
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+        thread.start()
+        while not server.started:
+            time.sleep(0.01)
+        running.append((server, thread, sock))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+    yield serve
+    for server, thread, sock in running:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+def make_built(slug: str = "spring", tracking: str = "aggregate", opens: bool = False,
+               subject: str = "Spring update: what’s new", html: str | None = None,
+               text: str | None = None):  # type: ignore[no-untyped-def]
+    """A small hand-made BuiltIssue (the build contract) for message and adapter tests."""
+    import datetime as dt
+    from types import SimpleNamespace
+
+    from newsletter.links import Link
+    from newsletter.model import Sender
+
+    issue = SimpleNamespace(slug=slug, subject=subject, preheader="", language="en-GB",
+                            sender=Sender("Prevent Team – Kent", "team@example.org",
+                                          "replies@example.org"),
+                            tracking=tracking, opens=opens, date=dt.date(2026, 3, 17))
+    base = "http://127.0.0.1:8025"
+    html = html if html is not None else (
+        "<html><body><p>Dear {{name}},</p>"
+        f'<p><a href="{base}/c/{{{{click:aaa111}}}}">Read the review</a> · '
+        f'<a href="{base}/c/{{{{click:bbb222}}}}">Download</a></p>'
+        + ("<p>" + "Long line of text. " * 30 + "</p>\n") * 3
+        + "<p>.dot at start</p>\n.leading dot line\n"
+        f'<p><a href="{base}/u/{{{{unsubscribe}}}}">Unsubscribe</a></p>'
+        + (f'<img src="{base}/o/{{{{open}}}}" alt="">' if opens else "")
+        + "</body></html>")
+    text = text if text is not None else (
+        "Dear {{name}},\n\nRead the review: " f"{base}/c/{{{{click:aaa111}}}}\n"
+        ".a line starting with a dot\nCafé £5\n\n"
+        f"Unsubscribe: {base}/u/{{{{unsubscribe}}}}\n")
+    links = [Link("aaa111", "https://example.org/review", "Read the review", "news", "article",
+                  True),
+             Link("bbb222", "https://example.org/guide.pdf", "Download", "news", "download",
+                  True)]
+    return SimpleNamespace(issue=issue, html=html, text=text, web_html="<h1>web</h1>",
+                           links=links, warnings=[], mjml="", dependencies=[])
+
+
+# --- browser ---
+# Debian's Chromium, driven by playwright's Python package (never playwright's own download).
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARTIFACTS = REPO / "test-artifacts"
+
+
+@pytest.fixture(scope="session")
+def chromium():  # type: ignore[no-untyped-def]
+    """A headless Chromium shared by the browser tests (make test installs the package)."""
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: run `make test` (it installs Debian's chromium)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def artifacts() -> Path:
+    """Folder for screenshots and other test artefacts (gitignored)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
