@@ -52,9 +52,15 @@ class _MarkedDict(dict):
     def __init__(self) -> None:
         super().__init__()
         self.marks: dict[Any, tuple[int, int]] = {}
+        self.key_marks: dict[Any, tuple[int, int]] = {}
 
     def at(self, key: Any) -> tuple[int, int]:
+        """Where the value of ``key`` is written."""
         return self.marks.get(key, self.mark)
+
+    def key_at(self, key: Any) -> tuple[int, int]:
+        """Where ``key`` itself is written."""
+        return self.key_marks.get(key, self.mark)
 
 
 class _MarkedList(list):
@@ -92,6 +98,7 @@ def _construct_map(loader: _MarkedLoader, node: yaml.MappingNode):  # type: igno
                 None, None, "a key must be a plain word", key_node.start_mark) from None
         data[key] = loader.construct_object(value_node, deep=True)
         data.marks[key] = _pos(value_node)
+        data.key_marks[key] = _pos(key_node)
 
 
 def _construct_seq(loader: _MarkedLoader, node: yaml.SequenceNode):  # type: ignore[no-untyped-def]
@@ -333,7 +340,7 @@ def load_audiences(path: Path) -> Audiences:
                                         hint="see docs/sending.md for the shape")])
     for key in data:
         if key != "lists":
-            checker.error(shown, data.at(key), f"unknown key {key!r}",
+            checker.error(shown, data.key_at(key), f"unknown key {key!r}",
                           hint="the only top-level key is 'lists'")
     lists_node = data["lists"]
     if not isinstance(lists_node, _MarkedDict) or not lists_node:
@@ -341,7 +348,7 @@ def load_audiences(path: Path) -> Audiences:
         raise InvalidAudiences(checker.problems)
     lists: dict[str, AudienceList] = {}
     for key, spec in lists_node.items():
-        at = lists_node.at(key)
+        at = lists_node.key_at(key)
         if not isinstance(key, str) or not LIST_KEY_RE.match(key):
             checker.error(shown, at, f"list key {key!r} is not a simple name",
                           hint="use letters, digits, '-' and '_' (it appears in reports)")
@@ -351,7 +358,7 @@ def load_audiences(path: Path) -> Audiences:
             continue
         for field_name in spec:
             if field_name not in LIST_FIELDS:
-                checker.error(shown, spec.at(field_name),
+                checker.error(shown, spec.key_at(field_name),
                               f"unknown key {field_name!r} in list {key!r}",
                               hint="a list has: " + ", ".join(LIST_FIELDS))
         name = checker.text(shown, spec.at("name"), spec.get("name", key), "list name") or key
@@ -406,7 +413,7 @@ def _inline_members(checker: _Checker, shown: str, key: str, spec: _MarkedDict) 
             marks = {name: item.at(name) for name in MEMBER_FIELDS}
             for field_name in item:
                 if field_name not in MEMBER_FIELDS:
-                    checker.error(shown, item.at(field_name), f"unknown key {field_name!r}",
+                    checker.error(shown, item.key_at(field_name), f"unknown key {field_name!r}",
                                   hint="a member has: " + ", ".join(MEMBER_FIELDS))
         else:
             checker.error(shown, at, "a member must be an address or a mapping with 'email'")

@@ -195,7 +195,7 @@ class MessageFactory:
         self.unsubscribe_mailto = project.unsubscribe_mailto
         sender = issue.sender
         self.envelope_from = _check_header("sender address", sender.email)
-        _check_header("sender name", sender.name)
+        self.sender_name = _check_header("sender name", sender.name)
         self.from_header = str(Address(sender.name, addr_spec=sender.email))
         self.reply_to = _check_header("reply-to address", sender.reply_to or sender.email)
         subject = _check_header("subject", issue.subject)
@@ -220,7 +220,11 @@ class MessageFactory:
 
     def _encode_static_headers(self, language: str) -> bytes:
         # The email package folds and RFC 2047-encodes these once; they are the same for all.
-        fold = policy.SMTP.fold_binary
+        smtp = policy.SMTP
+
+        def fold(name: str, value: str) -> bytes:
+            return smtp.header_factory(name, value).fold(policy=smtp).encode("ascii")
+
         headers = [("From", self.from_header), ("Reply-To", self.reply_to),
                    ("Subject", self.subject), ("MIME-Version", "1.0"),
                    ("Content-Language", language or "en-GB"),

@@ -1,0 +1,136 @@
+"""Per-recipient messages: made by substitution, parsed back with Python's email package."""
+
+from __future__ import annotations
+
+import email
+from email import policy
+from pathlib import Path
+
+import pytest
+from conftest import make_built
+
+from newsletter.adapters.base import AdapterSettings
+from newsletter.adapters.maildir import MaildirAdapter
+from newsletter.errors import NewsletterError
+from newsletter.links import PLACEHOLDER_RE
+from newsletter.message import MessageFactory, Recipient
+from newsletter.project import Project
+from newsletter.tracking.tokens import Signer
+
+SIGNER = Signer({"k1": b"secret"}, "k1")
+
+
+def project(tmp_path: Path) -> Project:
+    return Project(root=tmp_path, settings={"list_id_domain": "news.example.org",
+                                            "unsubscribe_mailto": "leave@example.org",
+                                            "tracking_url": "https://t.example.org"})
+
+
+def ann(name: str = "Ann <Lee> & Co", list_key: str = "schools") -> Recipient:
+    return Recipient("ann@school.example", name, "pAnn", "<spring.pAnn@news.example.org>",
+                     list_key, 1)
+
+
+def via_maildir(tmp_path: Path, data: bytes) -> email.message.EmailMessage:
+    """Deliver through the maildir adapter and parse the file back."""
+    adapter = MaildirAdapter(AdapterSettings(root=tmp_path, env={}, maildir=tmp_path / "md"))
+    adapter.open()
+    factory_message = type("M", (), {"mime": data})()
+    name = adapter.send(factory_message)  # type: ignore[arg-type]
+    raw = (tmp_path / "md" / "new" / name).read_bytes()
+    assert b"\r\n" not in raw    # local line ends in Maildir files
+    assert list((tmp_path / "md" / "tmp").iterdir()) == []
+    return email.message_from_bytes(raw, policy=policy.default)  # type: ignore[return-value]
+
+
+def test_headers_and_parts_parse_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NEWSLETTER_TRACKING_URL", raising=False)
+    factory = MessageFactory(make_built(), project(tmp_path), SIGNER)
+    message = factory.make(ann())
+    parsed = via_maildir(tmp_path, message.mime)
+
+    assert parsed["From"].addresses[0].display_name == "Prevent Team – Kent"
+    assert parsed["From"].addresses[0].addr_spec == "team@example.org"
+    assert parsed["Reply-To"] == "replies@example.org"
+    assert parsed["To"].addresses[0].display_name == "Ann <Lee> & Co"
+    assert parsed["To"].addresses[0].addr_spec == "ann@school.example"
+    assert parsed["Subject"] == "Spring update: what’s new"
+    assert parsed["Message-ID"] == "<spring.pAnn@news.example.org>"
+    assert parsed["Date"].datetime is not None
+    assert parsed["List-Id"] == "<spring.news.example.org>"
+    assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    unsubscribe = str(parsed["List-Unsubscribe"])
+    token = SIGNER.unsubscribe("spring", "pAnn")
+    assert f"<https://t.example.org/u/{token}>" in unsubscribe
+    assert "<mailto:leave@example.org?subject=unsubscribe%20pAnn>" in unsubscribe
+    assert parsed.get_content_type() == "multipart/alternative"
+    assert [p.get_content_type() for p in parsed.iter_parts()] == ["text/plain", "text/html"]
+
+    text = parsed.get_body(("plain",)).get_content()
+    html = parsed.get_body(("html",)).get_content()
+    assert "Dear Ann <Lee> & Co," in text
+    assert "Dear Ann &lt;Lee&gt; &amp; Co," in html          # escaped in HTML only
+    assert "Café £5" in text                                   # UTF-8 safe
+    assert not PLACEHOLDER_RE.search(text) and not PLACEHOLDER_RE.search(html)
+    # The pseudonym, never the address, goes into URLs.
+    assert "ann@school.example" not in html and "ann@school.example" not in text
+
+
+def test_lines_stay_short_and_ascii(tmp_path: Path) -> None:
+    factory = MessageFactory(make_built(), project(tmp_path), SIGNER)
+    data = factory.make(ann()).mime
+    data.decode("ascii")
+    assert max(len(line) for line in data.split(b"\r\n")) <= 998
+    body = data.split(b"\r\n\r\n", 1)[1]
+    assert max(len(line) for line in body.split(b"\r\n")) <= 76
+
+
+def test_aggregate_tracking_signs_the_list_not_the_person(tmp_path: Path) -> None:
+    factory = MessageFactory(make_built(tracking="aggregate"), project(tmp_path), SIGNER)
+    html = factory.make(ann()).html
+    click = SIGNER.click("spring", "aaa111", list_key="schools")
+    assert f"/c/{click}" in html
+    data = SIGNER.verify(click, "c")
+    assert (data.list, data.pseudonym) == ("schools", None)
+    other = factory.make(Recipient("bob@x.example", "", "pBob", "<m@x>", "schools", 2)).html
+    assert f"/c/{click}" in other
+
+
+def test_individual_tracking_and_opens_sign_the_pseudonym(tmp_path: Path) -> None:
+    factory = MessageFactory(make_built(tracking="individual", opens=True), project(tmp_path),
+                             SIGNER)
+    html = factory.make(ann()).html
+    assert f"/c/{SIGNER.click('spring', 'bbb222', pseudonym='pAnn')}" in html
+    assert f"/o/{SIGNER.open('spring', pseudonym='pAnn')}" in html
+
+
+def test_blank_name_gets_a_neutral_greeting(tmp_path: Path) -> None:
+    factory = MessageFactory(make_built(), project(tmp_path), SIGNER)
+    message = factory.make(ann(name=""))
+    assert "Dear colleague," in message.text
+    assert b"To: ann@school.example\r\n" in message.mime
+
+
+def test_test_copies_are_marked(tmp_path: Path) -> None:
+    factory = MessageFactory(make_built(), project(tmp_path), SIGNER, test=True)
+    parsed = email.message_from_bytes(factory.make(ann()).mime, policy=policy.default)
+    assert parsed["Subject"] == "[TEST] Spring update: what’s new"
+    assert parsed["X-Newsletter-Test"] == "yes"
+
+
+@pytest.mark.parametrize("subject", ["Hello\r\nBcc: victim@example.org", "Line\nbreak"])
+def test_header_injection_is_refused(tmp_path: Path, subject: str) -> None:
+    with pytest.raises(NewsletterError, match="the subject contains a line break"):
+        MessageFactory(make_built(subject=subject), project(tmp_path), SIGNER)
+
+
+def test_the_sample_issue_makes_valid_messages(sample_issue: Path, project: Path) -> None:
+    from newsletter.build import build_issue
+
+    proj = Project.load(project)
+    built = build_issue(sample_issue, proj)
+    message = MessageFactory(built, proj, SIGNER).make(ann())
+    parsed = email.message_from_bytes(message.mime, policy=policy.default)
+    html = parsed.get_body(("html",)).get_content().replace("\r\n", "\n")
+    assert html == message.html
+    assert not PLACEHOLDER_RE.search(html)
