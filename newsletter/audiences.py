@@ -290,6 +290,8 @@ def _read_csv(checker: _Checker, csv_path: Path, shown: str) -> list[Member]:
     position = {name: columns.index(name) for name in MEMBER_FIELDS if name in columns}
     members: list[Member] = []
     while True:
+        # A quoted field may span lines: report the line the row starts on.
+        line = reader.line_num + 1
         try:
             row = next(reader)
         except StopIteration:
@@ -299,9 +301,6 @@ def _read_csv(checker: _Checker, csv_path: Path, shown: str) -> list[Member]:
             break
         if not any(cell.strip() for cell in row):
             continue
-        # csv counts physical lines; a quoted field with a line break spans several.
-        line = reader.line_num
-
         def cell(name: str, row: list[str] = row) -> str:
             index = position.get(name)
             return row[index] if index is not None and index < len(row) else ""

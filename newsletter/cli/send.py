@@ -66,6 +66,11 @@ def audiences_check() -> None:
                f"members, {len(loaded.warnings)} warning(s))")
 
 
+def _can_ask() -> bool:
+    """True when there is a person at a terminal to answer the confirmation question."""
+    return sys.stdin.isatty()
+
+
 class _Progress:
     """A progress bar on a terminal, a plain line every tenth of the way otherwise."""
 
@@ -169,7 +174,7 @@ def send(issue: str, lists: tuple[str, ...], yes: bool, dry_run: bool,
             click.echo(f"Dry run: {count} message(s) made and checked; nothing sent or recorded.")
             return
         if not yes:
-            if not sys.stdin.isatty():
+            if not _can_ask():
                 raise NewsletterError("not sending without confirmation",
                                       hint="add --yes to send when there is no terminal to ask")
             click.confirm(f"Send {prepared.slug} to "
