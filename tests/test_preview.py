@@ -7,11 +7,11 @@ preview, not the renderer; the tests at the end run the real build on the sample
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -618,47 +618,47 @@ def test_real_build_errors_are_located(project: Path, sample_issue: Path):
     assert "issues/2026-spring.yaml:" in terminal.errors
 
 
-def _wait_for_url(process: subprocess.Popen, timeout: float = 20.0) -> str:  # type: ignore[type-arg]
-    deadline = time.monotonic() + timeout
+def _wait_for_url(process: subprocess.Popen, out: list[str], timeout: float = 20.0) -> str:  # type: ignore[type-arg]
+    """The URL the command prints once it serves. A thread reads stdout into ``out``."""
     assert process.stdout is not None
-    os.set_blocking(process.stdout.fileno(), False)
-    seen = ""
-    while time.monotonic() < deadline:
-        chunk = process.stdout.read()
-        if chunk:
-            seen += chunk
-            for line in seen.splitlines():
-                if line.startswith("Previewing") and " at http://" in line:
-                    return line.split(" at ", 1)[1].split()[0]
-        if process.poll() is not None:
-            break
+    stdout = process.stdout
+    threading.Thread(target=lambda: out.extend(stdout), daemon=True).start()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        for line in list(out):
+            if line.startswith("Previewing") and " at http://" in line:
+                return line.split(" at ", 1)[1].split()[0]
         time.sleep(0.05)
-    raise AssertionError(f"no URL printed; output so far: {seen!r}")
+    raise AssertionError(f"no URL printed; output so far: {out!r}")
 
 
 def test_cli_serves_until_ctrl_c_and_stops_cleanly(project: Path, sample_issue: Path):
     """The real command in a subprocess: prints the URL, answers, stops on Ctrl-C, no traceback."""
-    process = subprocess.Popen(
+    out: list[str] = []
+    with subprocess.Popen(
         [str(Path(sys.executable).parent / "newsletter"), "preview", "issues/2026-spring.yaml",
          "--port", "0", "--no-browser"],
-        cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        url = _wait_for_url(process)
-        assert url.startswith("http://127.0.0.1:")
-        page = httpx.get(url, timeout=10)
-        assert page.status_code == 200 and 'data-state="ok"' in page.text
-        # an open event stream must not hold up the shutdown
-        with httpx.stream("GET", url + "_preview/events", timeout=10) as events:
-            next(events.iter_lines())
-            process.send_signal(signal.SIGINT)
-            out, err = process.communicate(timeout=10)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+        cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    ) as process:
+        try:
+            url = _wait_for_url(process, out)
+            assert url.startswith("http://127.0.0.1:")
+            page = httpx.get(url, timeout=10)
+            assert page.status_code == 200 and 'data-state="ok"' in page.text
+            # an open event stream must not hold up the shutdown
+            with httpx.stream("GET", url + "_preview/events", timeout=10) as events:
+                next(events.iter_lines())
+                process.send_signal(signal.SIGINT)
+                process.wait(timeout=10)
+        finally:
+            if process.poll() is None:
+                process.kill()
+            err = process.stderr.read()  # type: ignore[union-attr]
+    time.sleep(0.1)  # the reader thread gets the last line
     assert process.returncode == 0, err
-    assert "Preview stopped." in out
-    assert "Traceback" not in err and "Traceback" not in out
+    assert "Traceback" not in err
+    assert "Preview stopped." in "".join(out)
+    assert any("built issues/2026-spring.yaml in" in line for line in out), out
 
 
 def test_cli_reports_a_busy_port(project: Path, sample_issue: Path, runner):  # type: ignore[no-untyped-def]
