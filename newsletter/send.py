@@ -10,6 +10,7 @@ and lets the adapter loop work through the rows. Running it again resumes.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -184,6 +185,7 @@ class Outcome:
 def run(prepared: Prepared, options: LoopOptions, *,
         on_start: Callable[[int], None] | None = None,
         on_progress: Callable[[Tally, int], None] | None = None,
+        on_waiting: Callable[[int], None] | None = None,
         lease: float = ledger.DEFAULT_LEASE) -> Outcome:
     """Write the plan into the ledger, then send every due row; resumable."""
     db = prepared.database
@@ -208,6 +210,15 @@ def run(prepared: Prepared, options: LoopOptions, *,
         stopped = exc
         tally = loop.tally
     counts = ledger.status_counts(db, slug)
+    if stopped is None and counts["sending"]:
+        # Another `send` on this issue still holds rows: wait for its answers (or for it to
+        # die, when its rows become unknown) so the summary and exit code tell the truth.
+        if on_waiting:
+            on_waiting(counts["sending"])
+        while counts["sending"]:
+            time.sleep(0.2)
+            ledger.recover_stale(db, slug, lease)
+            counts = ledger.status_counts(db, slug)
     return Outcome(counts, tally, stopped, ledger.failures(db, slug))
 
 

@@ -187,7 +187,8 @@ def send(issue: str, lists: tuple[str, ...], yes: bool, dry_run: bool,
         started = time.monotonic()
         try:
             outcome = sending.run(prepared, options, on_start=progress.start,
-                                  on_progress=progress.update, lease=lease)
+                                  on_progress=progress.update, lease=lease,
+                                  on_waiting=_waiting)
         finally:
             progress.finish()
         _final_summary(outcome, time.monotonic() - started)
@@ -201,6 +202,11 @@ def send(issue: str, lists: tuple[str, ...], yes: bool, dry_run: bool,
                    else ""))
     finally:
         prepared.close()
+
+
+def _waiting(count: int) -> None:
+    click.echo(f"Another send of this issue is still sending {count} message(s); "
+               "waiting for its answers...")
 
 
 def _final_summary(outcome: sending.Outcome, seconds: float) -> None:
