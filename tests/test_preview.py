@@ -6,6 +6,7 @@ preview, not the renderer; the tests at the end run the real build on the sample
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import signal
 import socket
@@ -136,7 +137,14 @@ class Client:
                 await response.aread()
                 return response
 
-        return anyio.run(go)
+        return run_async(go)
+
+
+def run_async(function):  # type: ignore[no-untyped-def]
+    """``anyio.run(function)`` in a thread of its own: the session's Chromium (playwright's
+    sync API) keeps an event loop running in the main thread once a browser test has run."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(anyio.run, function).result()
 
 
 def client_for(app) -> Client:  # type: ignore[no-untyped-def]
@@ -342,7 +350,10 @@ def raw_get(app, raw_path: bytes) -> int:  # type: ignore[no-untyped-def]
         if message["type"] == "http.response.start":
             status.append(message["status"])
 
-    anyio.run(app, scope, receive, send)
+    async def call() -> None:
+        await app(scope, receive, send)
+
+    run_async(call)
     return status[0]
 
 
