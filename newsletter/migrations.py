@@ -26,8 +26,9 @@ def m002_report_indexes(conn: Connection) -> None:
     # Plain DDL (same on SQLite and PostgreSQL) so the shared Table object stays as m001 made it.
     for name, columns in (
         ("ix_events_links", "issue, kind, scanner, link_id, pseudonym"),
-        ("ix_events_people", "issue, kind, pseudonym, scanner, link_id"),
-        ("ix_events_days", "issue, kind, at, scanner, link_id, pseudonym"),
+        ("ix_events_people", "issue, kind, scanner, pseudonym, link_id"),
+        ("ix_events_days", "issue, kind, scanner, at, link_id"),
+        ("ix_events_reasons", "issue, scanner, reasons"),
     ):
         conn.execute(sa.text(f"CREATE INDEX IF NOT EXISTS {name} ON events ({columns})"))
 

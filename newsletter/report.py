@@ -16,6 +16,7 @@ import csv
 import datetime as dt
 import io
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -93,47 +94,39 @@ class _Builder:
         self.delivered = int(status.get("sent", 0))
         self.include = include_scanners
         self.min_count = min_count
-        self.people_filter = sa.true() if include_scanners else E.c.scanner == sa.false()
         self.links = list(conn.execute(
             sa.select(db.links).where(db.links.c.issue == slug).order_by(db.links.c.link_id)))
         self.downloads = [r.link_id for r in self.links if r.kind == "download"]
+        self._recipient_rows: list | None = None
 
-    def _day(self):  # type: ignore[no-untyped-def]
-        if self.database.is_sqlite:
-            return sa.cast(E.c.at / 86400, sa.Integer)
-        return sa.cast(sa.func.floor(E.c.at / 86400), sa.Integer)
+    def _scanner_values(self) -> tuple[bool, ...]:
+        return (False, True) if self.include else (False,)
 
-    def _unique(self):  # type: ignore[no-untyped-def]
-        return sa.func.count(sa.distinct(sa.case((E.c.pseudonym != "", E.c.pseudonym))))
+    def _on_own_connection(self, work):  # type: ignore[no-untyped-def]
+        def run():  # type: ignore[no-untyped-def]
+            with self.database.engine.connect() as conn:
+                return work(conn)
+        return run
 
     def build(self) -> dict:
-        conn, slug = self.conn, self.slug
-        # Counted figures per (kind, link): one scan of ix_events_links.
-        counted: dict[tuple[str, str], tuple[int, int]] = {}
-        for kind, link_id, n, unique in conn.execute(
-                sa.select(E.c.kind, E.c.link_id, sa.func.count(), self._unique())
-                .where(E.c.issue == slug, self.people_filter)
-                .group_by(E.c.kind, E.c.link_id)):
-            counted[(kind, link_id)] = (n, unique)
-        scanners: dict[tuple[str, str], int] = dict(
-            ((kind, link_id), n) for kind, link_id, n in conn.execute(
-                sa.select(E.c.kind, E.c.link_id, sa.func.count())
-                .where(E.c.issue == slug, E.c.scanner == sa.true())
-                .group_by(E.c.kind, E.c.link_id)))
-        reasons: dict[str, int] = {}
-        for text, n in conn.execute(
-                sa.select(E.c.reasons, sa.func.count())
-                .where(E.c.issue == slug, E.c.scanner == sa.true()).group_by(E.c.reasons)):
-            for reason in (text or "unknown").split(","):
-                reasons[reason] = reasons.get(reason, 0) + n
-
-        people = self._people() if self.individual else {}
-        click_total = sum(n for (k, _), (n, _) in counted.items() if k == "click")
-        download_total = sum(counted.get(("click", d), (0, 0))[0] for d in self.downloads)
-        unique = len({p for (p, _dl) in people}) if self.individual else None
-        unique_dl = len({p for (p, dl) in people if dl}) if self.individual else None
-        views = counted.get(("view", ""), (0, 0))[0]
-        opens = counted.get(("open", ""), (0, 0))
+        slug = self.slug
+        # Every query reads one covering index in its order (migration m002), so SQLite streams
+        # through it without sorting; the four scans are independent and run side by side, each
+        # on its own connection (the database releases the GIL while it works).
+        with ThreadPoolExecutor(max_workers=4, thread_name_prefix="report") as pool:
+            counts = pool.submit(self._on_own_connection(self._counts))
+            uniques = pool.submit(self._on_own_connection(self._uniques))
+            people_f = pool.submit(self._on_own_connection(self._people))
+            days_f = pool.submit(self._on_own_connection(self._days))
+            counted, scanners, reasons = counts.result()
+            unique_links, unique_opens = uniques.result()
+            people = people_f.result()
+            days = days_f.result()
+        click_total = sum(n for (k, _), n in counted.items() if k == "click")
+        download_total = sum(counted.get(("click", d), 0) for d in self.downloads)
+        unique = len(people) if self.individual else None
+        unique_dl = sum(1 for _, dl in people.values() if dl) if self.individual else None
+        views = counted.get(("view", ""), 0)
         opens_on = bool(self.issue.opens) if self.issue is not None else False
 
         report = {
@@ -158,46 +151,93 @@ class _Builder:
                 "scanners": sum(scanners.get(("click", d), 0) for d in self.downloads),
             },
             "views": {"total": views, "scanners": scanners.get(("view", ""), 0)},
-            "opens": ({"total": opens[0], "unique": opens[1] if self.individual else None,
+            "opens": ({"total": counted.get(("open", ""), 0), "unique": unique_opens,
                        "scanners": scanners.get(("open", ""), 0)} if opens_on else None),
             "scanner_reasons": dict(sorted(reasons.items())),
-            "links": self._links(counted, scanners),
+            "links": self._links(counted, scanners, unique_links),
             "lists": self._lists(people),
             "organisations": self._organisations(people),
-            "days": self._days(),
+            "days": days,
         }
         return _hide_small(report, self.min_count)
 
-    def _links(self, counted: dict, scanners: dict) -> list[dict]:
+    def _counts(self, conn: sa.Connection) -> tuple[dict, dict, dict]:
+        """Events per (kind, link): counted ones and probable scanners; scanner reasons."""
+        counted: dict[tuple[str, str], int] = {}
+        scanners: dict[tuple[str, str], int] = {}
+        for kind, scanner, link_id, n in conn.execute(
+                sa.select(E.c.kind, E.c.scanner, E.c.link_id, sa.func.count())
+                .where(E.c.issue == self.slug).group_by(E.c.kind, E.c.scanner, E.c.link_id)):
+            if scanner:
+                scanners[(kind, link_id)] = scanners.get((kind, link_id), 0) + n
+            if not scanner or self.include:
+                counted[(kind, link_id)] = counted.get((kind, link_id), 0) + n
+        reasons: dict[str, int] = {}
+        for text, n in conn.execute(
+                sa.select(E.c.reasons, sa.func.count())
+                .where(E.c.issue == self.slug, E.c.scanner == sa.true())
+                .group_by(E.c.reasons)):
+            for reason in (text or "unknown").split(","):
+                reasons[reason] = reasons.get(reason, 0) + n
+        return counted, scanners, reasons
+
+    def _uniques(self, conn: sa.Connection) -> tuple[dict[str, int], int | None]:
+        """Distinct recipients per link, and distinct openers (individual tracking only)."""
+        if not self.individual:
+            return {}, None
+        return (self._unique_per_link(conn, "click"),
+                self._unique_per_link(conn, "open").get("", 0))
+
+    def _unique_per_link(self, conn: sa.Connection, kind: str) -> dict[str, int]:
+        pairs = (sa.select(E.c.link_id, E.c.pseudonym).distinct()
+                 .where(E.c.issue == self.slug, E.c.kind == kind, E.c.pseudonym != "",
+                        E.c.scanner.in_(self._scanner_values()))
+                 .subquery())
+        return dict(conn.execute(
+            sa.select(pairs.c.link_id, sa.func.count()).group_by(pairs.c.link_id)).all())
+
+    def _links(self, counted: dict, scanners: dict, unique: dict) -> list[dict]:
         out = []
         registered = {r.link_id for r in self.links}
         rows = list(self.links)
-        # Clicks on a link id the registry no longer lists cannot happen (the tracker answers 404),
-        # but events imported from elsewhere might: show them rather than lose them.
+        # Clicks on a link id the registry does not list cannot come from the tracker (it answers
+        # 404), but events imported from elsewhere might: show them rather than lose them.
         for kind, link_id in sorted(set(counted) | set(scanners)):
             if kind == "click" and link_id not in registered:
                 registered.add(link_id)
                 rows.append(_Missing(link_id))
         for row in rows:
-            n, unique = counted.get(("click", row.link_id), (0, 0))
             out.append({
                 "link_id": row.link_id, "kind": row.kind, "text": row.text,
-                "section": row.section, "url": row.url, "clicks": n,
-                "unique": unique if self.individual else None,
+                "section": row.section, "url": row.url,
+                "clicks": counted.get(("click", row.link_id), 0),
+                "unique": unique.get(row.link_id, 0) if self.individual else None,
                 "scanners": scanners.get(("click", row.link_id), 0),
             })
         return out
 
-    def _people(self) -> dict[tuple[str, bool], int]:
-        """Clicks per (pseudonym, is a download), people only (or everyone with scanners)."""
-        is_download = sa.case((E.c.link_id.in_(self.downloads), 1), else_=0)
-        return {(p, bool(dl)): n for p, dl, n in self.conn.execute(
-            sa.select(E.c.pseudonym, is_download, sa.func.count())
-            .where(E.c.issue == self.slug, E.c.kind == "click", E.c.pseudonym != "",
-                   self.people_filter)
-            .group_by(E.c.pseudonym, is_download))}
+    def _people(self, conn: sa.Connection) -> dict[str, tuple[int, int]]:
+        """(clicks, downloads) per recipient pseudonym with at least one click."""
+        if not self.individual:
+            return {}
+        downloads = sa.func.sum(sa.case((E.c.link_id.in_(self.downloads), 1), else_=0))
+        people: dict[str, tuple[int, int]] = {}
+        for scanner in self._scanner_values():
+            for p, n, dl in conn.execute(
+                    sa.select(E.c.pseudonym, sa.func.count(), downloads)
+                    .where(E.c.issue == self.slug, E.c.kind == "click",
+                           E.c.scanner == scanner, E.c.pseudonym != "")
+                    .group_by(E.c.pseudonym)):
+                before = people.get(p, (0, 0))
+                people[p] = (before[0] + n, before[1] + int(dl or 0))
+        return people
 
     def _recipients(self) -> list:
+        if self._recipient_rows is None:
+            self._recipient_rows = self._load_recipients()
+        return self._recipient_rows
+
+    def _load_recipients(self) -> list:
         r, d, dl = db.recipients, db.deliveries, db.delivery_lists
         return list(self.conn.execute(
             sa.select(r.c.pseudonym, r.c.domain, r.c.organisation, d.c.status, dl.c.list_key)
@@ -216,16 +256,15 @@ class _Builder:
         clicks: dict[str, int] = {}
         unique: dict[str, int | None] = {}
         if self.individual:
-            per_person: dict[str, int] = {}
-            for (p, _dl), n in people.items():
-                per_person[p] = per_person.get(p, 0) + n
+            per_person = {p: n for p, (n, _dl) in people.items()}
             for key, names in members.items():
                 clicked = [per_person[p] for p in names if p in per_person]
                 clicks[key], unique[key] = sum(clicked), len(clicked)
         else:
             for key, n in self.conn.execute(
                     sa.select(E.c.list_key, sa.func.count())
-                    .where(E.c.issue == self.slug, E.c.kind == "click", self.people_filter)
+                    .where(E.c.issue == self.slug, E.c.kind == "click",
+                           E.c.scanner.in_(self._scanner_values()))
                     .group_by(E.c.list_key)):
                 clicks[key or ""] = n
                 members.setdefault(key or "", set())
@@ -244,9 +283,7 @@ class _Builder:
         if not self.individual:
             return []
         orgs: dict[str, dict] = {}
-        per_person: dict[str, int] = {}
-        for (p, _dl), n in people.items():
-            per_person[p] = per_person.get(p, 0) + n
+        per_person = {p: n for p, (n, _dl) in people.items()}
         seen: set[str] = set()
         for row in self._recipients():
             if row.pseudonym in seen:
@@ -268,38 +305,44 @@ class _Builder:
             out.append(org)
         return out
 
-    def _days(self) -> list[dict]:
-        day = self._day().label("day")
-        is_download = sa.case((E.c.link_id.in_(self.downloads), 1), else_=0)
-        days: dict[int, dict] = {}
+    def _days(self, conn: sa.Connection) -> list[dict]:
+        """Per UTC day: one index range count per day, kind and scanner flag.
 
-        def entry(number: int) -> dict:
-            return days.setdefault(number, {
-                "day": (dt.date(1970, 1, 1) + dt.timedelta(days=int(number))).isoformat(),
-                "clicks": 0, "unique": 0 if self.individual else None, "downloads": 0,
-                "views": 0, "scanners": 0})
-
-        for number, kind, n, unique in self.conn.execute(
-                sa.select(day, E.c.kind, sa.func.count(), self._unique())
-                .where(E.c.issue == self.slug, E.c.kind.in_(("click", "view")),
-                       self.people_filter)
-                .group_by(day, E.c.kind)):
-            if kind == "view":
-                entry(number)["views"] = n
-            else:
-                entry(number)["clicks"] = n
-                if self.individual:
-                    entry(number)["unique"] = unique
-        for number, dl, scanner, n in self.conn.execute(
-                sa.select(day, is_download, E.c.scanner, sa.func.count())
-                .where(E.c.issue == self.slug, E.c.kind == "click",
-                       sa.or_(E.c.scanner == sa.true(), E.c.link_id.in_(self.downloads)))
-                .group_by(day, is_download, E.c.scanner)):
-            if scanner:
-                entry(number)["scanners"] += n
-            if dl and (not scanner or self.include):
-                entry(number)["downloads"] += n
-        return [days[k] for k in sorted(days)]
+        A GROUP BY on a day computed from ``at`` would sort every event; counting each day's
+        range of ``ix_events_days`` reads the index once, in order, on SQLite and PostgreSQL.
+        """
+        # ORDER BY ... LIMIT 1 (not min/max) so both engines read one end of ix_events_issue_at.
+        ends = [conn.execute(sa.select(E.c.at).where(E.c.issue == self.slug)
+                                  .order_by(order).limit(1)).scalar()
+                for order in (E.c.at.asc(), E.c.at.desc())]
+        first, last = ends
+        if first is None or last is None:
+            return []
+        lo, hi = sa.bindparam("lo"), sa.bindparam("hi")
+        kind, scanner = sa.bindparam("kind"), sa.bindparam("scanner")
+        query = (sa.select(sa.func.count(),
+                           sa.func.sum(sa.case((E.c.link_id.in_(self.downloads), 1), else_=0)))
+                 .where(E.c.issue == self.slug, E.c.kind == kind, E.c.scanner == scanner,
+                        E.c.at >= lo, E.c.at < hi))
+        days = []
+        for number in range(int(first // 86400), int(last // 86400) + 1):
+            entry = {"day": (dt.date(1970, 1, 1) + dt.timedelta(days=number)).isoformat(),
+                     "clicks": 0, "downloads": 0, "views": 0, "scanners": 0}
+            bounds = {"lo": number * 86400.0, "hi": (number + 1) * 86400.0}
+            for flag in (False, True):
+                n, dl = conn.execute(query, {**bounds, "kind": "click",
+                                                  "scanner": flag}).one()
+                views = conn.execute(query, {**bounds, "kind": "view",
+                                                  "scanner": flag}).one()[0]
+                if flag:
+                    entry["scanners"] = n
+                if not flag or self.include:
+                    entry["clicks"] += n
+                    entry["downloads"] += int(dl or 0)
+                    entry["views"] += views
+            if any(entry[k] for k in ("clicks", "views", "scanners")):
+                days.append(entry)
+        return days
 
 
 class _Missing:
@@ -351,8 +394,8 @@ _COLUMNS = {
     "organisation": [("domain", "Domain"), ("organisation", "Organisation"),
                      ("delivered", "Delivered"), ("clicks", "Clicks"), ("unique", "Unique"),
                      ("click_through_rate", "Click-through")],
-    "day": [("day", "Day (UTC)"), ("clicks", "Clicks"), ("unique", "Unique"),
-            ("downloads", "Downloads"), ("views", "Views"), ("scanners", "Scanners")],
+    "day": [("day", "Day (UTC)"), ("clicks", "Clicks"), ("downloads", "Downloads"),
+            ("views", "Views"), ("scanners", "Scanners")],
 }
 _ROWS = {"link": "links", "list": "lists", "organisation": "organisations", "day": "days"}
 

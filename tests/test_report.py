@@ -129,12 +129,9 @@ def test_organisations(events) -> None:  # type: ignore[no-untyped-def]
 def test_days(events) -> None:  # type: ignore[no-untyped-def]
     r = reporting.build(events, "spring")
     assert r["days"] == [
-        {"day": "2026-05-28", "clicks": 0, "unique": 0, "downloads": 0, "views": 0,
-         "scanners": 1},
-        {"day": "2026-05-29", "clicks": 4, "unique": 2, "downloads": 2, "views": 3,
-         "scanners": 5},
-        {"day": "2026-05-30", "clicks": 2, "unique": 2, "downloads": 0, "views": 0,
-         "scanners": 0},
+        {"day": "2026-05-28", "clicks": 0, "downloads": 0, "views": 0, "scanners": 1},
+        {"day": "2026-05-29", "clicks": 4, "downloads": 2, "views": 3, "scanners": 5},
+        {"day": "2026-05-30", "clicks": 2, "downloads": 0, "views": 0, "scanners": 0},
     ]
 
 
