@@ -50,7 +50,8 @@ def seed(database: db.Database, events: int, recipients: int = 10_000) -> None:
         conn.execute(db.delivery_lists.insert(), [
             {"issue": SLUG, "recipient_id": i, "list_key": key}
             for i in range(1, recipients + 1)
-            for key in ("all", "schools" if i % 3 == 0 else "health", *(["police"] * (i % 7 == 0)))])
+            for key in ("all", "schools" if i % 3 == 0 else "health",
+                        *(["police"] * (i % 7 == 0)))])
     chunk = 100_000
     reasons = ["burst", "head", "after-delivery", "scanner-agent"]
     done = 0
