@@ -72,7 +72,7 @@ PORTS_TRIED = 20  # 8000..8019 when no port is asked for
 WIDTHS = (375, 800)  # mobile and desktop, in CSS pixels
 
 # How long the watcher waits for a burst of file events (an editor's save is several) to end.
-WATCH_STEP_MS = 30
+WATCH_STEP_MS = 20
 # How often an event stream checks whether the server is stopping, and sends a keep-alive.
 STREAM_TICK_S = 0.5
 KEEPALIVE_S = 15.0

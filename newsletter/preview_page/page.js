@@ -78,6 +78,10 @@
     });
   }
 
+  // The newest build the server announced: {version, ok}. Bursts of saves coalesce: while one
+  // refresh runs, later announcements only mark that another round is needed.
+  let latest = null;
+
   async function refresh() {
     if (busy) {
       again = true;
@@ -87,17 +91,22 @@
     try {
       do {
         again = false;
-        const response = await fetch("/_preview/parts.json", { cache: "no-store" });
-        const data = await response.json();
+        const target = latest;
+        // Fetch the panels and load the new email at the same time.
+        const parts = fetch("/_preview/parts.json", { cache: "no-store" }).then((r) => r.json());
+        const swapped = target.ok ? swapIn(target.version) : Promise.resolve();
+        const data = await parts;
         for (const [id, html] of Object.entries(data.parts)) {
           const element = document.getElementById(id);
           if (element) element.innerHTML = html;
         }
         document.title = data.title;
-        body.dataset.state = data.ok ? "ok" : "error";
-        if (data.ok) await swapIn(data.version);
-        version = data.version;
+        if (!data.ok) body.dataset.state = "error";
+        await swapped;
+        if (data.ok) body.dataset.state = "ok";
+        version = Math.max(target.version, data.version);
         body.dataset.version = String(version);
+        if (latest.version !== version) again = true;
       } while (again);
     } catch (error) {
       // The server is restarting or gone; the event stream reconnects and we try again then.
@@ -109,7 +118,7 @@
 
   const events = new EventSource("/_preview/events");
   events.addEventListener("build", (event) => {
-    const data = JSON.parse(event.data);
-    if (data.version !== version) refresh();
+    latest = JSON.parse(event.data);
+    if (latest.version !== version) refresh();
   });
 })();
