@@ -577,7 +577,8 @@ class PreviewServer:
         import uvicorn
 
         preview: Preview = app.state.preview
-        on_ready = on_started
+        self.on_started = on_started
+        outer = self
 
         class _Server(uvicorn.Server):
             def handle_exit(self, sig: int, frame: Any) -> None:
@@ -586,8 +587,8 @@ class PreviewServer:
 
             async def startup(self, sockets: list[socket.socket] | None = None) -> None:
                 await super().startup(sockets)
-                if self.started and on_ready is not None:
-                    on_ready()
+                if self.started and outer.on_started is not None:
+                    outer.on_started()
 
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
                                 ws="none", timeout_graceful_shutdown=3)

@@ -672,6 +672,35 @@ def test_cli_serves_until_ctrl_c_and_stops_cleanly(project: Path, sample_issue: 
     assert any("built issues/2026-spring.yaml in" in line for line in out), out
 
 
+def test_cli_accepts_a_slug(project: Path, sample_issue: Path, runner, monkeypatch):  # type: ignore[no-untyped-def]
+    from newsletter import preview as preview_module
+    from newsletter.cli import main
+
+    served = {}
+    opened: list[str] = []
+
+    def run(self) -> None:  # instead of serving: say it started, then stop at once
+        served["issue"] = self.preview.issue_path
+        served["url"] = self.url
+        self.on_started()
+        self.sock.close()
+
+    monkeypatch.setattr(preview_module.PreviewServer, "run", run)
+    monkeypatch.setattr("webbrowser.open", opened.append)
+    result = runner.invoke(main, ["preview", "2026-spring", "--port", "0"])
+
+    assert result.exit_code == 0, result.output
+    assert served["issue"] == sample_issue.resolve()
+    assert f"Previewing issues/2026-spring.yaml at {served['url']}  (Ctrl-C to stop)" in (
+        result.output)
+    assert "Preview stopped." in result.output
+    for _ in range(100):  # the browser opens from a thread, so as not to hold up the server
+        if opened:
+            break
+        time.sleep(0.01)
+    assert opened == [served["url"]]
+
+
 def test_cli_reports_a_busy_port(project: Path, sample_issue: Path, runner):  # type: ignore[no-untyped-def]
     from newsletter.cli import main
 
@@ -692,5 +721,8 @@ def test_cli_reports_a_missing_issue(project: Path, runner):  # type: ignore[no-
 
     result = runner.invoke(main, ["preview", "issues/nope.yaml", "--no-browser"])
 
-    assert result.exit_code == 2
-    assert "'issues/nope.yaml' does not exist" in result.output
+    assert result.exit_code == 1
+    assert result.output == (
+        "issues/nope.yaml: no such issue file\n"
+        "    hint: give a path such as issues/2026-spring.yaml, or a slug; "
+        f"issues in {project / 'issues'}: 2026-spring\n")

@@ -10,6 +10,8 @@ from pathlib import Path
 import click
 
 from newsletter import preview as preview_module
+from newsletter.cli.build import issue_argument, resolve_issue
+from newsletter.errors import NewsletterError
 from newsletter.project import Project
 
 
@@ -18,7 +20,7 @@ def _echo(message: str, is_error: bool) -> None:
 
 
 @click.command()
-@click.argument("issue", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@issue_argument
 @click.option("--port", type=click.IntRange(0, 65535), default=None,
               help="Port to listen on (0: any free one).  [default: 8000, or the next free one]")
 @click.option("--host", default=preview_module.DEFAULT_HOST, show_default=True,
@@ -37,7 +39,13 @@ def preview(issue: Path, port: int | None, host: str, no_browser: bool) -> None:
 
         newsletter preview issues/2026-spring.yaml
     """
-    project = Project.load(issue.resolve().parent)
+    project = Project.load(issue.resolve().parent if issue.exists() else None)
+    issue = resolve_issue(issue, project)
+    if not issue.is_file():
+        known = ", ".join(sorted(p.stem for p in project.issues_dir.glob("*.yaml"))) or "none"
+        raise NewsletterError(f"{issue}: no such issue file",
+                              hint="give a path such as issues/2026-spring.yaml, or a slug; "
+                                   f"issues in {project.issues_dir}: {known}")
     sock = preview_module.bind(host, port)
     try:
         app = preview_module.create_app(issue, project, echo=_echo)
@@ -45,9 +53,10 @@ def preview(issue: Path, port: int | None, host: str, no_browser: bool) -> None:
         sock.close()
         raise
     url = preview_module.url_for(sock)
+    name = app.state.preview.display(issue)
 
     def started() -> None:
-        click.echo(f"Previewing {issue} at {url}  (Ctrl-C to stop)")
+        click.echo(f"Previewing {name} at {url}  (Ctrl-C to stop)")
         if host not in ("127.0.0.1", "localhost", "::1"):
             click.echo(f"Note: listening on {host}, so other machines can see this draft.",
                        err=True)
