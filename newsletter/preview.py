@@ -335,17 +335,21 @@ class Preview:
 
         while not stop.is_set():
             dirs = self.watch_dirs()
-            if not dirs:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), 1.0)
-                continue
-            async for _changes in watchfiles.awatch(
-                *sorted(dirs), watch_filter=self.is_watched, recursive=False,
-                step=WATCH_STEP_MS, stop_event=stop,
-            ):
-                await asyncio.to_thread(self.rebuild)
-                if self.watch_dirs() != dirs:
-                    break  # the issue now uses a file in another folder: watch that too
+            try:
+                if dirs:
+                    async for _changes in watchfiles.awatch(
+                        *sorted(dirs), watch_filter=self.is_watched, recursive=False,
+                        step=WATCH_STEP_MS, stop_event=stop,
+                    ):
+                        await asyncio.to_thread(self.rebuild)
+                        if self.watch_dirs() != dirs:
+                            break  # the issue now uses a file in another folder: watch it too
+                    continue
+            except Exception as exc:  # a folder vanished mid-watch...: say so, then start again
+                self._echo(f"Watching for changes failed ({exc}); trying again in a second.",
+                           True)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
 
     # -- serving files
 
@@ -432,12 +436,12 @@ def _with_base(html: str) -> str:
 
 def create_app(issue_path: Path, project: Project, *, watch: bool = True,
                build: Builder | None = None, echo: Echo | None = None,
-               allowed_hosts: Iterable[str] | None = None) -> Starlette:
+               hosts_allowed: Iterable[str] | None = None) -> Starlette:
     """The preview app for one issue. Builds it once now; with ``watch``, again on every save.
 
     ``build`` replaces :func:`newsletter.build.build_issue` (tests); ``echo(message, is_error)``
-    receives what the terminal should show; ``allowed_hosts`` guards against DNS rebinding
-    (default: the loopback names).
+    receives what the terminal should show; ``hosts_allowed`` lists the Host headers
+    answered (default: the loopback names; see :func:`allowed_hosts`).
     """
     preview = Preview(Path(issue_path), project, build=build, echo=echo)
     preview.rebuild()
@@ -502,8 +506,7 @@ def create_app(issue_path: Path, project: Project, *, watch: bool = True,
                 except TimeoutError:
                     log.warning("the file watcher did not stop in time")
 
-    hosts = list(allowed_hosts) if allowed_hosts is not None else [
-        "127.0.0.1", "localhost", "[::1]", "::1"]
+    hosts = list(hosts_allowed) if hosts_allowed is not None else list(LOOPBACK_NAMES)
     app = Starlette(
         routes=[
             Route("/", page),
@@ -553,6 +556,21 @@ def bind(host: str = DEFAULT_HOST, port: int | None = None) -> socket.socket:
     last = DEFAULT_PORT + PORTS_TRIED - 1
     raise NewsletterError(f"Ports {DEFAULT_PORT} to {last} on {host} are all in use.",
                           hint="Choose a free one with --port N (or --port 0 for any).")
+
+
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]", "::1")
+
+
+def allowed_hosts(host: str) -> list[str]:
+    """Host header values to accept when listening on ``host``.
+
+    Only the loopback names by default, so a web page elsewhere cannot read the draft by
+    pointing a name of its own at 127.0.0.1 (DNS rebinding). Listening on a wildcard address
+    means any name the machine goes by.
+    """
+    if host in ("0.0.0.0", "::", ""):
+        return ["*"]
+    return [*LOOPBACK_NAMES, f"[{host}]" if ":" in host else host]
 
 
 def url_for(sock: socket.socket) -> str:

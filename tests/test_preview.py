@@ -430,6 +430,16 @@ def test_other_host_names_are_refused(stub_project: Project):
                                                   ).status_code == 200
 
 
+def test_listening_beyond_loopback_answers_that_address(stub_project: Project):
+    from newsletter.preview import allowed_hosts
+
+    app = make_app(stub_project, hosts_allowed=allowed_hosts("192.0.2.10"))
+    assert Client(app, base_url="http://192.0.2.10:8000").get("/").status_code == 200
+    assert Client(app, base_url="http://attacker.example").get("/").status_code == 400
+    assert allowed_hosts("0.0.0.0") == ["*"]
+    assert "[fd00::1]" in allowed_hosts("fd00::1")
+
+
 def test_referenced_files_keeps_only_plain_relative_paths(tmp_path: Path):
     (tmp_path / "images").mkdir()
     (tmp_path / "images" / "a b.png").write_bytes(PNG)
@@ -532,6 +542,20 @@ def test_bad_save_then_good_save_through_the_watcher(live_stub: PreviewServer,
     wait_for_version(preview, 3)
     assert preview.snapshot.ok
     assert 'data-state="ok"' in httpx.get(live_stub.url).text
+
+
+def test_watcher_survives_a_watched_folder_being_removed(live_stub: PreviewServer,
+                                                          stub_project: Project):
+    preview = live_stub.preview
+    time.sleep(0.2)
+    (stub_project.root / "templates" / "partials").rmdir()
+    time.sleep(0.3)
+    start = preview.snapshot.version
+
+    (stub_project.root / "issues" / "demo.yaml").write_text(ISSUE + "# edited\n",
+                                                           encoding="utf-8")
+
+    wait_for_version(preview, start + 1)
 
 
 def test_real_server_refuses_raw_traversal(live_stub: PreviewServer):

@@ -48,7 +48,8 @@ def preview(issue: Path, port: int | None, host: str, no_browser: bool) -> None:
                                    f"issues in {project.issues_dir}: {known}")
     sock = preview_module.bind(host, port)
     try:
-        app = preview_module.create_app(issue, project, echo=_echo)
+        app = preview_module.create_app(issue, project, echo=_echo,
+                                        hosts_allowed=preview_module.allowed_hosts(host))
     except BaseException:
         sock.close()
         raise
@@ -57,7 +58,7 @@ def preview(issue: Path, port: int | None, host: str, no_browser: bool) -> None:
 
     def started() -> None:
         click.echo(f"Previewing {name} at {url}  (Ctrl-C to stop)")
-        if host not in ("127.0.0.1", "localhost", "::1"):
+        if host not in preview_module.LOOPBACK_NAMES:
             click.echo(f"Note: listening on {host}, so other machines can see this draft.",
                        err=True)
         if not no_browser:
