@@ -10,6 +10,7 @@ import subprocess
 import time
 
 import httpx
+import pytest
 import sqlalchemy as sa
 
 from newsletter import db
@@ -37,13 +38,14 @@ def wait_for_port(port: int, process: subprocess.Popen, limit: float = 30.0) -> 
     raise AssertionError(f"tracker did not open port {port}")
 
 
-def test_sigterm_stores_every_click_served(tracking_db, tmp_path) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("server", ["granian", "uvicorn"])
+def test_sigterm_stores_every_click_served(tracking_db, tmp_path, server: str) -> None:  # type: ignore[no-untyped-def]
     signer = signer_for(tracking_db)
     port = free_port()
     env = {k: v for k, v in os.environ.items()
            if k not in ("NEWSLETTER_DB", "NEWSLETTER_SECRET_KEY")}
     command = [shutil.which("newsletter") or "newsletter", "track", "serve",
-               "--port", str(port), "--db", tracking_db.url,
+               "--port", str(port), "--db", tracking_db.url, "--server", server,
                # no timed flush during the test: every click waits in the queue for SIGTERM
                "--flush-interval", "3600"]
     process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
@@ -58,6 +60,10 @@ def test_sigterm_stores_every_click_served(tracking_db, tmp_path) -> None:  # ty
                 response = http.get(f"/c/{token}")
                 assert response.headers["referrer-policy"] == "no-referrer"
                 served += response.status_code == 302
+            # the real server hands the app the raw path: encoded slashes stay malformed
+            assert http.get("/c/abc%2Fdef").status_code == 400
+            assert http.get("/c//evil.example").status_code == 400
+            assert http.get(f"/c/{token[:-4]}").status_code == 404
         assert count_clicks(tracking_db) == 0  # all still queued in the tracker
         process.send_signal(signal.SIGTERM)
         out, err = process.communicate(timeout=60)

@@ -81,16 +81,33 @@ class Rules:
 
     def __post_init__(self) -> None:
         self._agent_re = re.compile("|".join(re.escape(a) for a in self.agents), re.IGNORECASE)
+        # The same few agents and addresses hit again and again (a gateway, a proxy): remember
+        # the answers, so the click path does not run a regex or network search per request.
+        self._agents: dict[str, bool] = {}
+        self._ips: dict[str, bool] = {}
 
     def scanner_agent(self, user_agent: str) -> bool:
-        return bool(self._agent_re.search(user_agent))
+        known = self._agents.get(user_agent)
+        if known is None:
+            known = bool(self._agent_re.search(user_agent))
+            if len(self._agents) > 10_000:
+                self._agents.clear()
+            self._agents[user_agent] = known
+        return known
 
     def scanner_network(self, ip: str) -> bool:
-        try:
-            address = ipaddress.ip_address(ip)
-        except ValueError:
-            return False
-        return any(address in net for net in self.networks if net.version == address.version)
+        known = self._ips.get(ip)
+        if known is None:
+            try:
+                address = ipaddress.ip_address(ip)
+                known = any(address in net for net in self.networks
+                            if net.version == address.version)
+            except ValueError:
+                known = False
+            if len(self._ips) > 100_000:
+                self._ips.clear()
+            self._ips[ip] = known
+        return known
 
 
 def hit_reasons(rules: Rules, *, method: str, user_agent: str, ip: str,

@@ -56,17 +56,18 @@ class Hit:
 class _Window:
     """Recent click hits of one sender, to spot many links hit in one burst."""
 
-    __slots__ = ("hits", "links")
+    __slots__ = ("hits", "links", "marked_to")
 
     def __init__(self) -> None:
-        self.hits: deque[tuple[float, str, int]] = deque()
+        self.hits: deque[tuple[float, str]] = deque()
         self.links: dict[str, int] = {}
+        self.marked_to = float("-inf")
 
-    def add(self, at: float, link: str, event_id: int, span: float) -> None:
-        self.hits.append((at, link, event_id))
+    def add(self, at: float, link: str, span: float) -> None:
+        self.hits.append((at, link))
         self.links[link] = self.links.get(link, 0) + 1
         while self.hits and at - self.hits[0][0] > span:
-            _, old, _ = self.hits.popleft()
+            _, old = self.hits.popleft()
             self.links[old] -= 1
             if not self.links[old]:
                 del self.links[old]
@@ -89,7 +90,6 @@ class EventWriter:
         self._flush_lock = threading.Lock()
         self._sent_at: dict[tuple[str, str], float] = {}
         self._windows: dict[tuple[str, ...], _Window] = {}
-        self._burst_marked: set[int] = set()
 
     # -- request side ---------------------------------------------------------------------
     def add(self, hit: Hit) -> None:
@@ -150,11 +150,9 @@ class EventWriter:
     def _write(self, batch: list[Hit]) -> None:
         with self.database.engine.begin() as conn:
             self._mark_after_delivery(conn, batch)
-            rows = [hit.row() for hit in batch]
-            ids = [r[0] for r in conn.execute(
-                db.events.insert().returning(db.events.c.id, sort_by_parameter_order=True),
-                rows)]
-            self._mark_bursts(conn, batch, rows, ids)
+            # executemany: one prepared statement for the whole batch
+            conn.execute(db.events.insert(), [hit.row() for hit in batch])
+            self._mark_bursts(conn, batch)
 
     def _mark_after_delivery(self, conn: sa.Connection, batch: list[Hit]) -> None:
         wanted = {(h.issue, h.pseudonym) for h in batch
@@ -177,11 +175,15 @@ class EventWriter:
             if classify.after_delivery(self.rules, hit.at, sent_at):
                 hit.reasons.append("after-delivery")
 
-    def _mark_bursts(self, conn: sa.Connection, batch: list[Hit], rows: list[dict],
-                     ids: list[int]) -> None:
+    def _mark_bursts(self, conn: sa.Connection, batch: list[Hit]) -> None:
+        """Mark every hit of a sender's window once it holds ``burst_links`` distinct links.
+
+        The window lives here, in the writer, so bursts are seen among the hits one tracker
+        instance serves; behind a load balancer, balance on the client address (docs).
+        """
         span = self.rules.burst_seconds
-        marked: list[int] = []
-        for hit, event_id in zip(batch, ids, strict=True):
+        bursts: dict[tuple[str, ...], tuple[float, float]] = {}
+        for hit in batch:
             if hit.kind != "click":
                 continue
             key = ((hit.issue, "r", hit.pseudonym) if hit.pseudonym
@@ -189,29 +191,26 @@ class EventWriter:
             window = self._windows.get(key)
             if window is None:
                 window = self._windows[key] = _Window()
-            window.add(hit.at, hit.link_id, event_id, span)
+            window.add(hit.at, hit.link_id, span)
             if len(window.links) >= self.rules.burst_links:
-                for _, _, wid in window.hits:
-                    if wid not in self._burst_marked:
-                        self._burst_marked.add(wid)
-                        marked.append(wid)
-        if marked:
-            reasons = dict(conn.execute(sa.select(db.events.c.id, db.events.c.reasons)
-                                        .where(db.events.c.id.in_(marked))).all())
+                start = max(window.hits[0][0], window.marked_to)
+                first, _ = bursts.get(key, (start, hit.at))
+                bursts[key] = (min(first, start), hit.at)
+                window.marked_to = hit.at
+        e = db.events
+        for key, (first, last) in bursts.items():
+            who = ([e.c.pseudonym == key[2]] if key[1] == "r"
+                   else [e.c.pseudonym == "", e.c.ip_hash == key[2], e.c.user_agent == key[3]])
             conn.execute(
-                db.events.update().where(db.events.c.id == sa.bindparam("event_id"))
-                .values(scanner=True, reasons=sa.bindparam("new_reasons")),
-                [{"event_id": i, "new_reasons": classify.join_reasons(
-                    [*reasons.get(i, "").split(","), "burst"])} for i in marked])
-        self._prune(batch[-1].at if batch else time.time())
-
-    def _prune(self, latest: float) -> None:
-        if len(self._windows) < 10_000 and len(self._burst_marked) < 100_000:
-            return
-        span = self.rules.burst_seconds
-        self._windows = {k: w for k, w in self._windows.items()
-                         if w.hits and latest - w.hits[-1][0] <= span}
-        self._burst_marked.clear()
+                e.update()
+                .where(e.c.issue == key[0], e.c.at >= first, e.c.at <= last,
+                       e.c.kind == "click", *who, e.c.reasons.not_like("%burst%"))
+                .values(scanner=True, reasons=sa.case((e.c.reasons == "", "burst"),
+                                                      else_=e.c.reasons + ",burst")))
+        if len(self._windows) > 10_000:
+            latest = batch[-1].at
+            self._windows = {k: w for k, w in self._windows.items()
+                             if w.hits and latest - w.hits[-1][0] <= span}
 
 
 def store(database: Database, hits: Iterable[Hit], rules: classify.Rules | None = None) -> int:

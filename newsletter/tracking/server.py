@@ -37,6 +37,9 @@ from newsletter.tracking import classify
 from newsletter.tracking.events import EventWriter, Hit
 from newsletter.tracking.tokens import InvalidToken, Signer, signer_for
 
+ENV_DB = "NEWSLETTER_TRACKER_DB"
+ENV_FLUSH = "NEWSLETTER_TRACKER_FLUSH"
+ENV_PROXIES = "NEWSLETTER_TRACKER_PROXIES"
 MAX_PATH_BYTES = 2048
 MAX_HEADER_BYTES = 8192
 MAX_BODY_BYTES = 4096
@@ -97,7 +100,9 @@ class TrackerApp:
         self.cache_seconds = cache_seconds
         self._links: dict[tuple[str, str], tuple[float, _Link | None]] = {}
         self._issues: dict[str, tuple[float, _Issue | None]] = {}
+        self._ip_hashes: dict[str, str] = {}
         self._closed = False
+        self.announce_stop = False
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
@@ -137,6 +142,9 @@ class TrackerApp:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await asyncio.to_thread(self.close)
+                if self.announce_stop:
+                    print(f"Stopped; {self.writer.stored} event(s) stored.", file=sys.stderr,
+                          flush=True)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -277,10 +285,14 @@ class TrackerApp:
         method = scope["method"]
         reasons = classify.hit_reasons(self.rules, method=method, user_agent=agent, ip=ip,
                                        link_kind=link_kind)
+        ip_hash = self._ip_hashes.get(ip)
+        if ip_hash is None:
+            if len(self._ip_hashes) > 100_000:
+                self._ip_hashes.clear()
+            ip_hash = self._ip_hashes[ip] = classify.hash_ip(self._ip_key, ip)
         self.writer.add(Hit(at=time.time(), issue=issue, kind=kind, link_id=link_id,
                             pseudonym=pseudonym or "", list_key=list_key or "", method=method,
-                            user_agent=agent, ip_hash=classify.hash_ip(self._ip_key, ip),
-                            reasons=reasons))
+                            user_agent=agent, ip_hash=ip_hash, reasons=reasons))
 
     async def _link(self, issue: str, link_id: str) -> _Link | None:
         key = (issue, link_id)
@@ -353,3 +365,23 @@ def create_app(database_url: str | None = None, *, database: Database | None = N
         if owns:
             database.close()
         raise
+
+
+def app_from_env():  # type: ignore[no-untyped-def]
+    """The app for a server that imports it by name in each worker (``track serve``, granian).
+
+    Reads the database URL, flush interval and trusted proxies that ``track serve`` put in the
+    environment; trusts X-Forwarded-For only from those proxies.
+    """
+    import os
+
+    from granian.utils.proxies import wrap_asgi_with_proxy_headers
+
+    url = os.environ.get(ENV_DB)
+    if not url:
+        raise RuntimeError(f"{ENV_DB} is not set: start the tracker with `newsletter track serve`")
+    app = create_app(url, flush_interval=float(os.environ.get(ENV_FLUSH, "0.05")))
+    app.announce_stop = True
+    proxies = [p.strip() for p in os.environ.get(ENV_PROXIES, "127.0.0.1").split(",")
+               if p.strip()]
+    return wrap_asgi_with_proxy_headers(app, trusted_hosts=proxies)

@@ -1,0 +1,190 @@
+"""Redirects per second and p99 latency of the tracker under wrk, beside nginx answering a 302.
+
+    .venv/bin/python bench/bench_tracker.py [--duration 10] [--connections 64] [--db URL]
+
+Starts `newsletter track serve` (one worker; granian, then uvicorn) on a fresh SQLite database
+(or --db, e.g. a postgresql:// URL) and a private nginx (its own config in a temp dir,
+worker_processes 1, access log off) answering a fixed 302 on 127.0.0.1; runs wrk against each
+with the same settings; stops each tracker with SIGTERM and counts the clicks it stored against
+the redirects wrk saw.
+Aims: at least 40% of nginx's rate, every click stored, p99 under 10 ms.
+Needs wrk and nginx (scripts/install-bench-deps.sh).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from newsletter import db
+from newsletter.tracking.tokens import signer_for
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, limit: float = 30.0) -> None:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"nothing answered on port {port}")
+
+
+def wrk(url: str, duration: int, connections: int, threads: int) -> dict:
+    out = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s",
+                          "--latency", url], check=True, capture_output=True, text=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = re.search(r"Socket errors:.*", out)
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", out)
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]
+    return {"rps": rps, "total": total, "bad": int(bad.group(1)) if bad else 0,
+            "p99_ms": float(p99.group(1)) * scale, "errors": errors.group(0) if errors else "",
+            "raw": out}
+
+
+def seed(url: str) -> str:
+    database = db.open_db(url)
+    try:
+        with database.engine.begin() as conn:
+            conn.execute(db.issues.insert().values(
+                slug="bench", subject="Bench", tracking="aggregate", opens=False,
+                created_at=db.now(), updated_at=db.now()))
+            conn.execute(db.links.insert().values(issue="bench", link_id="a1", kind="article",
+                                                  url="https://example.org/article"))
+        return signer_for(database).click("bench", "a1", list_key="partners")
+    finally:
+        database.close()
+
+
+def stored_clicks(url: str) -> int:
+    database = db.open_db(url)
+    try:
+        with database.engine.connect() as conn:
+            return conn.execute(sa.select(sa.func.count()).select_from(db.events)
+                                .where(db.events.c.issue == "bench")).scalar()
+    finally:
+        database.close()
+
+
+NGINX_CONF = """
+worker_processes 1;
+daemon off;
+pid {tmp}/nginx.pid;
+error_log {tmp}/nginx-error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {tmp}/body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{ return 302 https://example.org/article; }}
+    }}
+}}
+"""
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--db", default="",
+                        help="database URL (default: a fresh SQLite file per server); its "
+                        "events are deleted before each run")
+    parser.add_argument("--servers", default="granian,uvicorn")
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args()
+    for tool in ("wrk", "nginx"):
+        if not shutil.which(tool) and not Path(f"/usr/sbin/{tool}").exists():
+            raise SystemExit(f"{tool} is not installed: bash scripts/install-bench-deps.sh")
+    newsletter = shutil.which("newsletter") or str(Path(sys.executable).parent / "newsletter")
+    results: dict[str, dict] = {}
+    stored: dict[str, int] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        base = args.db or "sqlite:///" + str(Path(tmp) / "nginx.db")
+        token = seed(base)
+        # nginx first: the reference, on the same machine, in the same run
+        nginx_port = free_port()
+        conf = Path(tmp) / "nginx.conf"
+        conf.write_text(NGINX_CONF.format(tmp=tmp, port=nginx_port))
+        nginx = subprocess.Popen([shutil.which("nginx") or "/usr/sbin/nginx", "-c", str(conf),
+                                  "-p", tmp, "-e", f"{tmp}/nginx-error.log"])
+        try:
+            wait_for_port(nginx_port)
+            wrk(f"http://127.0.0.1:{nginx_port}/c/{token}", 2, args.connections, args.threads)
+            results["nginx"] = wrk(f"http://127.0.0.1:{nginx_port}/c/{token}", args.duration,
+                                   args.connections, args.threads)
+        finally:
+            nginx.send_signal(signal.SIGQUIT)
+            nginx.wait(timeout=30)
+        for server in args.servers.split(","):
+            if args.db:
+                url = args.db
+                database = db.open_db(url)
+                with database.engine.begin() as conn:
+                    conn.execute(db.events.delete())
+                database.close()
+            else:
+                url = "sqlite:///" + str(Path(tmp) / f"{server}.db")
+                token = seed(url)
+            port = free_port()
+            env = {k: v for k, v in os.environ.items() if k != "NEWSLETTER_DB"}
+            tracker = subprocess.Popen(
+                [newsletter, "track", "serve", "--port", str(port), "--db", url,
+                 "--server", server, "--workers", str(args.workers)],
+                cwd=tmp, env=env, stderr=subprocess.DEVNULL)
+            try:
+                wait_for_port(port)
+                time.sleep(0.5)
+                results[server] = wrk(f"http://127.0.0.1:{port}/c/{token}", args.duration,
+                                      args.connections, args.threads)
+            finally:
+                tracker.send_signal(signal.SIGTERM)
+                tracker.wait(timeout=120)
+            stored[server] = stored_clicks(url)
+    n = results["nginx"]
+    print(f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s --latency on 127.0.0.1; "
+          f"{os.cpu_count()} CPUs; tracker workers {args.workers}; database "
+          f"{(args.db or 'sqlite').split(':')[0]}")
+    print(f"{'':18} {'requests/s':>11} {'% nginx':>8} {'p99 ms':>8} {'redirects':>10} "
+          f"{'stored':>10}")
+    for name, r in results.items():
+        redirects = r["total"] - r["bad"]
+        kept = stored.get(name)
+        print(f"{name if name == 'nginx' else 'tracker/' + name:18} {r['rps']:>11,.0f} "
+              f"{r['rps'] / n['rps'] * 100:>7.0f}% {r['p99_ms']:>8.2f} {redirects:>10,} "
+              f"{'' if kept is None else f'{kept:,}':>10} {r['errors']}")
+    for name, kept in stored.items():
+        redirects = results[name]["total"] - results[name]["bad"]
+        verdict = "every click stored" if kept >= redirects else f"{redirects - kept} MISSING"
+        print(f"{name}: {verdict} (stored can exceed wrk's count: wrk does not count requests "
+              "in flight when it stops)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
