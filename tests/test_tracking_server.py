@@ -234,3 +234,18 @@ def test_healthz_and_unknown_paths(client) -> None:
     missing = client.get("/")
     assert missing.status_code == 404
     assert "Traceback" not in missing.text
+
+
+def test_unsubscribed_address_is_left_out_of_the_next_send(client, signer, tracking_db,
+                                                           tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from newsletter.audiences import AudienceList, Audiences, Member, plan_send
+    from newsletter.ledger import suppressed_addresses
+
+    police = AudienceList("police", "Police", tuple(
+        Member(a, a.split("@")[0], "County Police", "audiences.yaml", 1, 1)
+        for a in ("cat@police.example", "dan@police.example")))
+    audiences = Audiences(tmp_path / "audiences.yaml", {"police": police})
+    assert client.post(f"/u/{signer.unsubscribe('spring', 'p3')}").status_code == 200
+    plan = plan_send(audiences, ["police"], suppressed_addresses(tracking_db))
+    assert [r.address for r in plan.recipients] == ["dan@police.example"]
+    assert plan.suppressed == ["cat@police.example"]
