@@ -225,7 +225,7 @@ class Preview:
             except NewsletterError as exc:
                 error = exc.format()
             except Exception as exc:  # a bug in a build step must not take the preview down
-                log.exception("the build of %s failed", self.issue_path)
+                log.debug("the build of %s failed", self.issue_path, exc_info=True)
                 error = (f"The build failed unexpectedly: {type(exc).__name__}: {exc}\n"
                          "    hint: this is a bug in newsletter, not in your issue; "
                          "please report it with the issue file.")

@@ -141,6 +141,7 @@ def test_edit_appears_without_reload_and_keeps_the_scroll_position(  # type: ign
 def test_bad_save_shows_errors_then_recovers(page, sample_issue: Path,  # type: ignore[no-untyped-def]
                                              artifacts: Path):
     source = sample_issue.read_text(encoding="utf-8")
+    email_frame(page).evaluate("window.scrollTo(0, 300)")
 
     sample_issue.write_text(source.replace("subject:", "subjekt:", 1), encoding="utf-8")
 
@@ -159,6 +160,7 @@ def test_bad_save_shows_errors_then_recovers(page, sample_issue: Path,  # type: 
     page.wait_for_function(EMAIL_LOADED, timeout=EDIT_DEADLINE_MS)
     assert page.locator("#frame-box").is_visible()
     assert page.evaluate("window.__sameDocument") is True
+    assert email_frame(page).evaluate("window.scrollY") == 300  # back where the reader was
 
 
 def test_preview_page_fits_a_phone(chromium, live: PreviewServer, artifacts: Path):  # type: ignore[no-untyped-def]
