@@ -25,7 +25,6 @@ from __future__ import annotations
 import csv
 import io
 import re
-import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,7 +116,7 @@ _MarkedLoader.add_constructor("tag:yaml.org,2002:seq", _construct_seq)
 # --- the model ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Member:
     """One member of one list, with where it was written."""
 
@@ -158,7 +157,7 @@ class Audiences:
             ) from None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PlannedRecipient:
     """One recipient of one send, and every chosen list that reaches them (in --to order)."""
 
@@ -182,10 +181,15 @@ class SendPlan:
 # --- validation --------------------------------------------------------------------------
 
 
+# Unicode category Cc: C0 controls (CR, LF, tab, NUL...), DEL and the C1 controls.
+_CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
 def _control_chars(value: str) -> str:
     """The control characters (CR, LF, tab, NUL...) in ``value``, spelled out; '' if none."""
-    found = sorted({ch for ch in value if unicodedata.category(ch) == "Cc"})
-    return ", ".join(repr(ch) for ch in found)
+    if not _CONTROL_RE.search(value):
+        return ""
+    return ", ".join(repr(ch) for ch in sorted(set(_CONTROL_RE.findall(value))))
 
 
 def normalise_address(email: str) -> tuple[str, str]:

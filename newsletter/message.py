@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from email import policy
 from email.headerregistry import Address
 from email.utils import formataddr, formatdate
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING
 
 from newsletter.errors import NewsletterError
@@ -88,12 +88,22 @@ class OutgoingMessage:
         return self.factory.subject
 
     @cached_property
+    def _every_value(self) -> dict[tuple[str, str], str]:
+        # The str parts (for HTTP APIs) also need the tokens shared by the recipient's list.
+        f = self.factory
+        values = dict(self._values)
+        for kind, argument in f._placeholders:
+            if (kind, argument) not in values:
+                values[(kind, argument)] = f._token(kind, argument, self.recipient)
+        return values
+
+    @cached_property
     def text(self) -> str:
-        return _join(self.factory._text, self._values, html_escape=False)
+        return _join(self.factory._text, self._every_value, html_escape=False)
 
     @cached_property
     def html(self) -> str:
-        return _join(self.factory._html, self._values, html_escape=True)
+        return _join(self.factory._html, self._every_value, html_escape=True)
 
     @cached_property
     def headers(self) -> list[tuple[str, str]]:
@@ -107,9 +117,7 @@ class OutgoingMessage:
             ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
         ]
 
-    @cached_property
-    def mime(self) -> bytes:
-        """The whole message, CRLF line ends, ready for SMTP DATA."""
+    def _build(self, stuffed: bool) -> bytes:
         r = self.recipient
         f = self.factory
         to = formataddr((r.name, r.address), "utf-8") if r.name else r.address
@@ -120,12 +128,27 @@ class OutgoingMessage:
         lines += [f"{name}: {value}".replace(">, <", ">,\r\n <").encode("ascii")
                   for name, value in self.headers]
         b = f.boundary
+        text = f._compiled("text", r.list_key, stuffed)
+        html = f._compiled("html", r.list_key, stuffed)
         return b"".join((
             f.head, CRLF.join(lines), CRLF, CRLF,
-            b"--", b, CRLF, f.part_heads[0], _join_qp(f._text_qp, self._values, False), CRLF,
-            b"--", b, CRLF, f.part_heads[1], _join_qp(f._html_qp, self._values, True), CRLF,
+            b"--", b, CRLF, f.part_heads[0], _join_qp(text, self._values, False, stuffed), CRLF,
+            b"--", b, CRLF, f.part_heads[1], _join_qp(html, self._values, True, stuffed), CRLF,
             b"--", b, b"--", CRLF,
         ))
+
+    @cached_property
+    def mime(self) -> bytes:
+        """The whole message, CRLF line ends (for Maildir and APIs that take MIME)."""
+        return self._build(stuffed=False)
+
+    @cached_property
+    def smtp_data(self) -> bytes:
+        """The message dot-stuffed for SMTP DATA (RFC 5321 4.5.2), without the final dot.
+
+        Segments were stuffed once per issue, so this costs a join, not a scan of the body.
+        """
+        return self._build(stuffed=True)
 
 
 Parts = list["str | tuple[str, str]"]
@@ -168,9 +191,36 @@ def _join(parts: Parts, values: dict[tuple[str, str], str], html_escape: bool) -
     return "".join(p if isinstance(p, str) else _value(values, p, html_escape) for p in parts)
 
 
+_PLAIN_RE = re.compile(r"[A-Za-z0-9._~-]{0,75}")
+
+
+@lru_cache(maxsize=4096)
+def _qp_piece(value: str) -> bytes:
+    """One placeholder's value, quoted-printable, ending in a soft break.
+
+    Signed tokens are URL-safe ASCII that quoted-printable leaves as they are; those short
+    enough for one line skip the encoder. Tokens shared by a whole list come from the cache.
+    """
+    if _PLAIN_RE.fullmatch(value):
+        return value.encode("ascii") + SOFT_BREAK
+    return _qp(value) + SOFT_BREAK
+
+
+def dot_stuff(data: bytes) -> bytes:
+    """RFC 5321 4.5.2: a line starting with "." gets another one (``data`` starts a line)."""
+    data = data.replace(b"\r\n.", b"\r\n..")
+    return b"." + data if data.startswith(b".") else data
+
+
+@lru_cache(maxsize=4096)
+def _qp_piece_stuffed(value: str) -> bytes:
+    return dot_stuff(_qp_piece(value))
+
+
 def _join_qp(parts: list[bytes | tuple[str, str]], values: dict[tuple[str, str], str],
-             html_escape: bool) -> bytes:
-    return b"".join(p if isinstance(p, bytes) else _qp(_value(values, p, html_escape)) + SOFT_BREAK
+             html_escape: bool, stuffed: bool = False) -> bytes:
+    piece = _qp_piece_stuffed if stuffed else _qp_piece
+    return b"".join(p if isinstance(p, bytes) else piece(_value(values, p, html_escape))
                     for p in parts)
 
 
@@ -205,8 +255,16 @@ class MessageFactory:
         self._html = _split(built.html)
         self._text_qp = _encode_parts(self._text)
         self._html_qp = _encode_parts(self._html)
+        # Every piece starts a line (after a soft break or the part's headers), so each can
+        # be dot-stuffed on its own, once.
+        self._text_stuffed = [dot_stuff(p) if isinstance(p, bytes) else p
+                              for p in self._text_qp]
+        self._html_stuffed = [dot_stuff(p) if isinstance(p, bytes) else p
+                              for p in self._html_qp]
         self._placeholders = sorted({p for p in self._text + self._html if isinstance(p, tuple)}
                                     | {("unsubscribe", "")})
+        self._personal = [p for p in self._placeholders if self._is_personal(p)]
+        self._compiled_cache: dict[tuple[str, str, bool], list[bytes | tuple[str, str]]] = {}
         self.boundary = f"==newsletter-{secrets.token_hex(12)}==".encode("ascii")
         self.head = self._encode_static_headers(issue.language)
         self.part_heads = (
@@ -254,10 +312,40 @@ class MessageFactory:
             self._list_tokens[key] = token
         return token
 
+    def _is_personal(self, placeholder: tuple[str, str]) -> bool:
+        """Does this placeholder differ per recipient (rather than per list)?"""
+        return placeholder[0] in ("name", "unsubscribe") or self.tracking == "individual"
+
+    def _compiled(self, part: str, list_key: str, stuffed: bool) -> list[bytes | tuple[str, str]]:
+        """The encoded part with every list-wide token filled in and the bytes between the
+        remaining (personal) placeholders joined: a few pieces per recipient, not dozens."""
+        key = (part, list_key, stuffed)
+        compiled = self._compiled_cache.get(key)
+        if compiled is not None:
+            return compiled
+        source = {("text", False): self._text_qp, ("text", True): self._text_stuffed,
+                  ("html", False): self._html_qp, ("html", True): self._html_stuffed}[
+                      (part, stuffed)]
+        piece = _qp_piece_stuffed if stuffed else _qp_piece
+        anyone = Recipient("", "", "", "", list_key)
+        compiled, run = [], []
+        for item in source:
+            if isinstance(item, bytes):
+                run.append(item)
+            elif not self._is_personal(item):
+                run.append(piece(self._token(item[0], item[1], anyone)))
+            else:
+                compiled += [b"".join(run), item]
+                run = []
+        compiled.append(b"".join(run))
+        if len(self._compiled_cache) < 1000:
+            self._compiled_cache[key] = compiled
+        return compiled
+
     def make(self, r: Recipient) -> OutgoingMessage:
         """The message for ``r``: only the placeholder values are computed here."""
         values: dict[tuple[str, str], str] = {}
-        for kind, argument in self._placeholders:
+        for kind, argument in self._personal:
             if kind == "name":
                 values[(kind, argument)] = r.name.strip() or NAME_FALLBACK
             else:

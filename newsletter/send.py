@@ -10,6 +10,7 @@ and lets the adapter loop work through the rows. Running it again resumes.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -135,21 +136,32 @@ class LedgerQueue:
     """The ledger as the send loop's work queue."""
 
     def __init__(self, prepared: Prepared, factory: MessageFactory,
-                 first_list: dict[int, str]) -> None:
+                 list_order: tuple[str, ...]) -> None:
         self.database = prepared.database
         self.slug = prepared.slug
         self.statuses = prepared.statuses
         self.factory = factory
-        self.first_list = first_list
+        self.aggregate = factory.tracking == "aggregate"
+        self.order = {key: i for i, key in enumerate(list_order)}
+        self._first_list: dict[int, str] = {}
         self._base = ledger.worker_token()
         self._count = 0
+        self._lock = threading.Lock()
 
     def new_token(self) -> str:
-        self._count += 1
-        return f"{self._base}:{self._count}"
+        with self._lock:
+            self._count += 1
+            return f"{self._base}:{self._count}"
 
     def claim(self, token: str, limit: int) -> list[ledger.Claimed]:
-        return ledger.claim(self.database, self.slug, token, limit, self.statuses)
+        rows = ledger.claim(self.database, self.slug, token, limit, self.statuses)
+        if rows and self.aggregate:
+            # Aggregate tracking credits the first list, in --to order, that reached them.
+            late = len(self.order)
+            for rid, keys in ledger.lists_of(self.database, self.slug,
+                                             [r.recipient_id for r in rows]).items():
+                self._first_list[rid] = min(keys, key=lambda k: (self.order.get(k, late), k))
+        return rows
 
     def record(self, token: str, results: list[ledger.Result]) -> None:
         ledger.record(self.database, self.slug, token, results)
@@ -162,7 +174,7 @@ class LedgerQueue:
 
     def render(self, row: ledger.Claimed) -> OutgoingMessage:
         return self.factory.make(Recipient(row.address, row.name, row.pseudonym, row.message_id,
-                                           self.first_list.get(row.recipient_id, ""),
+                                           self._first_list.pop(row.recipient_id, ""),
                                            row.recipient_id))
 
 
@@ -191,8 +203,12 @@ def run(prepared: Prepared, options: LoopOptions, *,
     db = prepared.database
     slug = prepared.slug
     ledger.register_issue(db, prepared.built)
+    list_order: tuple[str, ...] = ()
     if prepared.plan is not None:
+        list_order = prepared.plan.list_keys
         ledger.write_plan(db, slug, prepared.plan, prepared.project.list_id_domain)
+        # From here the ledger is the truth; let the plan's memory go before sending.
+        prepared.plan = prepared.audiences = None
     ledger.recover_stale(db, slug, lease)
     ledger.make_due(db, slug, prepared.statuses)
     counts = ledger.status_counts(db, slug)
@@ -200,7 +216,7 @@ def run(prepared: Prepared, options: LoopOptions, *,
     if on_start:
         on_start(todo)
     factory = MessageFactory(prepared.built, prepared.project, signer_for(db))
-    queue = LedgerQueue(prepared, factory, _first_lists(prepared))
+    queue = LedgerQueue(prepared, factory, list_order)
     loop = SendLoop(queue, lambda: prepared.adapter_cls(prepared.settings), options,
                     total=todo, on_progress=on_progress)
     stopped: NewsletterError | None = None
@@ -220,27 +236,6 @@ def run(prepared: Prepared, options: LoopOptions, *,
             ledger.recover_stale(db, slug, lease)
             counts = ledger.status_counts(db, slug)
     return Outcome(counts, tally, stopped, ledger.failures(db, slug))
-
-
-def _first_lists(prepared: Prepared) -> dict[int, str]:
-    """For aggregate tracking: the first list, in --to order, that reached each recipient."""
-    from_db = ledger.first_lists(prepared.database, prepared.slug)
-    if prepared.plan is None:
-        return from_db
-    order = {key: i for i, key in enumerate(prepared.plan.list_keys)}
-    import sqlalchemy as sa
-
-    from newsletter.db import delivery_lists
-
-    best: dict[int, str] = {}
-    with prepared.database.engine.connect() as conn:
-        for rid, key in conn.execute(sa.select(delivery_lists.c.recipient_id,
-                                               delivery_lists.c.list_key)
-                                     .where(delivery_lists.c.issue == prepared.slug)):
-            current = best.get(rid)
-            if current is None or order.get(key, len(order)) < order.get(current, len(order)):
-                best[rid] = key
-    return best or from_db
 
 
 def send_test(prepared: Prepared, address: str) -> tuple[str, str]:

@@ -134,3 +134,19 @@ def test_the_sample_issue_makes_valid_messages(sample_issue: Path, project: Path
     html = parsed.get_body(("html",)).get_content().replace("\r\n", "\n")
     assert html == message.html
     assert not PLACEHOLDER_RE.search(html)
+
+
+def test_smtp_data_is_the_message_dot_stuffed(tmp_path: Path) -> None:
+    from newsletter.message import dot_stuff
+
+    built = make_built(text=".starts with a dot {{name}}\n..two\n{{name}}\n",
+                       html="<p>x</p>\n.{{name}}\n{{unsubscribe}}")
+    factory = MessageFactory(built, project(tmp_path), SIGNER)
+    message = factory.make(ann(name=".Dot"))
+
+    def without_date(data: bytes) -> bytes:
+        return b"\r\n".join(line for line in data.split(b"\r\n")
+                            if not line.startswith(b"Date: "))
+
+    assert without_date(message.smtp_data) == without_date(dot_stuff(message.mime))
+    assert b"\r\n..Dot" in message.smtp_data

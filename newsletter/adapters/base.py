@@ -448,8 +448,10 @@ class SendLoop:
                                                   for row, outcome in zip(chunk, outcomes,
                                                                           strict=True)])
                         self._count(outcomes)
-                finally:
+                except BaseException:
+                    # Every answered row is recorded; give back the rest exactly as they were.
                     self.queue.release(token)
+                    raise
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread
             self._errors.append(exc)
             self.control.stop_event.set()

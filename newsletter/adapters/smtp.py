@@ -95,12 +95,6 @@ def _classify(code: int, reply: bytes | str, what: str) -> Exception:
     return error
 
 
-def _dot_stuff(data: bytes) -> bytes:
-    # RFC 5321 4.5.2: a line starting with "." gets another one.
-    data = data.replace(b"\r\n.", b"\r\n..")
-    return b"." + data if data.startswith(b".") else data
-
-
 class SmtpAdapter(Adapter):
     """Sends through an SMTP server, one reused connection per worker."""
 
@@ -179,16 +173,17 @@ class SmtpAdapter(Adapter):
             self._conn = self._connect()
         conn = self._conn
         try:
-            code, reply = conn.mail(message.envelope_from)
+            # Addresses were validated when the lists were loaded; skip smtplib's re-parsing.
+            code, reply = conn.docmd("MAIL", f"FROM:<{message.envelope_from}>")
             if code != 250:
                 raise _classify(code, reply, "MAIL FROM")
-            code, reply = conn.rcpt(message.to)
+            code, reply = conn.docmd("RCPT", f"TO:<{message.to}>")
             if code not in (250, 251):
                 raise _classify(code, reply, f"RCPT TO {message.to}")
             code, reply = conn.docmd("DATA")
             if code != 354:
                 raise _classify(code, reply, "DATA")
-            conn.send(_dot_stuff(message.mime) + b".\r\n")
+            conn.send(message.smtp_data + b".\r\n")
         except (TransientError, PermanentError, ConfigurationError) as exc:
             self._after_refusal(exc)
             raise
