@@ -680,6 +680,17 @@ def test_cli_serves_until_ctrl_c_and_stops_cleanly(project: Path, sample_issue: 
             assert url.startswith("http://127.0.0.1:")
             page = httpx.get(url, timeout=10)
             assert page.status_code == 200 and 'data-state="ok"' in page.text
+            # a bad save: errors on the page (and, below, in the terminal); the server goes on
+            source = sample_issue.read_text(encoding="utf-8")
+            sample_issue.write_text(source.replace("subject:", "subjekt:", 1), encoding="utf-8")
+            deadline = time.monotonic() + 5
+            while 'data-state="error"' not in httpx.get(url, timeout=10).text:
+                assert time.monotonic() < deadline, "the bad save was not noticed"
+                time.sleep(0.05)
+            sample_issue.write_text(source, encoding="utf-8")
+            while 'data-state="ok"' not in httpx.get(url, timeout=10).text:
+                assert time.monotonic() < deadline + 5, "the good save was not noticed"
+                time.sleep(0.05)
             # an open event stream must not hold up the shutdown
             with httpx.stream("GET", url + "_preview/events", timeout=10) as events:
                 next(events.iter_lines())
@@ -692,6 +703,8 @@ def test_cli_serves_until_ctrl_c_and_stops_cleanly(project: Path, sample_issue: 
     time.sleep(0.1)  # the reader thread gets the last line
     assert process.returncode == 0, err
     assert "Traceback" not in err
+    assert "issues/2026-spring.yaml has errors; the preview shows them" in err
+    assert "issues/2026-spring.yaml:" in err and "'subjekt'" in err
     assert "Preview stopped." in "".join(out)
     assert any("built issues/2026-spring.yaml in" in line for line in out), out
 
