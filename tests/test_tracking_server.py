@@ -249,3 +249,13 @@ def test_unsubscribed_address_is_left_out_of_the_next_send(client, signer, track
     plan = plan_send(audiences, ["police"], suppressed_addresses(tracking_db))
     assert [r.address for r in plan.recipients] == ["dan@police.example"]
     assert plan.suppressed == ["cat@police.example"]
+
+
+def test_web_version_of_an_untracked_issue_is_served_but_not_counted(app, client,
+                                                                      tracking_db) -> None:  # type: ignore[no-untyped-def]
+    with tracking_db.engine.begin() as conn:
+        conn.execute(db.issues.insert().values(
+            slug="quiet", subject="Quiet", tracking="off", opens=True, web_html="<h1>Quiet</h1>",
+            created_at=0, updated_at=0))
+    assert client.get("/v/quiet").text == "<h1>Quiet</h1>"
+    assert stored(app) == []

@@ -83,6 +83,7 @@ class _Link:
 class _Issue:
     web_html: str
     opens: bool
+    counted: bool  # tracking is not "off"
 
 
 class TrackerApp:
@@ -210,7 +211,8 @@ class TrackerApp:
         issue = await self._issue(slug)
         if issue is None or not issue.web_html:
             return await _respond(send, 404, _NOT_FOUND, [_HTML], head)
-        self._record(scope, "view", slug, "", None, None, "")
+        if issue.counted:
+            self._record(scope, "view", slug, "", None, None, "")
         return await _respond(send, 200, issue.web_html.encode("utf-8"), [_HTML], head)
 
     async def _open(self, scope, send, token: bytes, head: bool) -> None:  # type: ignore[no-untyped-def]
@@ -331,7 +333,8 @@ class TrackerApp:
                                .where(t.c.slug == slug)).first()
         if row is None:
             return None
-        return _Issue(web_html=row.web_html, opens=bool(row.opens) and row.tracking != "off")
+        counted = row.tracking != "off"
+        return _Issue(web_html=row.web_html, opens=bool(row.opens) and counted, counted=counted)
 
 
 async def _respond(send, status: int, body: bytes, headers: list, head: bool = False) -> None:  # type: ignore[no-untyped-def]
