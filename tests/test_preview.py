@@ -638,6 +638,24 @@ def test_real_build_of_the_sample_issue(project: Path, sample_issue: Path):
     assert client.get("/newsletter.yaml").status_code == 404
 
 
+@pytest.mark.parametrize("changed", ["issues/2026-spring.yaml", "theme.yaml",
+                                     "templates/email.mjml.j2", "images/logo.png"])
+def test_real_build_rebuilds_on_each_file_it_read(project: Path, sample_issue: Path,
+                                                  changed: str):
+    """The real build's dependencies are what the watcher follows."""
+    app = create_app(sample_issue, Project.load(project), echo=Terminal())
+    server = PreviewServer(app, bind("127.0.0.1", 0)).start()
+    try:
+        time.sleep(0.2)  # the watcher is up
+        target = project / changed
+        target.write_bytes(target.read_bytes())  # a save without changes still counts
+
+        wait_for_version(app.state.preview, 2)
+        assert app.state.preview.snapshot.ok
+    finally:
+        server.stop()
+
+
 def test_real_build_errors_are_located(project: Path, sample_issue: Path):
     terminal = Terminal()
     app = create_app(sample_issue, Project.load(project), watch=False, echo=terminal)
