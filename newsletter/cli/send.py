@@ -105,7 +105,8 @@ class _Progress:
                 self.bar.update(count, current_item=tally)
             elif self.seen >= self.next_line:
                 click.echo(f"  {self.seen}/{self.total}: {self._label(None)}")
-                self.next_line += max(1, self.total // 10)
+                while self.next_line <= self.seen:
+                    self.next_line += max(1, self.total // 10)
 
     def finish(self) -> None:
         if self.bar is not None:
