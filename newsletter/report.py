@@ -53,6 +53,15 @@ def issue_slug(text: str) -> str:
     return text
 
 
+def require_database(url: str) -> None:
+    """Refuse a SQLite path that does not exist (opening it would create an empty database)."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not Path(url[len(prefix):]).exists():
+        raise NewsletterError(
+            f"no database at {url[len(prefix):]}: nothing has been sent or tracked from here",
+            hint="point --db or NEWSLETTER_DB at the database `newsletter send` used")
+
+
 # --- aggregation --------------------------------------------------------------------------
 
 

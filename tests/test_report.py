@@ -261,3 +261,16 @@ def test_command_errors(events, runner, tmp_path, monkeypatch) -> None:  # type:
     bad = run(runner, "spring", "--by", "colour", "--db", events.url)
     assert bad.exit_code == 2
     assert "'colour' is not one of 'link', 'list', 'organisation', 'day'" in bad.output
+
+
+def test_command_refuses_a_missing_database(runner, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("NEWSLETTER_DB", raising=False)
+    result = run(runner, "spring")
+    assert result.exit_code == 1
+    assert f"no database at {tmp_path.resolve() / 'newsletter.db'}: nothing has been sent" \
+        in result.output
+    assert not (tmp_path / "newsletter.db").exists()
+    purge = runner.invoke(main, ["track", "purge", "--older-than", "180d"])
+    assert purge.exit_code == 1
+    assert "no database at" in purge.output

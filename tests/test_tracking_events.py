@@ -128,3 +128,24 @@ def test_purge_command(tracking_db, runner, tmp_path, monkeypatch) -> None:  # t
     assert bad.exit_code == 1
     assert "--older-than 'six months' is not an age" in bad.output
     assert "Traceback" not in bad.output
+
+
+def test_a_failed_write_keeps_the_hits_queued_for_the_next_flush(tracking_db, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    writer = EventWriter(tracking_db)
+    real_write = writer._write
+    calls = []
+
+    def failing_once(batch):  # type: ignore[no-untyped-def]
+        calls.append(len(batch))
+        if len(calls) == 1:
+            raise sa.exc.OperationalError("INSERT", {}, Exception("database is locked"))
+        return real_write(batch)
+
+    monkeypatch.setattr(writer, "_write", failing_once)
+    for i in range(3):
+        writer.add(Hit(at=T + 3600 + i, issue="spring", kind="view"))
+    with pytest.raises(sa.exc.OperationalError):
+        writer.flush()
+    assert writer.pending == 3 and rows(tracking_db) == []
+    assert writer.flush() == 3
+    assert len(rows(tracking_db)) == 3 and writer.pending == 0

@@ -41,7 +41,9 @@ def report(issue: str, by: str, fmt: str, include_scanners: bool, min_count: int
     from newsletter.db import open_db
 
     slug = reporting.issue_slug(issue)
-    database = open_db(Project.load().db_url(db))
+    url = Project.load().db_url(db)
+    reporting.require_database(url)
+    database = open_db(url)
     try:
         data = reporting.build(database, slug, include_scanners=include_scanners,
                                min_count=min_count)

@@ -132,10 +132,13 @@ def purge(older_than: str, issue: str | None, db: str | None) -> None:
         newsletter track purge --older-than 180d
     """
     from newsletter.db import open_db
+    from newsletter.report import require_database
     from newsletter.tracking import events
 
     seconds = events.parse_age(older_than)
-    database = open_db(Project.load().db_url(db))
+    url = Project.load().db_url(db)
+    require_database(url)
+    database = open_db(url)
     try:
         count = events.purge(database, seconds, issue=issue)
     finally:
