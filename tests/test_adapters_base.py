@@ -101,3 +101,77 @@ def test_a_configuration_error_stops_the_rest_of_the_batch() -> None:
                         Outcome("untried")]
     assert adapter.control.stop_reason.message == "bad password"  # type: ignore[union-attr]
     assert Flaky.calls == 2
+
+
+class FakeClock:
+    """Stands in for time.monotonic and Event.wait so pacing is checked without sleeping."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.waits: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def wait(self, seconds: float) -> bool:
+        self.waits.append(round(seconds, 6))
+        self.now += seconds
+        return False
+
+
+def paced(monkeypatch: pytest.MonkeyPatch, **kwargs) -> tuple[Control, FakeClock]:  # type: ignore[no-untyped-def]
+    from newsletter.adapters import base
+
+    clock = FakeClock()
+    monkeypatch.setattr(base.time, "monotonic", clock.monotonic)
+    control = Control(**kwargs)
+    control.stop_event.wait = clock.wait  # type: ignore[method-assign]
+    return control, clock
+
+
+def test_rate_spaces_messages_over_all_connections(monkeypatch: pytest.MonkeyPatch) -> None:
+    control, clock = paced(monkeypatch, rate=4)
+    for _ in range(3):
+        control.wait_turn()
+    control.wait_turn(2)          # a batch of two takes two slots
+    control.wait_turn()
+    assert clock.waits == [0.25, 0.25, 0.25, 0.5]
+
+
+def test_retry_after_holds_everyone(monkeypatch: pytest.MonkeyPatch) -> None:
+    control, clock = paced(monkeypatch)
+    control.pause_for(3)
+    control.wait_turn()
+    control.wait_turn()
+    assert clock.waits == [1.0, 1.0, 1.0]     # waited in steps, so a stop is noticed
+
+
+def test_backoff_doubles_then_waits_for_the_next_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    from newsletter.adapters import base
+    from newsletter.adapters.base import LoopOptions, SendLoop
+    from newsletter.ledger import NEXT_RUN, Claimed
+
+    monkeypatch.setattr(base.time, "time", lambda: 1000.0)
+    loop = SendLoop(None, lambda: None, LoopOptions(retry_delay=10, tries_per_run=4))  # type: ignore[arg-type]
+    row = Claimed(7, "a@x.example", "", "p", "<m>", 0, "pending")
+    dues = [loop._result(row, Outcome("deferred", "451")).next_attempt_at for _ in range(4)]
+    assert dues == [1010.0, 1020.0, 1040.0, NEXT_RUN]
+    unknown = loop._result(Claimed(8, "b@x.example", "", "q", "<n>", 0, "pending"),
+                           Outcome("unknown", "no answer"))
+    assert (unknown.status, unknown.next_attempt_at) == ("unknown", 1010.0)
+    limited = loop._result(row, Outcome("retry", "429", retry_after=30))
+    assert (limited.status, limited.counts_as_attempt, limited.next_attempt_at) == \
+        ("pending", False, 1030.0)
+
+
+def test_failure_streak_pauses_the_run() -> None:
+    control = Control(pause_after=3)
+    for _ in range(2):
+        control.note(Outcome("failed", "550"))
+    control.note(Outcome("sent"))                 # a success resets the streak
+    for _ in range(2):
+        control.note(Outcome("deferred", "451"))
+    assert not control.stopped
+    control.note(Outcome("unknown", "dropped"))
+    assert control.stopped
+    assert control.stop_reason.message == "paused after 3 failures in a row (last: dropped)"  # type: ignore[union-attr]

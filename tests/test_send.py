@@ -187,3 +187,16 @@ def test_commands_have_help_with_an_example() -> None:
         result = runner.invoke(main, [*command, "--help"])
         assert result.exit_code == 0
         assert "Example:" in result.output
+
+
+def test_docs_describe_every_send_option_and_adapter() -> None:
+    from newsletter.adapters.base import BUILTINS
+    from newsletter.cli.send import send
+
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "sending.md").read_text()
+    for option in send.params:
+        for name in option.opts:
+            if name.startswith("--"):
+                assert name in docs, f"{name} is not in docs/sending.md"
+    for adapter in BUILTINS:
+        assert f"`{adapter}`" in docs
