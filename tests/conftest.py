@@ -222,6 +222,13 @@ class SmtpRecorder:
         self.faults: dict[str, list[str]] = {}
         self.attempts: dict[str, int] = {}
         self.release = None  # an asyncio.Event set at teardown, ending stalls
+        self.pipelining = False  # advertise PIPELINING (RFC 2920) in the EHLO answer
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):  # type: ignore[no-untyped-def]
+        session.host_name = hostname
+        if self.pipelining:
+            responses.insert(-1, "250-PIPELINING")
+        return responses
 
     def _next(self, address: str, stage: str) -> str | None:
         actions = self.faults.get(address)
@@ -389,9 +396,13 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 ARTIFACTS = REPO / "test-artifacts"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium():  # type: ignore[no-untyped-def]
-    """A headless Chromium shared by the browser tests (make test installs the package)."""
+    """A headless Chromium for one test module (make test installs the package).
+
+    Module scope, not session: playwright's sync API holds an asyncio loop on the main thread
+    while it runs, which would break later tests that start their own loop.
+    """
     from playwright.sync_api import sync_playwright
 
     if not Path(CHROMIUM).exists():

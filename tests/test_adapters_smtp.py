@@ -28,14 +28,22 @@ def message(factory: MessageFactory, address: str, n: int = 1):  # type: ignore[
                                   "schools", n))
 
 
+@pytest.fixture(params=[False, True], ids=["one-by-one", "pipelined"])
+def server(smtp_server, request):  # type: ignore[no-untyped-def]
+    """A real SMTP server, with and without PIPELINING advertised."""
+    recorder, url = smtp_server()
+    recorder.pipelining = request.param
+    return recorder, url
+
+
 def adapter(url: str) -> SmtpAdapter:
     a = SmtpAdapter(AdapterSettings(root=Path("."), env={"NEWSLETTER_SMTP_URL": url}))
     a.control = Control(pause_after=0)
     return a
 
 
-def test_sends_over_one_reused_connection(smtp_server, factory) -> None:  # type: ignore[no-untyped-def]
-    recorder, url = smtp_server()
+def test_sends_over_one_reused_connection(server, factory) -> None:  # type: ignore[no-untyped-def]
+    recorder, url = server
     a = adapter(url)
     try:
         outcomes = [a.attempt(message(factory, f"r{i}@example.org", i)) for i in range(3)]
@@ -72,8 +80,8 @@ def test_421_at_greeting_is_deferred(smtp_server, factory) -> None:  # type: ign
     ("data:552 5.2.2 mailbox full", "deferred", "552"),     # RFC 5321: treat 552 as temporary
     ("data:554 5.7.1 rejected as spam", "failed", "554"),
 ])
-def test_refusals_touch_only_that_recipient(smtp_server, factory, fault, status, code) -> None:  # type: ignore[no-untyped-def]
-    recorder, url = smtp_server()
+def test_refusals_touch_only_that_recipient(server, factory, fault, status, code) -> None:  # type: ignore[no-untyped-def]
+    recorder, url = server
     recorder.faults["bad@example.org"] = [fault]
     a = adapter(url)
     try:
@@ -87,8 +95,8 @@ def test_refusals_touch_only_that_recipient(smtp_server, factory, fault, status,
     assert len(recorder.messages) == 2
 
 
-def test_connection_dropped_after_data_is_unknown(smtp_server, factory) -> None:  # type: ignore[no-untyped-def]
-    recorder, url = smtp_server()
+def test_connection_dropped_after_data_is_unknown(server, factory) -> None:  # type: ignore[no-untyped-def]
+    recorder, url = server
     recorder.faults["drop@example.org"] = ["drop"]
     a = adapter(url)
     try:
@@ -101,8 +109,8 @@ def test_connection_dropped_after_data_is_unknown(smtp_server, factory) -> None:
     assert again.status == "sent"
 
 
-def test_stalled_server_times_out_as_unknown(smtp_server, factory) -> None:  # type: ignore[no-untyped-def]
-    recorder, url = smtp_server()
+def test_stalled_server_times_out_as_unknown(server, factory) -> None:  # type: ignore[no-untyped-def]
+    recorder, url = server
     recorder.faults["slow@example.org"] = ["stall"]
     a = adapter(url.replace("timeout=1", "timeout=0.3"))
     try:
@@ -151,3 +159,18 @@ def test_url_parts() -> None:
     assert "p:ss" not in s.describe()
     s = parse_smtp_url("smtp://relay:587?starttls=true")
     assert (s.port, s.starttls, s.tls) == (587, True, False)
+
+
+def test_pipelining_is_used_when_offered(smtp_server, factory) -> None:  # type: ignore[no-untyped-def]
+    recorder, url = smtp_server()
+    recorder.pipelining = True
+    recorder.faults["bad@example.org"] = ["550 5.1.1 no such user"]
+    a = adapter(url)
+    try:
+        refused = a.attempt(message(factory, "bad@example.org", 1))
+        sent = a.attempt(message(factory, "ok@example.org", 2))
+        assert a._conn is not None and a._conn.has_extn("pipelining")
+    finally:
+        a.close()
+    assert (refused.status, sent.status) == ("failed", "sent")
+    assert len(recorder.messages) == 1

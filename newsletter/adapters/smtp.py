@@ -173,16 +173,10 @@ class SmtpAdapter(Adapter):
             self._conn = self._connect()
         conn = self._conn
         try:
-            # Addresses were validated when the lists were loaded; skip smtplib's re-parsing.
-            code, reply = conn.docmd("MAIL", f"FROM:<{message.envelope_from}>")
-            if code != 250:
-                raise _classify(code, reply, "MAIL FROM")
-            code, reply = conn.docmd("RCPT", f"TO:<{message.to}>")
-            if code not in (250, 251):
-                raise _classify(code, reply, f"RCPT TO {message.to}")
-            code, reply = conn.docmd("DATA")
-            if code != 354:
-                raise _classify(code, reply, "DATA")
+            if conn.has_extn("pipelining"):
+                self._envelope_pipelined(conn, message)
+            else:
+                self._envelope(conn, message)
             conn.send(message.smtp_data + b".\r\n")
         except (TransientError, PermanentError, ConfigurationError) as exc:
             self._after_refusal(exc)
@@ -202,6 +196,38 @@ class SmtpAdapter(Adapter):
             self._after_refusal(error)
             raise error
         return reply.decode("utf-8", "replace")
+
+    @staticmethod
+    def _envelope(conn: smtplib.SMTP, message: OutgoingMessage) -> None:
+        # Addresses were validated when the lists were loaded; skip smtplib's re-parsing.
+        code, reply = conn.docmd("MAIL", f"FROM:<{message.envelope_from}>")
+        if code != 250:
+            raise _classify(code, reply, "MAIL FROM")
+        code, reply = conn.docmd("RCPT", f"TO:<{message.to}>")
+        if code not in (250, 251):
+            raise _classify(code, reply, f"RCPT TO {message.to}")
+        code, reply = conn.docmd("DATA")
+        if code != 354:
+            raise _classify(code, reply, "DATA")
+
+    @staticmethod
+    def _envelope_pipelined(conn: smtplib.SMTP, message: OutgoingMessage) -> None:
+        # RFC 2920: one write for MAIL, RCPT and DATA, then their three replies in order.
+        conn.send(f"MAIL FROM:<{message.envelope_from}>\r\nRCPT TO:<{message.to}>\r\n"
+                  "DATA\r\n".encode("ascii"))
+        (mail, mail_reply), (rcpt, rcpt_reply), (data, data_reply) = \
+            conn.getreply(), conn.getreply(), conn.getreply()
+        refused = mail != 250 or rcpt not in (250, 251)
+        if data == 354 and refused:
+            # A server that took DATA anyway gets an empty message ended at once.
+            conn.send(b".\r\n")
+            conn.getreply()
+        if mail != 250:
+            raise _classify(mail, mail_reply, "MAIL FROM")
+        if rcpt not in (250, 251):
+            raise _classify(rcpt, rcpt_reply, f"RCPT TO {message.to}")
+        if data != 354:
+            raise _classify(data, data_reply, "DATA")
 
     def _after_refusal(self, error: Exception) -> None:
         # 421 means the server is closing the connection; otherwise reset and reuse it.
