@@ -215,3 +215,9 @@ def test_click_id_depends_on_section_position_and_url() -> None:
     assert base != click_id("events", 1, "https://e.example.org")
     assert base != click_id("news", 0, "https://e.example.org")
     assert base != click_id("events", 0, "https://f.example.org")
+
+
+def test_preview_render_has_no_unsubscribe_placeholder(project: Path, sample_issue: Path) -> None:
+    built = build_issue(sample_issue, Project.load(project), tracked=False)
+    assert not PLACEHOLDER_RE.search(built.html)
+    assert not PLACEHOLDER_RE.search(built.text)

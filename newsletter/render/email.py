@@ -51,8 +51,10 @@ def _environments(templates_dir: Path) -> tuple[jinja2.Environment, jinja2.Envir
 class _ViewBuilder:
     """Turns the model into template values, registering each link as it goes."""
 
-    def __init__(self, issue: model.Issue, registry: LinkRegistry, asset_url: str) -> None:
+    def __init__(self, issue: model.Issue, registry: LinkRegistry, asset_url: str,
+                 preview: bool = False) -> None:
         self.issue = issue
+        self.preview = preview
         self.registry = registry
         self.asset_url = asset_url
         self.text_links: list[dict[str, Any]] = []
@@ -131,7 +133,10 @@ class _ViewBuilder:
         return {
             "issue": issue, "theme": theme, "logo": logo, "sections": sections,
             "footer": footer, "date_text": date_text(issue.date), "view_href": view_href,
-            "unsubscribe_href": self.registry.unsubscribe_href(), "web": web,
+            # The preview has no recipient, so there is no unsubscribe page to point at.
+            "unsubscribe_href": (self.registry.unsubscribe_href() if not self.preview
+                                 else "#unsubscribe-link-is-filled-in-when-sending"),
+            "web": web,
             "honeypot_href": honeypot, "greeting": greeting,
             "open_src": self.registry.open_pixel_src() if issue.opens and not web else "",
             "text_links": self.text_links,
@@ -148,7 +153,7 @@ def render_issue(issue: model.Issue, templates_dir: Path, *, tracking_url: str,
     registry = LinkRegistry(tracking_url=tracking_url,
                             tracking_on=tracked and issue.tracking != "off",
                             untracked_urls=frozenset(issue.untracked_links))
-    builder = _ViewBuilder(issue, registry, asset_url)
+    builder = _ViewBuilder(issue, registry, asset_url, preview=not tracked)
     context = builder.context(web=False)
     mjml_source = html_env.get_template(EMAIL_TEMPLATE).render(context)
     text = text_env.get_template(TEXT_TEMPLATE).render(context)
