@@ -526,14 +526,14 @@ def _html(report: dict, by: str) -> str:
         "day_clicks": [d["clicks"] for d in days],
         "day_views": [d["views"] for d in days],
         "day_scanners": [d["scanners"] for d in days],
-        "links": [f"{r['link_id']} {r['text'] or r['url']}"[:60] for r in links],
+        "links": [f"{r['text'] or r['url']} ({r['kind']})"[:60] for r in links],
         "link_clicks": [r["clicks"] for r in links],
         "link_scanners": [r["scanners"] for r in links],
     }
     # </script> inside data would end the script element: escape the slash.
     data = json.dumps(charts, ensure_ascii=False).replace("</", "<\\/")
     tables = []
-    for name in BY:
+    for name in ("link", *(b for b in BY if b != "link")):
         columns = _COLUMNS[name]
         tables.append({
             "name": name, "head": [title for _, title in columns],
@@ -541,5 +541,5 @@ def _html(report: dict, by: str) -> str:
                      for row in rows_for(report, name)],
         })
     return env.get_template("report.html.j2").render(
-        report=report, headline=headline(report), tables=tables, first=by,
+        report=report, headline=headline(report), tables=tables,
         chart_js=chart_js, chart_data=data)

@@ -22,3 +22,47 @@ echo "   The messages are in $(pwd)/maildir/new ($(ls maildir/new | wc -l) files
 echo "   folder with any Maildir reader (e.g. mutt -f maildir) or read one with: ls maildir/new"
 echo "   Running the demo again resumes the same send: nobody gets a second copy."
 echo
+
+echo "== 3. Track and report: a download through the real tracker, then the report"
+# A private tracker on a free port stands in for the public one the links point at
+# (http://127.0.0.1:8025 by default): a person's click on a download link, and a security
+# scanner's HEAD on the same link, which the report counts apart.
+port=$(python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+newsletter track serve --port "$port" 2>/dev/null &
+tracker=$!
+python - "$port" <<'PY'
+import base64, email, email.policy, http.client, json, pathlib, re, socket, sys, time
+port = int(sys.argv[1])
+for _ in range(200):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        break
+    except OSError:
+        time.sleep(0.05)
+message = email.message_from_bytes(sorted(pathlib.Path("maildir/new").iterdir())[0].read_bytes(),
+                                   policy=email.policy.default)
+text = message.get_body(("plain",)).get_content()
+# the first tracked link to a download (the token's payload names the click ID)
+kinds = {link["id"]: link["kind"] for link in
+         json.loads(pathlib.Path("build/2026-spring/links.json").read_text())["links"]}
+paths = re.findall(r"https?://[^/\s]+(/c/[A-Za-z0-9_.-]+)", text)
+link_id = lambda p: base64.urlsafe_b64decode(p[3:].split(".")[0] + "==").split(b"\x1f")[3]
+path = next(p for p in paths if kinds.get(link_id(p).decode()) == "download")
+for method, agent in (("GET", "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Firefox/140.0"),
+                      ("HEAD", "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Firefox/140.0")):
+    http_conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    http_conn.request(method, path, headers={"User-Agent": agent})
+    reply = http_conn.getresponse()
+    print(f"   {method} {path[:24]}... -> {reply.status} {reply.getheader('Location')}")
+    http_conn.close()
+PY
+kill -TERM "$tracker"
+wait "$tracker" || true
+echo
+newsletter report 2026-spring
+newsletter report 2026-spring --format html --output build/2026-spring/report.html
+echo
+echo "   The report with charts: $(pwd)/build/2026-spring/report.html"
+echo "   Other views: newsletter report 2026-spring --by list | --by day | --format json"
+echo "   Start the tracker the links in the sent messages point at:"
+echo "       newsletter track serve            # http://127.0.0.1:8025 (NEWSLETTER_TRACKING_URL)"

@@ -312,7 +312,8 @@ class TrackerApp:
         with self.database.engine.connect() as conn:
             row = conn.execute(sa.select(t.c.url, t.c.kind)
                                .where(t.c.issue == issue, t.c.link_id == link_id)).first()
-        if row is None or not row.url.lower().startswith(("http://", "https://", "mailto:")):
+        if row is None or not row.url.lower().startswith(("http://", "https://", "mailto:",
+                                                           "tel:")):
             return None
         return _Link(url=row.url, kind=row.kind)
 
