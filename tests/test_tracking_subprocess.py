@@ -81,3 +81,28 @@ def count_clicks(database) -> int:  # type: ignore[no-untyped-def]
     with database.engine.connect() as conn:
         return conn.execute(sa.select(sa.func.count()).select_from(db.events)
                             .where(db.events.c.kind == "click")).scalar()
+
+
+def test_serve_says_when_the_port_is_taken(tmp_path, runner, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from newsletter.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = runner.invoke(main, ["track", "serve", "--port", str(port),
+                                      "--db", str(tmp_path / "t.db")])
+    assert result.exit_code == 1
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_serve_refuses_workers_with_uvicorn(tmp_path, runner, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from newsletter.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(main, ["track", "serve", "--server", "uvicorn", "--workers", "2",
+                                  "--db", str(tmp_path / "t.db")])
+    assert result.exit_code == 2
+    assert "--workers needs --server granian" in result.output

@@ -59,12 +59,30 @@ def serve(host: str, port: int, db: str | None, workers: int, server: str,
         database.close()
     if workers > 1 and server != "granian":
         raise click.UsageError("--workers needs --server granian")
+    _check_address(host, port)
     click.echo(f"Tracking on http://{host}:{port}/ with {server} (database: {_safe(url)}). "
                "Stop with Ctrl+C.", err=True)
     if server == "granian":
         _serve_granian(url, host, port, workers, forwarded_allow_ips, flush_interval)
     else:
         _serve_uvicorn(url, host, port, forwarded_allow_ips, flush_interval)
+
+
+def _check_address(host: str, port: int) -> None:
+    """Fail with a message, not a server's panic, when the address cannot be listened on."""
+    import socket
+
+    from newsletter.errors import NewsletterError
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        with socket.socket(infos[0][0], socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(infos[0][4])
+    except OSError as exc:
+        raise NewsletterError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+            hint="is another tracker running there? choose another --port or --host") from exc
 
 
 def _serve_granian(url: str, host: str, port: int, workers: int, forwarded_allow_ips: str,
