@@ -99,23 +99,24 @@ def register_issue(database: Database, built) -> None:  # type: ignore[no-untype
     values = {"subject": issue.subject, "tracking": issue.tracking, "opens": bool(issue.opens),
               "web_html": built.web_html, "updated_at": t}
     with database.engine.begin() as conn:
-        found = conn.execute(sa.select(db.issues.c.slug)
-                             .where(db.issues.c.slug == issue.slug)).first()
-        if found:
-            conn.execute(db.issues.update().where(db.issues.c.slug == issue.slug).values(**values))
-        else:
-            conn.execute(db.issues.insert().values(slug=issue.slug, created_at=t, **values))
-        have = {row.link_id for row in conn.execute(
-            sa.select(db.links.c.link_id).where(db.links.c.issue == issue.slug))}
-        for link in built.links:
-            row = {"url": link.url, "text": link.text, "section": link.section,
-                   "kind": link.kind, "tracked": bool(link.tracked)}
-            if link.id in have:
-                conn.execute(db.links.update().where(db.links.c.issue == issue.slug,
-                                                     db.links.c.link_id == link.id).values(**row))
-            else:
-                conn.execute(db.links.insert().values(issue=issue.slug, link_id=link.id, **row))
-                have.add(link.id)
+        # Insert-or-ignore, then update: safe when two sends register the issue at once.
+        conn.execute(_insert_ignoring_duplicates(conn, db.issues),
+                     [{"slug": issue.slug, "created_at": t, **values}])
+        conn.execute(db.issues.update().where(db.issues.c.slug == issue.slug).values(**values))
+        rows = [{"issue": issue.slug, "link_id": link.id, "url": link.url, "text": link.text,
+                 "section": link.section, "kind": link.kind, "tracked": bool(link.tracked)}
+                for link in built.links]
+        if rows:
+            conn.execute(_insert_ignoring_duplicates(conn, db.links), rows)
+            conn.execute(db.links.update()
+                         .where(db.links.c.issue == sa.bindparam("b_issue"),
+                                db.links.c.link_id == sa.bindparam("b_link"))
+                         .values(url=sa.bindparam("b_url"), text=sa.bindparam("b_text"),
+                                 section=sa.bindparam("b_section"),
+                                 kind=sa.bindparam("b_kind"),
+                                 tracked=sa.bindparam("b_tracked")),
+                         [{"b_" + ("link" if k == "link_id" else k): v for k, v in r.items()}
+                          for r in rows])
 
 
 # --- the plan into the ledger ------------------------------------------------------------
