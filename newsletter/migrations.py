@@ -40,6 +40,7 @@ def migrate(engine: Engine) -> list[str]:
     """Apply every migration not yet applied, in order; return the names applied."""
     done: list[str] = []
     with engine.begin() as conn:
+        _lock(conn)
         _applied.create(conn, checkfirst=True)
         have = {row[0] for row in conn.execute(sa.select(_applied.c.name))}
         for step in MIGRATIONS:
@@ -49,3 +50,12 @@ def migrate(engine: Engine) -> list[str]:
             conn.execute(_applied.insert().values(name=step.__name__, applied_at=db.now()))
             done.append(step.__name__)
     return done
+
+
+def _lock(conn: Connection) -> None:
+    """Let one process migrate at a time: two first opens at once (two sends, several tracker
+    instances) would otherwise both create the same tables."""
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN IMMEDIATE")  # take the write lock before reading
+    elif conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7346021)")

@@ -149,3 +149,15 @@ def test_a_failed_write_keeps_the_hits_queued_for_the_next_flush(tracking_db, mo
     assert writer.pending == 3 and rows(tracking_db) == []
     assert writer.flush() == 3
     assert len(rows(tracking_db)) == 3 and writer.pending == 0
+
+
+def test_several_processes_can_open_a_fresh_database_at_once(storage_url) -> None:  # type: ignore[no-untyped-def]
+    """Several tracker instances (or two sends) starting together must not race the migrations."""
+    import subprocess
+    import sys
+
+    code = "import sys; from newsletter.db import open_db; open_db(sys.argv[1]).close()"
+    processes = [subprocess.Popen([sys.executable, "-c", code, storage_url],
+                                  stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    errors = [p.communicate(timeout=120)[1] for p in processes]
+    assert [p.returncode for p in processes] == [0, 0, 0, 0], errors
