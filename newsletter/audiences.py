@@ -23,7 +23,6 @@ addresses (unsubscribed, hard-bounced).
 from __future__ import annotations
 
 import csv
-import io
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -118,14 +117,11 @@ _MarkedLoader.add_constructor("tag:yaml.org,2002:seq", _construct_seq)
 
 @dataclass(frozen=True, slots=True)
 class Member:
-    """One member of one list, with where it was written."""
+    """One member of one list (kept small: lists can have 100,000 members)."""
 
     address: str          # normalised: what deduplication and the ledger use
     name: str
     organisation: str
-    file: str
-    line: int
-    column: int
 
 
 @dataclass(frozen=True)
@@ -208,6 +204,9 @@ class _Checker:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.problems: list[Problem] = []
+        self.shared: dict[str, str] = {}
+        self.shown = ""                       # how audiences.yaml is named in messages
+        self.csv_names: dict[str, str] = {}   # list key -> how its members file is named
 
     def error(self, file: str, at: tuple[int, int], message: str, hint: str = "") -> None:
         self.problems.append(Problem(file, at[0], at[1], message, hint))
@@ -230,6 +229,24 @@ class _Checker:
             return None
         return value
 
+    def add(self, members: list[Member], seen: dict[str, int], key: str,
+            member: Member | None, file: str, at: tuple[int, int]) -> None:
+        """Append ``member`` unless it is already in this list (then report where)."""
+        if member is None:
+            return
+        # Lines are stored as plain ints (CSV lines negative) to keep 100,000 entries small.
+        first = seen.get(member.address)
+        if first is not None:
+            where = f"{self.csv_names[key]}:{-first}" if first < 0 else f"{self.shown}:{first}"
+            self.error(file, at, f"{member.address} is in list {key!r} twice",
+                       hint=f"first at {where}; remove one")
+            return
+        is_csv = file != self.shown
+        if is_csv:
+            self.csv_names[key] = file
+        seen[member.address] = -at[0] if is_csv else at[0]
+        members.append(member)
+
     def member(self, file: str, at: tuple[int, int], email: Any, name: Any, organisation: Any,
                columns: tuple[int, int, int] | None = None) -> Member | None:
         """Validate one member; ``columns`` gives CSV field positions for each of the three."""
@@ -249,7 +266,9 @@ class _Checker:
         if not address:
             self.error(file, where(0), f"{email_text!r} is not a valid email address: {why}")
             return None
-        return Member(address, name_text, org_text, file, where(0)[0], where(0)[1])
+        # Many members share an organisation: keep one copy of each name in memory.
+        org_text = self.shared.setdefault(org_text, org_text)
+        return Member(address, name_text, org_text)
 
 
 def _display(path: Path, base: Path) -> str:
@@ -259,20 +278,32 @@ def _display(path: Path, base: Path) -> str:
         return str(path)
 
 
-def _read_csv(checker: _Checker, csv_path: Path, shown: str) -> list[Member]:
+def _undecodable_line(csv_path: Path) -> int:
+    raw = csv_path.read_bytes()
     try:
-        raw = csv_path.read_bytes()
+        raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        return raw[: exc.start].count(b"\n") + 1
+    return 1
+
+
+def _read_csv(checker: _Checker, csv_path: Path, shown: str, key: str,
+              seen: dict[str, int]) -> list[Member]:
+    try:
+        # Streamed, not read whole: a 100,000-line file should not sit in memory three times.
+        with open(csv_path, encoding="utf-8-sig", newline="") as handle:
+            return _read_rows(checker, csv.reader(handle), shown, key, seen)
     except OSError as exc:
         checker.error(shown, (1, 1), f"cannot read the members file: {exc.strerror}")
-        return []
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        checker.error(shown, (line, 1), "the members file is not UTF-8 text",
+    except UnicodeDecodeError:
+        checker.error(shown, (_undecodable_line(csv_path), 1),
+                      "the members file is not UTF-8 text",
                       hint="save it as 'CSV UTF-8' from your spreadsheet program")
-        return []
-    reader = csv.reader(io.StringIO(text, newline=""))
+    return []
+
+
+def _read_rows(checker: _Checker, reader, shown: str, key: str,  # type: ignore[no-untyped-def]
+               seen: dict[str, int]) -> list[Member]:
     try:
         header = next(reader)
     except StopIteration:
@@ -312,8 +343,7 @@ def _read_csv(checker: _Checker, csv_path: Path, shown: str) -> list[Member]:
         cols = tuple(position.get(name, 0) + 1 for name in MEMBER_FIELDS)
         member = checker.member(shown, (line, 1), cell("email"), cell("name"),
                                 cell("organisation"), columns=cols)  # type: ignore[arg-type]
-        if member:
-            members.append(member)
+        checker.add(members, seen, key, member, shown, (line, cols[0]))
     return members
 
 
@@ -322,6 +352,7 @@ def load_audiences(path: Path) -> Audiences:
     base = path.parent
     shown = _display(path, Path.cwd()) if path.is_absolute() else str(path)
     checker = _Checker(path)
+    checker.shown = shown
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -365,7 +396,8 @@ def load_audiences(path: Path) -> Audiences:
                               f"unknown key {field_name!r} in list {key!r}",
                               hint="a list has: " + ", ".join(LIST_FIELDS))
         name = checker.text(shown, spec.at("name"), spec.get("name", key), "list name") or key
-        members = _inline_members(checker, shown, key, spec)
+        seen: dict[str, int] = {}
+        members = _inline_members(checker, shown, key, spec, seen)
         if "members_file" in spec:
             file_value = checker.text(shown, spec.at("members_file"), spec["members_file"],
                                       "members_file")
@@ -376,29 +408,20 @@ def load_audiences(path: Path) -> Audiences:
                                   f"members file {file_value!r} of list {key!r} does not exist",
                                   hint=f"paths are relative to {path.name}'s folder")
                 else:
-                    members += _read_csv(checker, csv_path, _display(csv_path, Path.cwd()))
+                    members += _read_csv(checker, csv_path, _display(csv_path, Path.cwd()),
+                                         key, seen)
         if not members and "members" not in spec and "members_file" not in spec:
             checker.warn(shown, at, f"list {key!r} has no members",
                          hint="add 'members:' or 'members_file:'")
-        seen: dict[str, Member] = {}
-        unique: list[Member] = []
-        for member in members:
-            first = seen.get(member.address)
-            if first:
-                checker.error(member.file, (member.line, member.column),
-                              f"{member.address} is in list {key!r} twice",
-                              hint=f"first at {first.file}:{first.line}; remove one")
-                continue
-            seen[member.address] = member
-            unique.append(member)
-        lists[key] = AudienceList(key, name, tuple(unique))
+        lists[key] = AudienceList(key, name, tuple(members))
     errors = [p for p in checker.problems if p.severity == "error"]
     if errors:
         raise InvalidAudiences(checker.problems)
     return Audiences(path, lists, sorted(checker.problems))
 
 
-def _inline_members(checker: _Checker, shown: str, key: str, spec: _MarkedDict) -> list[Member]:
+def _inline_members(checker: _Checker, shown: str, key: str, spec: _MarkedDict,
+                    seen: dict[str, int]) -> list[Member]:
     if "members" not in spec or spec["members"] is None:
         return []
     node = spec["members"]
@@ -422,12 +445,13 @@ def _inline_members(checker: _Checker, shown: str, key: str, spec: _MarkedDict) 
             checker.error(shown, at, "a member must be an address or a mapping with 'email'")
             continue
         # Point each problem at the value that has it.
-        member = checker.member(shown, marks.get("email", at), item_map.get("email"), None, None)
+        email_at = marks.get("email", at)
+        member = checker.member(shown, email_at, item_map.get("email"), None, None)
         name = checker.text(shown, marks.get("name", at), item_map.get("name"), "name")
         org = checker.text(shown, marks.get("organisation", at), item_map.get("organisation"),
                            "organisation")
         if member and name is not None and org is not None:
-            members.append(Member(member.address, name, org, shown, member.line, member.column))
+            checker.add(members, seen, key, Member(member.address, name, org), shown, email_at)
     return members
 
 
@@ -443,20 +467,29 @@ def plan_send(audiences: Audiences, list_keys: Iterable[str],
                               hint="see the lists with `newsletter audiences`")
     chosen = [audiences.get(key) for key in keys]
     blocked = set(suppressed)
-    by_address: dict[str, tuple[Member, list[str]]] = {}
+    combos: dict[tuple[str, ...], tuple[str, ...]] = {}   # one tuple per list combination
+    recipients: list[PlannedRecipient] = []
+    index: dict[str, int] = {}        # address -> position in recipients (several lists only)
     left_out: dict[str, None] = {}
-    for audience in chosen:
+    duplicates = 0
+    for number, audience in enumerate(chosen):
+        alone = combos.setdefault((audience.key,), (audience.key,))
         for member in audience.members:
             if member.address in blocked:
                 left_out[member.address] = None
                 continue
-            entry = by_address.get(member.address)
-            if entry is None:
-                by_address[member.address] = (member, [audience.key])
-            else:
-                entry[1].append(audience.key)
-    recipients = [PlannedRecipient(m.address, m.name, m.organisation, tuple(lists))
-                  for m, lists in by_address.values()]
-    duplicates = sum(1 for r in recipients if len(r.lists) > 1)
+            at = index.get(member.address) if number else None
+            if at is None:
+                if len(chosen) > 1:
+                    index[member.address] = len(recipients)
+                recipients.append(PlannedRecipient(member.address, member.name,
+                                                   member.organisation, alone))
+                continue
+            first = recipients[at]
+            if len(first.lists) == 1:
+                duplicates += 1
+            lists = (*first.lists, audience.key)
+            recipients[at] = PlannedRecipient(first.address, first.name, first.organisation,
+                                              combos.setdefault(lists, lists))
     return SendPlan(keys, recipients, {a.key: len(a.members) for a in chosen}, duplicates,
                     list(left_out))

@@ -25,7 +25,7 @@ from newsletter.adapters.base import (
     Tally,
     load_adapter,
 )
-from newsletter.audiences import Audiences, SendPlan, load_audiences, normalise_address, plan_send
+from newsletter.audiences import SendPlan, load_audiences, normalise_address, plan_send
 from newsletter.db import Database, open_db
 from newsletter.errors import NewsletterError
 from newsletter.message import MessageFactory, OutgoingMessage, Recipient
@@ -94,7 +94,7 @@ class Prepared:
 
     project: Project
     built: object
-    audiences: Audiences | None
+    list_names: dict[str, str]
     plan: SendPlan | None
     database: Database
     adapter_cls: type[Adapter]
@@ -120,9 +120,11 @@ def prepare(project: Project, issue: str, lists: tuple[str, ...], *,
         raise NewsletterError("--concurrency must be at least 1")
     built = _build(issue_path(project, issue), project)
     audiences = plan = None
+    list_names: dict[str, str] = {}
     if lists or not test:
         audiences = load_audiences(project.audiences_path)
-        plan_send(audiences, lists)       # unknown lists fail here, before the database opens
+        for key in lists:                 # unknown lists fail here, before the database opens
+            audiences.get(key)
     cls = load_adapter(adapter_name(adapter, env))
     settings = AdapterSettings(root=project.root, env=env, maildir=maildir,
                                concurrency=concurrency)
@@ -132,11 +134,13 @@ def prepare(project: Project, issue: str, lists: tuple[str, ...], *,
     try:
         if audiences is not None:
             plan = plan_send(audiences, lists, ledger.suppressed_addresses(database))
+            list_names = {key: audiences.lists[key].name for key in plan.list_keys}
+            audiences = None      # the plan holds what is needed; let the members go
     except BaseException:
         database.close()
         raise
     statuses = ledger.RETRYABLE + (("failed",) if resend_failed else ())
-    return Prepared(project, built, audiences, plan, database, cls, settings, description,
+    return Prepared(project, built, list_names, plan, database, cls, settings, description,
                     statuses)
 
 
@@ -148,10 +152,10 @@ def summary(prepared: Prepared) -> list[str]:
              f"From:     {issue.sender.name} <{issue.sender.email}>",
              f"Adapter:  {prepared.adapter_description}"]
     plan = prepared.plan
-    if plan is not None and prepared.audiences is not None:
+    if plan is not None:
         lines.append("Lists:")
         for key in plan.list_keys:
-            name = prepared.audiences.lists[key].name
+            name = prepared.list_names.get(key, key)
             lines.append(f"  {key:<28} {plan.list_sizes[key]:>6}  {name}")
         lines.append(f"Recipients: {len(plan.recipients)} (on more than one list: "
                      f"{plan.duplicates}; suppressed: {len(plan.suppressed)})")
@@ -236,7 +240,7 @@ def run(prepared: Prepared, options: LoopOptions, *,
         list_order = prepared.plan.list_keys
         ledger.write_plan(db, slug, prepared.plan, prepared.project.list_id_domain)
         # From here the ledger is the truth; let the plan's memory go before sending.
-        prepared.plan = prepared.audiences = None
+        prepared.plan = None
     ledger.recover_stale(db, slug, lease)
     ledger.make_due(db, slug, prepared.statuses)
     counts = ledger.status_counts(db, slug)

@@ -42,8 +42,7 @@ lists:
         ["ann@school.example", "bob@school.example"]
     assert loaded.lists["councils"].name == "councils"
     cat = loaded.lists["councils"].members[0]
-    assert (cat.address, cat.name, cat.organisation, cat.line) == \
-        ("cat@council.example", "Cat", "County", 2)
+    assert (cat.address, cat.name, cat.organisation) == ("cat@council.example", "Cat", "County")
 
 
 def test_every_problem_is_reported_with_its_location(tmp_path: Path) -> None:
