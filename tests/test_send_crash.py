@@ -107,3 +107,25 @@ def test_two_sends_at_once_never_double(big_project: Path) -> None:
     ids = Counter(next(line for line in f.read_text().splitlines()
                        if line.startswith("Message-ID: ")) for f in files)
     assert len(ids) == COUNT and set(ids.values()) == {1}
+
+
+def test_ctrl_c_stops_cleanly_and_resume_sends_no_repeat(big_project: Path) -> None:
+    env = env_with()
+    command = [NEWSLETTER, "send", "2026-spring", "--to", "big", "--yes", "--concurrency", "2"]
+    process = subprocess.Popen([*command, "--rate", "200"], cwd=big_project, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    new = big_project / "maildir" / "new"
+    wait_for(lambda: new.is_dir() and len(list(new.iterdir())) >= 30, "some messages")
+    process.send_signal(signal.SIGINT)
+    output = process.communicate()[0]
+    assert process.returncode == 130, output
+    assert "Interrupted." in output
+    after = ledger(big_project)
+    assert "sending" not in after.values()            # every answer was recorded
+    assert list(after.values()).count("sent") == len(list(new.iterdir()))
+    resumed = subprocess.run(command, cwd=big_project, env=env, capture_output=True, text=True,
+                             check=False)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    ids = Counter(next(line for line in f.read_text().splitlines()
+                       if line.startswith("Message-ID: ")) for f in new.iterdir())
+    assert len(ids) == COUNT and set(ids.values()) == {1}   # a clean stop repeats nobody

@@ -357,15 +357,21 @@ class SendLoop:
     def run(self) -> Tally:
         """Send until done; raise the error that stopped the run, if one did."""
         count = max(1, self.options.concurrency)
-        if count == 1:
-            self._worker(0)
-        else:
-            threads = [threading.Thread(target=self._worker, args=(i,), name=f"send-{i}")
-                       for i in range(count)]
+        # Workers always run in threads, so Ctrl-C reaches this thread: it stops the workers
+        # after the message each is sending, their answers are recorded, then it re-raises.
+        threads = [threading.Thread(target=self._worker, args=(i,), name=f"send-{i}")
+                   for i in range(count)]
+        for thread in threads:
+            thread.start()
+        try:
             for thread in threads:
-                thread.start()
+                while thread.is_alive():
+                    thread.join(0.5)
+        except KeyboardInterrupt:
+            self.control.stop(NewsletterError("interrupted"))
             for thread in threads:
                 thread.join()
+            raise
         if self._errors:
             raise self._errors[0]
         if self.control.stop_reason is not None:
