@@ -286,14 +286,16 @@ def _free_port() -> int:
 def smtp_server():  # type: ignore[no-untyped-def]
     """Start real aiosmtpd servers on 127.0.0.1: ``start(greeting=None) -> (recorder, url)``.
 
-    ``greeting="421 ..."`` makes a server that refuses every connection at the greeting.
+    ``greeting="421 ..."`` makes a server that refuses every connection at the greeting;
+    ``auth=(user, password)`` offers AUTH and accepts only that login.
     """
     from aiosmtpd.controller import Controller
     from aiosmtpd.smtp import SMTP
 
     started: list[tuple[Controller, SmtpRecorder]] = []
 
-    def start(greeting: str | None = None) -> tuple[SmtpRecorder, str]:
+    def start(greeting: str | None = None,
+              auth: tuple[str, str] | None = None) -> tuple[SmtpRecorder, str]:
         recorder = SmtpRecorder()
 
         class Busy(SMTP):
@@ -308,7 +310,19 @@ def smtp_server():  # type: ignore[no-untyped-def]
                 return super().factory()
 
         port = _free_port()
-        controller = Server(recorder, hostname="127.0.0.1", port=port)
+        options = {}
+        if auth:
+            from aiosmtpd.smtp import AuthResult, LoginPassword
+
+            def authenticator(server, session, envelope, mechanism, data):  # type: ignore[no-untyped-def]
+                ok = isinstance(data, LoginPassword) and \
+                    (data.login.decode(), data.password.decode()) == auth
+                return AuthResult(success=ok, handled=False)
+
+            # AUTH over plain TCP is fine on 127.0.0.1 in a test; not requiring it avoids
+            # aiosmtpd's warning.
+            options = {"authenticator": authenticator, "auth_require_tls": False}
+        controller = Server(recorder, hostname="127.0.0.1", port=port, **options)
         controller.start()
         started.append((controller, recorder))
         return recorder, f"smtp://127.0.0.1:{port}?timeout=1"

@@ -174,3 +174,23 @@ def test_pipelining_is_used_when_offered(smtp_server, factory) -> None:  # type:
         a.close()
     assert (refused.status, sent.status) == ("failed", "sent")
     assert len(recorder.messages) == 1
+
+
+def test_login_and_a_refused_login_stops_the_run(smtp_server, factory) -> None:  # type: ignore[no-untyped-def]
+    recorder, url = smtp_server(auth=("news", "s3cret"))
+    good = adapter(url.replace("smtp://", "smtp://news:s3cret@"))
+    try:
+        assert good.attempt(message(factory, "ann@example.org")).status == "sent"
+    finally:
+        good.close()
+    bad = adapter(url.replace("smtp://", "smtp://news:wrong@"))
+    try:
+        outcome = bad.attempt(message(factory, "bob@example.org"))
+    finally:
+        bad.close()
+    assert outcome.status == "untried", outcome.error  # nobody is marked failed...
+    reason = bad.control.stop_reason                   # ...and the run stops
+    assert reason is not None
+    assert reason.message.startswith("the SMTP server refused our login: 535")
+    assert reason.hint == "check the user and password in NEWSLETTER_SMTP_URL"
+    assert len(recorder.messages) == 1
