@@ -98,6 +98,13 @@ def main() -> int:
             targets.append(("postgresql", args.pg))
         for name, url in targets:
             if name == "postgresql":
+                admin = db.create_db_engine(url.rsplit("/", 1)[0] + "/postgres")
+                dbname = url.rsplit("/", 1)[1]
+                with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+                    if not c.exec_driver_sql("SELECT 1 FROM pg_database WHERE datname = %s",
+                                             (dbname,)).first():
+                        c.exec_driver_sql(f'CREATE DATABASE "{dbname}"')
+                admin.dispose()
                 engine = db.create_db_engine(url)
                 with engine.begin() as conn:
                     conn.exec_driver_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public")

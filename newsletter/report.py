@@ -114,6 +114,10 @@ class _Builder:
     def _on_own_connection(self, work):  # type: ignore[no-untyped-def]
         def run():  # type: ignore[no-untyped-def]
             with self.database.engine.connect() as conn:
+                if conn.dialect.name == "postgresql":
+                    # room to hash a million (link, recipient) pairs without spilling to disk;
+                    # the rollback when the connection goes back to the pool undoes it
+                    conn.exec_driver_sql("SET work_mem = '64MB'")
                 return work(conn)
         return run
 
@@ -315,43 +319,60 @@ class _Builder:
         return out
 
     def _days(self, conn: sa.Connection) -> list[dict]:
-        """Per UTC day: one index range count per day, kind and scanner flag.
-
-        A GROUP BY on a day computed from ``at`` would sort every event; counting each day's
-        range of ``ix_events_days`` reads the index once, in order, on SQLite and PostgreSQL.
-        """
-        # ORDER BY ... LIMIT 1 (not min/max) so both engines read one end of ix_events_issue_at.
-        ends = [conn.execute(sa.select(E.c.at).where(E.c.issue == self.slug)
-                                  .order_by(order).limit(1)).scalar()
-                for order in (E.c.at.asc(), E.c.at.desc())]
-        first, last = ends
-        if first is None or last is None:
-            return []
-        lo, hi = sa.bindparam("lo"), sa.bindparam("hi")
-        kind, scanner = sa.bindparam("kind"), sa.bindparam("scanner")
-        query = (sa.select(sa.func.count(),
-                           sa.func.sum(sa.case((E.c.link_id.in_(self.downloads), 1), else_=0)))
-                 .where(E.c.issue == self.slug, E.c.kind == kind, E.c.scanner == scanner,
-                        E.c.at >= lo, E.c.at < hi))
-        days = []
-        for number in range(int(first // 86400), int(last // 86400) + 1):
-            entry = {"day": (dt.date(1970, 1, 1) + dt.timedelta(days=number)).isoformat(),
-                     "clicks": 0, "downloads": 0, "views": 0, "scanners": 0}
-            bounds = {"lo": number * 86400.0, "hi": (number + 1) * 86400.0}
-            for flag in (False, True):
-                n, dl = conn.execute(query, {**bounds, "kind": "click",
-                                                  "scanner": flag}).one()
-                views = conn.execute(query, {**bounds, "kind": "view",
-                                                  "scanner": flag}).one()[0]
-                if flag:
-                    entry["scanners"] = n
-                if not flag or self.include:
+        """Clicks, downloads, views and probable scanners per UTC day."""
+        counts = self._day_counts_sqlite(conn) if self.database.is_sqlite \
+            else self._day_counts_grouped(conn)
+        days: dict[int, dict] = {}
+        for number, kind, flag, n, dl in counts:
+            if not n:
+                continue
+            entry = days.setdefault(number, {
+                "day": (dt.date(1970, 1, 1) + dt.timedelta(days=number)).isoformat(),
+                "clicks": 0, "downloads": 0, "views": 0, "scanners": 0})
+            if flag and kind == "click":
+                entry["scanners"] += n
+            if not flag or self.include:
+                if kind == "click":
                     entry["clicks"] += n
                     entry["downloads"] += int(dl or 0)
-                    entry["views"] += views
-            if any(entry[k] for k in ("clicks", "views", "scanners")):
-                days.append(entry)
-        return days
+                else:
+                    entry["views"] += n
+        return [days[k] for k in sorted(days)]
+
+    def _day_counts_sqlite(self, conn: sa.Connection) -> list[tuple]:
+        """One index range count per day, kind and scanner flag.
+
+        SQLite would sort every event for a GROUP BY on a day computed from ``at``; counting each
+        day's range of ``ix_events_days`` reads the index once, in order.
+        """
+        # ORDER BY ... LIMIT 1 (not min/max) reads one end of ix_events_issue_at.
+        first, last = [conn.execute(sa.select(E.c.at).where(E.c.issue == self.slug)
+                                    .order_by(order).limit(1)).scalar()
+                       for order in (E.c.at.asc(), E.c.at.desc())]
+        if first is None or last is None:
+            return []
+        query = (sa.select(sa.func.count(),
+                           sa.func.sum(sa.case((E.c.link_id.in_(self.downloads), 1), else_=0)))
+                 .where(E.c.issue == self.slug, E.c.kind == sa.bindparam("kind"),
+                        E.c.scanner == sa.bindparam("scanner"),
+                        E.c.at >= sa.bindparam("lo"), E.c.at < sa.bindparam("hi")))
+        out = []
+        for number in range(int(first // 86400), int(last // 86400) + 1):
+            bounds = {"lo": number * 86400.0, "hi": (number + 1) * 86400.0}
+            for kind in ("click", "view"):
+                for flag in (False, True):
+                    n, dl = conn.execute(query, {**bounds, "kind": kind, "scanner": flag}).one()
+                    out.append((number, kind, flag, n, dl))
+        return out
+
+    def _day_counts_grouped(self, conn: sa.Connection) -> list[tuple]:
+        """PostgreSQL: one hashed GROUP BY (parallel) beats a hundred small range scans."""
+        day = sa.cast(sa.func.floor(E.c.at / 86400), sa.Integer).label("day")
+        downloads = sa.func.sum(sa.case((E.c.link_id.in_(self.downloads), 1), else_=0))
+        return [tuple(row) for row in conn.execute(
+            sa.select(day, E.c.kind, E.c.scanner, sa.func.count(), downloads)
+            .where(E.c.issue == self.slug, E.c.kind.in_(("click", "view")))
+            .group_by(day, E.c.kind, E.c.scanner))]
 
 
 class _Missing:
