@@ -162,3 +162,20 @@ def test_sample_audiences_are_valid() -> None:
     loaded = load_audiences(repo / "audiences.yaml")
     assert "district-councils" in loaded.lists
     assert all(a.members for a in loaded.lists.values())
+
+
+@pytest.mark.parametrize("address", [
+    "a@b.example", "A.B@Ex.ample", "a..b@x.example", ".a@x.example", "a.@x.example", "a@x",
+    "a@localhost", "a@x.invalid", "a@x.test", "a@-x.example", "a@x_y.example", "a@1.2.3.4",
+    "a@[1.2.3.4]", '"q u"@x.example', "a@xn--bcher-kva.example", "a@bücher.example",
+    "ü@x.example", "a" * 65 + "@x.example", "a@" + "b" * 64 + ".example",
+    "a@b." + "c" * 250, "a b@x.example", "a@b..example", "a+tag@x.example", "{x}@x.example",
+    "a@x.123", "a@b@c.example", "@x.example", "a@", "a@x.local", "o'neil@x.example",
+])
+def test_the_fast_path_agrees_with_email_validator(address: str) -> None:
+    from newsletter.audiences import _validate, normalise_address
+
+    fast, why_fast = normalise_address(address)
+    slow, why_slow = _validate(address)
+    assert fast == slow
+    assert bool(why_fast) == bool(why_slow)
