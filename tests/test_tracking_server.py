@@ -238,13 +238,14 @@ def test_healthz_and_unknown_paths(client) -> None:
 
 def test_unsubscribed_address_is_left_out_of_the_next_send(client, signer, tracking_db,
                                                            tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from newsletter.audiences import AudienceList, Audiences, Member, plan_send
+    from newsletter.audiences import load_audiences, plan_send
     from newsletter.ledger import suppressed_addresses
 
-    police = AudienceList("police", "Police", tuple(
-        Member(a, a.split("@")[0], "County Police", "audiences.yaml", 1, 1)
-        for a in ("cat@police.example", "dan@police.example")))
-    audiences = Audiences(tmp_path / "audiences.yaml", {"police": police})
+    (tmp_path / "audiences.yaml").write_text(
+        "lists:\n  police:\n    name: Police\n    members:\n"
+        "      - {email: cat@police.example, name: Cat, organisation: County Police}\n"
+        "      - {email: dan@police.example, name: Dan, organisation: County Police}\n")
+    audiences = load_audiences(tmp_path / "audiences.yaml")
     assert client.post(f"/u/{signer.unsubscribe('spring', 'p3')}").status_code == 200
     plan = plan_send(audiences, ["police"], suppressed_addresses(tracking_db))
     assert [r.address for r in plan.recipients] == ["dan@police.example"]

@@ -77,6 +77,7 @@ _BAD_REQUEST = _page("Bad request", "<p>The address of this request is not valid
 class _Link:
     url: str
     kind: str
+    headers: tuple = ()  # the whole 302 response's headers, built once per link
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,7 @@ class TrackerApp:
         self._links: dict[tuple[str, str], tuple[float, _Link | None]] = {}
         self._issues: dict[str, tuple[float, _Issue | None]] = {}
         self._ip_hashes: dict[str, str] = {}
+        self._tokens: dict[tuple[bytes, str], object] = {}
         self._closed = False
         self.announce_stop = False
 
@@ -184,12 +186,22 @@ class TrackerApp:
     # -- routes ---------------------------------------------------------------------------
     def _verify(self, token: bytes, kind: str):  # type: ignore[no-untyped-def]
         """TokenData, or 400 (malformed) / 404 (does not verify) as an int."""
+        key = (token, kind)
+        known = self._tokens.get(key)
+        if known is not None:
+            return known
         if not _TOKEN.match(token):
             return 400
         try:
-            return self.signer.verify(token.decode("ascii"), kind)  # type: ignore[arg-type]
+            result = self.signer.verify(token.decode("ascii"), kind)  # type: ignore[arg-type]
         except InvalidToken:
-            return 404
+            result = 404
+        # Each message's links repeat across clicks and scanner passes: remember the answer
+        # (the keys cannot change while the process runs).
+        if len(self._tokens) > 100_000:
+            self._tokens.clear()
+        self._tokens[key] = result
+        return result
 
     async def _click(self, scope, send, token: bytes, head: bool) -> None:  # type: ignore[no-untyped-def]
         data = self._verify(token, "c")
@@ -201,8 +213,8 @@ class TrackerApp:
             return await _respond(send, 404, _NOT_FOUND, [_HTML], head)
         self._record(scope, "click", data.issue, data.link, data.pseudonym, data.list,
                      link.kind)
-        location = link.url.encode("utf-8")
-        return await _respond(send, 302, b"", [(b"location", location)], head)
+        await send({"type": "http.response.start", "status": 302, "headers": link.headers})
+        await send({"type": "http.response.body", "body": b""})
 
     async def _view(self, scope, send, slug_raw: bytes, head: bool) -> None:  # type: ignore[no-untyped-def]
         slug = slug_raw.decode("ascii", "replace")
@@ -315,7 +327,8 @@ class TrackerApp:
         if row is None or not row.url.lower().startswith(("http://", "https://", "mailto:",
                                                            "tel:")):
             return None
-        return _Link(url=row.url, kind=row.kind)
+        headers = (*_COMMON, (b"location", row.url.encode("utf-8")), (b"content-length", b"0"))
+        return _Link(url=row.url, kind=row.kind, headers=headers)
 
     async def _issue(self, slug: str) -> _Issue | None:
         cached = self._issues.get(slug)
