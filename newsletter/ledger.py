@@ -210,38 +210,39 @@ def claim(database: Database, slug: str, token: str, limit: int,
           statuses: Sequence[str] = RETRYABLE) -> list[Claimed]:
     """Atomically take up to ``limit`` due rows in ``statuses`` for the claim ``token``.
 
-    Candidates are read first, then taken by one conditional UPDATE; a row another sender
-    took in between no longer matches and is simply not ours. Both steps use the primary
-    key, so a claim costs the same at row 100 and at row 100,000.
+    Candidates are read first, then taken by one conditional ``UPDATE ... RETURNING``; a row
+    another sender took in between no longer matches and is simply not returned. Both steps
+    use the primary key, so a claim costs the same at row 100 and at row 100,000.
     """
     t = db.now()
     d = deliveries
     with database.engine.begin() as conn:
-        candidates = [row[0] for row in conn.execute(
-            sa.select(d.c.recipient_id)
+        candidates = {row.recipient_id: row for row in conn.execute(
+            sa.select(d.c.recipient_id, recipients.c.address, recipients.c.name,
+                      recipients.c.pseudonym)
+            .join(recipients, recipients.c.id == d.c.recipient_id)
             .where(d.c.issue == slug, d.c.status.in_(statuses), d.c.claimed_by == "",
                    d.c.next_attempt_at <= t, _not_suppressed())
-            .limit(limit))]
+            .limit(limit))}
         if not candidates:
             return []
         # "status NOT IN (the others)" says the same as "status IN (statuses)" over the closed
         # set of statuses, but keeps SQLite on the primary key instead of scanning every
         # pending row through the status index (which made each claim cost O(rows)).
         others = [status for status in STATUSES if status not in statuses]
-        conn.execute(d.update()
-                     .where(d.c.issue == slug, d.c.recipient_id.in_(candidates),
-                            d.c.status.not_in(others), d.c.claimed_by == "")
-                     .values(previous_status=d.c.status, status="sending", claimed_by=token,
-                             claimed_at=t, updated_at=t))
-        rows = conn.execute(
-            sa.select(d.c.recipient_id, d.c.message_id, d.c.attempts, d.c.previous_status,
-                      recipients.c.address, recipients.c.name, recipients.c.pseudonym)
-            .join(recipients, recipients.c.id == d.c.recipient_id)
-            .where(d.c.issue == slug, d.c.recipient_id.in_(candidates),
-                   d.c.claimed_by == token, d.c.status == "sending")
-            .order_by(d.c.recipient_id)).all()
-    return [Claimed(r.recipient_id, r.address, r.name, r.pseudonym, r.message_id, r.attempts,
-                    r.previous_status) for r in rows]
+        won = conn.execute(d.update()
+                           .where(d.c.issue == slug, d.c.recipient_id.in_(list(candidates)),
+                                  d.c.status.not_in(others), d.c.claimed_by == "")
+                           .values(previous_status=d.c.status, status="sending",
+                                   claimed_by=token, claimed_at=t, updated_at=t)
+                           .returning(d.c.recipient_id, d.c.message_id, d.c.attempts,
+                                      d.c.previous_status)).all()
+    claimed = []
+    for r in sorted(won, key=lambda row: row.recipient_id):
+        who = candidates[r.recipient_id]
+        claimed.append(Claimed(r.recipient_id, who.address, who.name, who.pseudonym,
+                               r.message_id, r.attempts, r.previous_status))
+    return claimed
 
 
 def record(database: Database, slug: str, token: str, results: Iterable[Result]) -> None:

@@ -359,19 +359,26 @@ class SendLoop:
         count = max(1, self.options.concurrency)
         # Workers always run in threads, so Ctrl-C reaches this thread: it stops the workers
         # after the message each is sending, their answers are recorded, then it re-raises.
-        threads = [threading.Thread(target=self._worker, args=(i,), name=f"send-{i}")
-                   for i in range(count)]
-        for thread in threads:
-            thread.start()
+        # Waiting is on events each worker sets when it has finished, not on Thread.join: a
+        # KeyboardInterrupt landing inside join() can leave it returning before the thread
+        # is done, and the process would then exit with rows still claimed.
+        finished = [threading.Event() for _ in range(count)]
+        threads = [threading.Thread(target=self._worker, args=(i, finished[i]),
+                                    name=f"send-{i}") for i in range(count)]
         try:
             for thread in threads:
-                while thread.is_alive():
-                    thread.join(0.5)
+                thread.start()
+            for event in finished:
+                while not event.wait(0.5):
+                    pass
         except KeyboardInterrupt:
             self.control.stop(NewsletterError("interrupted"))
-            for thread in threads:
-                thread.join()
+            for thread, event in zip(threads, finished, strict=True):
+                while thread.ident is not None and not event.is_set():
+                    event.wait(0.5)
             raise
+        for thread in threads:
+            thread.join()
         if self._errors:
             raise self._errors[0]
         if self.control.stop_reason is not None:
@@ -420,7 +427,13 @@ class SendLoop:
             self.control.stop_event.wait(min(delay, 1.0))
         return not self.control.stopped
 
-    def _worker(self, index: int) -> None:
+    def _worker(self, index: int, finished: threading.Event) -> None:
+        try:
+            self._work(index)
+        finally:
+            finished.set()
+
+    def _work(self, index: int) -> None:
         try:
             adapter = self.factory()
             adapter.control = self.control
