@@ -184,11 +184,7 @@ def lists_of(database: Database, slug: str, recipient_ids: Sequence[int]) -> dic
     """The lists through which each of ``recipient_ids`` was reached for ``slug``."""
     found: dict[int, list[str]] = {}
     with database.engine.connect() as conn:
-        for rid, key in conn.execute(
-                sa.select(delivery_lists.c.recipient_id, delivery_lists.c.list_key)
-                .where(delivery_lists.c.issue == slug,
-                       delivery_lists.c.recipient_id.in_(recipient_ids))
-                .order_by(delivery_lists.c.list_key)):
+        for rid, key in conn.execute(_LISTS_OF, {"slug": slug, "ids": list(recipient_ids)}):
             found.setdefault(rid, []).append(key)
     return found
 
@@ -206,6 +202,44 @@ def _not_suppressed():  # type: ignore[no-untyped-def]
                               suppressions.c.address == recipients.c.address)
 
 
+# The statements a send runs per batch are built once: building SQLAlchemy statements per
+# call cost more CPU than running them.
+_d = deliveries
+_CLAIM_CANDIDATES = (
+    sa.select(_d.c.recipient_id, recipients.c.address, recipients.c.name, recipients.c.pseudonym)
+    .join(recipients, recipients.c.id == _d.c.recipient_id)
+    .where(_d.c.issue == sa.bindparam("slug"),
+           _d.c.status.in_(sa.bindparam("statuses", expanding=True)),
+           _d.c.claimed_by == "", _d.c.next_attempt_at <= sa.bindparam("now"),
+           ~sa.exists().where(recipients.c.id == _d.c.recipient_id,
+                              suppressions.c.address == recipients.c.address))
+    .limit(sa.bindparam("limit")))
+# "status NOT IN (the others)" says the same as "status IN (statuses)" over the closed set of
+# statuses, but keeps SQLite on the primary key instead of scanning every pending row through
+# the status index (which made each claim cost O(rows)).
+_CLAIM_TAKE = (
+    _d.update()
+    .where(_d.c.issue == sa.bindparam("slug"),
+           _d.c.recipient_id.in_(sa.bindparam("ids", expanding=True)),
+           _d.c.status.not_in(sa.bindparam("others", expanding=True)), _d.c.claimed_by == "")
+    .values(previous_status=_d.c.status, status="sending", claimed_by=sa.bindparam("token"),
+            claimed_at=sa.bindparam("now"), updated_at=sa.bindparam("now"))
+    .returning(_d.c.recipient_id, _d.c.message_id, _d.c.attempts, _d.c.previous_status))
+_RECORD = (
+    _d.update()
+    .where(_d.c.issue == sa.bindparam("slug"), _d.c.recipient_id == sa.bindparam("rid"),
+           _d.c.claimed_by == sa.bindparam("token"))
+    .values(status=sa.bindparam("new_status"), attempts=_d.c.attempts + sa.bindparam("inc"),
+            last_error=sa.bindparam("error"), provider_message_id=sa.bindparam("pid"),
+            next_attempt_at=sa.bindparam("due"), sent_at=sa.bindparam("sent"),
+            claimed_by="", claimed_at=0, updated_at=sa.bindparam("now")))
+_LISTS_OF = (
+    sa.select(delivery_lists.c.recipient_id, delivery_lists.c.list_key)
+    .where(delivery_lists.c.issue == sa.bindparam("slug"),
+           delivery_lists.c.recipient_id.in_(sa.bindparam("ids", expanding=True)))
+    .order_by(delivery_lists.c.list_key))
+
+
 def claim(database: Database, slug: str, token: str, limit: int,
           statuses: Sequence[str] = RETRYABLE) -> list[Claimed]:
     """Atomically take up to ``limit`` due rows in ``statuses`` for the claim ``token``.
@@ -215,28 +249,15 @@ def claim(database: Database, slug: str, token: str, limit: int,
     use the primary key, so a claim costs the same at row 100 and at row 100,000.
     """
     t = db.now()
-    d = deliveries
     with database.engine.begin() as conn:
         candidates = {row.recipient_id: row for row in conn.execute(
-            sa.select(d.c.recipient_id, recipients.c.address, recipients.c.name,
-                      recipients.c.pseudonym)
-            .join(recipients, recipients.c.id == d.c.recipient_id)
-            .where(d.c.issue == slug, d.c.status.in_(statuses), d.c.claimed_by == "",
-                   d.c.next_attempt_at <= t, _not_suppressed())
-            .limit(limit))}
+            _CLAIM_CANDIDATES, {"slug": slug, "statuses": list(statuses), "now": t,
+                                "limit": limit})}
         if not candidates:
             return []
-        # "status NOT IN (the others)" says the same as "status IN (statuses)" over the closed
-        # set of statuses, but keeps SQLite on the primary key instead of scanning every
-        # pending row through the status index (which made each claim cost O(rows)).
-        others = [status for status in STATUSES if status not in statuses]
-        won = conn.execute(d.update()
-                           .where(d.c.issue == slug, d.c.recipient_id.in_(list(candidates)),
-                                  d.c.status.not_in(others), d.c.claimed_by == "")
-                           .values(previous_status=d.c.status, status="sending",
-                                   claimed_by=token, claimed_at=t, updated_at=t)
-                           .returning(d.c.recipient_id, d.c.message_id, d.c.attempts,
-                                      d.c.previous_status)).all()
+        won = conn.execute(_CLAIM_TAKE, {
+            "slug": slug, "ids": list(candidates), "token": token, "now": t,
+            "others": [status for status in STATUSES if status not in statuses]}).all()
     claimed = []
     for r in sorted(won, key=lambda row: row.recipient_id):
         who = candidates[r.recipient_id]
@@ -248,22 +269,14 @@ def claim(database: Database, slug: str, token: str, limit: int,
 def record(database: Database, slug: str, token: str, results: Iterable[Result]) -> None:
     """Write what happened to claimed rows, and let go of them."""
     t = db.now()
-    params = [{"rid": r.recipient_id, "new_status": r.status, "error": r.error[:2000],
-               "pid": r.provider_id[:255], "due": r.next_attempt_at,
-               "inc": 1 if r.counts_as_attempt else 0,
+    params = [{"slug": slug, "token": token, "now": t, "rid": r.recipient_id,
+               "new_status": r.status, "error": r.error[:2000], "pid": r.provider_id[:255],
+               "due": r.next_attempt_at, "inc": 1 if r.counts_as_attempt else 0,
                "sent": t if r.status == "sent" else None} for r in results]
     if not params:
         return
-    d = deliveries
-    stmt = (d.update()
-            .where(d.c.issue == slug, d.c.recipient_id == sa.bindparam("rid"),
-                   d.c.claimed_by == token)
-            .values(status=sa.bindparam("new_status"), attempts=d.c.attempts + sa.bindparam("inc"),
-                    last_error=sa.bindparam("error"), provider_message_id=sa.bindparam("pid"),
-                    next_attempt_at=sa.bindparam("due"), sent_at=sa.bindparam("sent"),
-                    claimed_by="", claimed_at=0, updated_at=t))
     with database.engine.begin() as conn:
-        conn.execute(stmt, params)
+        conn.execute(_RECORD, params)
 
 
 def release(database: Database, slug: str, token: str) -> int:
