@@ -89,8 +89,10 @@ class _Progress:
             self.bar = click.progressbar(length=total, label="Sending", show_eta=True,
                                          show_pos=True, item_show_func=self._label)
             self.bar.__enter__()
-        else:
+        elif total:
             click.echo(f"Sending {total} message(s)...")
+        else:
+            click.echo("Nothing left to send.")
         self.next_line = max(1, total // 10)
 
     def _label(self, _item: object) -> str:
