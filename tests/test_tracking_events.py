@@ -161,3 +161,25 @@ def test_several_processes_can_open_a_fresh_database_at_once(storage_url) -> Non
                                   stderr=subprocess.PIPE, text=True) for _ in range(4)]
     errors = [p.communicate(timeout=120)[1] for p in processes]
     assert [p.returncode for p in processes] == [0, 0, 0, 0], errors
+
+
+def test_close_saves_events_to_a_file_when_the_database_cannot_take_them(
+        tracking_db, monkeypatch, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    monkeypatch.setenv("NEWSLETTER_SPILL_DIR", str(tmp_path))
+    writer = EventWriter(tracking_db)
+
+    def down(batch):  # type: ignore[no-untyped-def]
+        raise sa.exc.OperationalError("INSERT", {}, Exception("server closed the connection"))
+
+    monkeypatch.setattr(writer, "_write", down)
+    for i in range(2):
+        writer.add(Hit(at=T + i, issue="spring", kind="click", link_id="a1", pseudonym="p1"))
+    writer.close()
+    [saved] = list(tmp_path.glob("events-unsaved-*.jsonl"))
+    lines = [json.loads(line) for line in saved.read_text().splitlines()]
+    assert [(e["issue"], e["link_id"], e["pseudonym"], e["at"]) for e in lines] == [
+        ("spring", "a1", "p1", T), ("spring", "a1", "p1", T + 1)]
+    assert "could not store 2 event(s)" in capsys.readouterr().err
+    assert writer.pending == 0

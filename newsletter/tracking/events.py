@@ -14,13 +14,17 @@ around it, kept here in a small per-sender window.
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import sys
+import tempfile
 import threading
 import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import sqlalchemy as sa
 
@@ -99,6 +103,7 @@ class EventWriter:
         self._flush_lock = threading.Lock()
         self._sent_at: dict[tuple[str, str], float] = {}
         self._windows: dict[tuple[str, ...], _Window] = {}
+        self.pending_spilled = 0
 
     # -- request side ---------------------------------------------------------------------
     def add(self, hit: Hit) -> None:
@@ -119,13 +124,34 @@ class EventWriter:
             self._thread.start()
 
     def close(self) -> None:
-        """Stop the thread and write everything still queued."""
+        """Stop the thread and write everything still queued.
+
+        If the database cannot take them (it is down, or the disk is full), the events go to a
+        JSON-lines file instead, named on stderr, so that stopping never loses a click.
+        """
         self._stop = True
         self._wake.set()
         if self._thread is not None:
             self._thread.join()
             self._thread = None
-        self.flush()
+        try:
+            self.flush()
+        except Exception as exc:
+            path = self.spill()
+            print(f"tracker: could not store {self.pending_spilled} event(s) ({exc}); "
+                  f"saved them to {path}", file=sys.stderr)
+
+    def spill(self, folder: Path | None = None) -> Path:
+        """Write every queued hit to ``events-unsaved-<pid>-<time>.jsonl`` and empty the queue."""
+        folder = folder or Path(os.environ.get("NEWSLETTER_SPILL_DIR") or tempfile.gettempdir())
+        path = folder / f"events-unsaved-{os.getpid()}-{int(time.time())}.jsonl"
+        hits = list(self._queue)
+        with path.open("a", encoding="utf-8") as out:
+            for hit in hits:
+                out.write(json.dumps(dict(zip(_COLUMNS, hit.values(), strict=True))) + "\n")
+        self._queue.clear()
+        self.pending_spilled = len(hits)
+        return path
 
     def _run(self) -> None:
         while not self._stop:
