@@ -274,3 +274,19 @@ def test_command_refuses_a_missing_database(runner, tmp_path, monkeypatch) -> No
     purge = runner.invoke(main, ["track", "purge", "--older-than", "180d"])
     assert purge.exit_code == 1
     assert "no database at" in purge.output
+
+
+def test_command_options_reach_the_figures(events, runner, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.chdir(tmp_path)
+    days = run(runner, "spring", "--by", "day", "--format", "csv", "--db", events.url)
+    assert days.output.splitlines() == [
+        "day,clicks,downloads,views,scanners", "2026-05-28,0,0,0,1", "2026-05-29,4,2,3,5",
+        "2026-05-30,2,0,0,0"]
+    everyone = json.loads(run(runner, "spring", "--format", "json", "--include-scanners",
+                              "--db", events.url).output)
+    assert everyone["clicks"]["total"] == 12 and everyone["include_scanners"] is True
+    hidden = run(runner, "spring", "--by", "organisation", "--min-count", "2", "--db", events.url)
+    assert hidden.exit_code == 0, hidden.output
+    police = next(line for line in hidden.output.splitlines() if line.startswith("police"))
+    assert police.split()[:4] == ["police.example", "County", "Police", "2"]
+    assert police.split()[4:] == ["2", "<2", "-"]
