@@ -284,3 +284,71 @@ def test_payload_is_json_serialisable(send_project: Path) -> None:
                                               env={"POSTMARK_SERVER_TOKEN": "t"}))
     payload = adapter.payload(factory.make(Recipient("a@x.example", "Ann, Lee", "p", "<m@x>")))
     assert json.loads(json.dumps(payload))["To"] == '"Ann, Lee" <a@x.example>'
+
+
+@pytest.fixture
+def raw_server():  # type: ignore[no-untyped-def]
+    """A TCP server on 127.0.0.1 that reads one request, then closes or stays silent.
+
+    Simulates the network failing between us and the provider, which no HTTP framework does.
+    """
+    import socket
+    import threading
+
+    started: list[tuple[socket.socket, threading.Thread, threading.Event]] = []
+
+    def start(behaviour: str) -> str:
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        done = threading.Event()
+
+        def serve() -> None:
+            conn, _ = listener.accept()
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                head, _, body = data.partition(b"\r\n\r\n")
+                length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                                  if line.lower().startswith(b"content-length")))
+                while len(body) < length:
+                    body += conn.recv(65536)
+                if behaviour == "silent":
+                    done.wait(10)
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        started.append((listener, thread, done))
+        return f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+    yield start
+    for listener, thread, done in started:
+        done.set()
+        thread.join(10)
+        listener.close()
+
+
+@pytest.mark.parametrize("behaviour", ["close", "silent"])
+def test_lost_after_the_request_is_unknown(send_project: Path, raw_server, behaviour) -> None:  # type: ignore[no-untyped-def]
+    from conftest import make_built
+
+    from newsletter.adapters.base import AdapterSettings, Control
+    from newsletter.adapters.sendgrid import SendgridAdapter
+    from newsletter.message import MessageFactory, Recipient
+    from newsletter.tracking.tokens import Signer
+
+    url = raw_server(behaviour)
+    adapter = SendgridAdapter(AdapterSettings(root=send_project, timeout=0.3,
+                                              env={"SENDGRID_API_KEY": "k",
+                                                   "SENDGRID_API_URL": url}))
+    adapter.control = Control(pause_after=0)
+    factory = MessageFactory(make_built(), Project.load(send_project), Signer({"k": b"s"}, "k"))
+    message = factory.make(Recipient("a@x.example", "", "p", "<m@x>"))
+    adapter.open()
+    try:
+        (outcome,) = adapter.send_batch([message])
+    finally:
+        adapter.close()
+    assert outcome.status == "unknown"
+    assert "may have been accepted" in outcome.error
