@@ -15,7 +15,6 @@ import click
 from newsletter import __version__
 from newsletter.errors import NewsletterError
 
-
 # Command name -> the module under newsletter/cli/ that defines it (in its COMMANDS list).
 # Modules are imported only when their command runs, so `newsletter build` does not pay for
 # the database, server and HTTP libraries that `send` and `track` need.
