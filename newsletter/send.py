@@ -159,6 +159,11 @@ def summary(prepared: Prepared) -> list[str]:
             lines.append(f"  {key:<28} {plan.list_sizes[key]:>6}  {name}")
         lines.append(f"Recipients: {len(plan.recipients)} (on more than one list: "
                      f"{plan.duplicates}; suppressed: {len(plan.suppressed)})")
+    counts = ledger.status_counts(prepared.database, prepared.slug)
+    if any(counts.values()):
+        lines.append("Already in the ledger: " + ", ".join(
+            f"{status} {n}" for status, n in counts.items() if n)
+            + " (this send resumes; nobody gets a second copy)")
     for warning in getattr(prepared.built, "warnings", []):
         lines.append(warning.format())
     return lines

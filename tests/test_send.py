@@ -56,6 +56,8 @@ def test_sends_to_the_union_once_each_and_resumes(send_project: Path) -> None:
     # Running again sends nobody a second copy.
     again = invoke("--to", "schools", "--to", "councils", "--yes")
     assert again.exit_code == 0
+    assert "Already in the ledger: sent 5 (this send resumes; nobody gets a second copy)" \
+        in again.output
     assert "Nothing left to send" in again.output
     assert "this run sent 0" in again.output
     assert len(maildir_messages(send_project)) == 5
