@@ -203,3 +203,24 @@ def test_docs_describe_every_send_option_and_adapter() -> None:
                 assert name in docs, f"{name} is not in docs/sending.md"
     for adapter in BUILTINS:
         assert f"`{adapter}`" in docs
+
+
+def test_send_and_resume_on_sqlite_and_postgresql(send_project: Path, storage_url: str) -> None:
+    args = ("--to", "schools", "--to", "councils", "--yes", "--db", storage_url)
+    first = invoke(*args)
+    assert first.exit_code == 0, first.output
+    again = invoke(*args)
+    assert again.exit_code == 0 and "Nothing left to send" in again.output
+    messages = maildir_messages(send_project)
+    assert len(messages) == 5
+    database = open_db(storage_url)
+    try:
+        with database.engine.connect() as conn:
+            ids = {r[0] for r in conn.execute(sa.select(db.deliveries.c.message_id)
+                                              .where(db.deliveries.c.status == "sent"))}
+            lists = conn.execute(sa.select(sa.func.count())
+                                 .select_from(db.delivery_lists)).scalar()
+    finally:
+        database.close()
+    assert ids == {m["Message-ID"] for m in messages}
+    assert lists == 6                      # shared@council.example was reached through both
