@@ -146,6 +146,7 @@ def test_missing_setting_names_every_place() -> None:
     ("http://host", "must look like smtp://"),
     ("smtp://host?tls=1", "unknown options: tls"),
     ("smtp://host:notaport", "bad port"),
+    ("smtps://host?starttls=true", "asks for TLS twice"),
 ])
 def test_bad_urls(url: str, expected: str) -> None:
     with pytest.raises(ConfigurationError, match=expected):

@@ -72,9 +72,14 @@ def parse_smtp_url(url: str, default_timeout: float = 30.0) -> SmtpSettings:
         timeout = float(query.get("timeout", default_timeout))
     except ValueError as exc:
         raise ConfigurationError(f"{SETTING} has a bad port or timeout: {exc}") from None
+    starttls = query.get("starttls", "").lower() in TRUE
+    if starttls and parts.scheme == "smtps":
+        raise ConfigurationError(f"{SETTING} asks for TLS twice: smtps:// and ?starttls=true",
+                                 hint="use smtps://host (port 465) or "
+                                 "smtp://host:587?starttls=true, not both")
     return SmtpSettings(
         host=parts.hostname, port=port, tls=parts.scheme == "smtps",
-        starttls=query.get("starttls", "").lower() in TRUE,
+        starttls=starttls,
         username=unquote(parts.username or ""), password=unquote(parts.password or ""),
         timeout=timeout)
 
