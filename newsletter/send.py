@@ -58,8 +58,9 @@ def issue_path(project: Project, issue: str) -> Path:
 def _open_db(url: str) -> Database:
     """open_db, retried when another process is creating the same new database right now.
 
-    Two `send`s started together on a fresh project both try to create the tables; the
-    loser sees "already exists". Its second try finds them made and migrated.
+    Two `send`s started together on a fresh project race to create it: the loser may see
+    "already exists" or, while the other switches the new file to WAL, "database is locked".
+    A second try finds it made and migrated.
     """
     from newsletter.errors import StorageError
 
@@ -67,7 +68,8 @@ def _open_db(url: str) -> Database:
         try:
             return open_db(url)
         except StorageError as exc:
-            if "already exists" not in exc.message or attempt == 4:
+            transient = "already exists" in exc.message or "database is locked" in exc.message
+            if not transient or attempt == 4:
                 raise
             time.sleep(0.1 * (attempt + 1))
     raise AssertionError("unreachable")  # pragma: no cover
