@@ -118,11 +118,20 @@ _MarkedLoader.add_constructor("tag:yaml.org,2002:seq", _construct_seq)
 
 @dataclass(frozen=True, slots=True)
 class Member:
-    """One member of one list (kept small: lists can have 100,000 members)."""
+    """One member of a list; in a send plan, one recipient and every chosen list reaching them.
 
-    address: str          # normalised: what deduplication and the ledger use
+    Kept small (lists can have 100,000 members), and the plan reuses the list's own objects
+    for everyone reached through one list only.
+    """
+
+    address: str              # normalised: what deduplication and the ledger use
     name: str
     organisation: str
+    lists: tuple[str, ...]    # the list's key; in a plan, every list in --to order
+
+
+# In a plan a member is a recipient; the name says which role is meant.
+PlannedRecipient = Member
 
 
 @dataclass(frozen=True)
@@ -152,16 +161,6 @@ class Audiences:
                 f"there is no list called {key!r} in {self.path.name}",
                 hint=f"the lists are: {known} (see `newsletter audiences`)",
             ) from None
-
-
-@dataclass(frozen=True, slots=True)
-class PlannedRecipient:
-    """One recipient of one send, and every chosen list that reaches them (in --to order)."""
-
-    address: str
-    name: str
-    organisation: str
-    lists: tuple[str, ...]
 
 
 @dataclass
@@ -232,6 +231,7 @@ class _Checker:
         self.problems: list[Problem] = []
         self.shared: dict[str, str] = {}
         self.shown = ""                       # how audiences.yaml is named in messages
+        self.lists: tuple[str, ...] = ()      # the list being read, as members carry it
         self.csv_names: dict[str, str] = {}   # list key -> how its members file is named
 
     def error(self, file: str, at: tuple[int, int], message: str, hint: str = "") -> None:
@@ -294,7 +294,7 @@ class _Checker:
             return None
         # Many members share an organisation: keep one copy of each name in memory.
         org_text = self.shared.setdefault(org_text, org_text)
-        return Member(address, name_text, org_text)
+        return Member(address, name_text, org_text, self.lists)
 
 
 def _display(path: Path, base: Path) -> str:
@@ -423,6 +423,7 @@ def load_audiences(path: Path) -> Audiences:
                               hint="a list has: " + ", ".join(LIST_FIELDS))
         name = checker.text(shown, spec.at("name"), spec.get("name", key), "list name") or key
         seen: dict[str, int] = {}
+        checker.lists = (key,)
         members = _inline_members(checker, shown, key, spec, seen)
         if "members_file" in spec:
             file_value = checker.text(shown, spec.at("members_file"), spec["members_file"],
@@ -477,7 +478,8 @@ def _inline_members(checker: _Checker, shown: str, key: str, spec: _MarkedDict,
         org = checker.text(shown, marks.get("organisation", at), item_map.get("organisation"),
                            "organisation")
         if member and name is not None and org is not None:
-            checker.add(members, seen, key, Member(member.address, name, org), shown, email_at)
+            checker.add(members, seen, key, Member(member.address, name, org, member.lists),
+                        shown, email_at)
     return members
 
 
@@ -508,7 +510,9 @@ def plan_send(audiences: Audiences, list_keys: Iterable[str],
             if at is None:
                 if len(chosen) > 1:
                     index[member.address] = len(recipients)
-                recipients.append(PlannedRecipient(member.address, member.name,
+                # Reached through this list alone (so far): the member itself is the recipient.
+                recipients.append(member if member.lists == alone else
+                                  PlannedRecipient(member.address, member.name,
                                                    member.organisation, alone))
                 continue
             first = recipients[at]

@@ -129,7 +129,7 @@ def suppressed_addresses(database: Database) -> dict[str, str]:
             sa.select(suppressions.c.address, suppressions.c.reason))}
 
 
-PLAN_CHUNK = 2000
+PLAN_CHUNK = 1000
 
 
 def _known(conn: Connection, addresses: list[str]) -> dict[str, tuple]:

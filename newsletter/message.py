@@ -134,20 +134,20 @@ class OutgoingMessage:
             f.head, CRLF.join(lines), CRLF, CRLF,
             b"--", b, CRLF, f.part_heads[0], _join_qp(text, self._values, False, stuffed), CRLF,
             b"--", b, CRLF, f.part_heads[1], _join_qp(html, self._values, True, stuffed), CRLF,
-            b"--", b, b"--", CRLF,
+            b"--", b, b"--", CRLF, b".\r\n" if stuffed else b"",
         ))
 
-    @cached_property
+    # Made afresh on each use, not kept: a worker holds a whole claim of messages, and
+    # 50 KB each adds up over four connections.
+    @property
     def mime(self) -> bytes:
         """The whole message, CRLF line ends (for Maildir and APIs that take MIME)."""
         return self._build(stuffed=False)
 
-    @cached_property
+    @property
     def smtp_data(self) -> bytes:
-        """The message dot-stuffed for SMTP DATA (RFC 5321 4.5.2), without the final dot.
-
-        Segments were stuffed once per issue, so this costs a join, not a scan of the body.
-        """
+        """The message dot-stuffed for SMTP DATA (RFC 5321 4.5.2), ending with the final
+        ``.``. Segments were stuffed once per issue, so this is a join, not a scan."""
         return self._build(stuffed=True)
 
 

@@ -255,6 +255,7 @@ def run(prepared: Prepared, options: LoopOptions, *,
     if on_start:
         on_start(todo)
     factory = MessageFactory(prepared.built, prepared.project, _signer(db))
+    _small_sqlite_cache(db)
     queue = LedgerQueue(prepared, factory, list_order)
     loop = SendLoop(queue, lambda: prepared.adapter_cls(prepared.settings), options,
                     total=todo, on_progress=on_progress)
@@ -275,6 +276,25 @@ def run(prepared: Prepared, options: LoopOptions, *,
             ledger.recover_stale(db, slug, lease)
             counts = ledger.status_counts(db, slug)
     return Outcome(counts, tally, stopped, ledger.failures(db, slug))
+
+
+def _small_sqlite_cache(database: Database) -> None:
+    """Give the send loop's SQLite connections a 1 MB page cache instead of 2 MB each.
+
+    Each worker reads every row once, so a bigger cache buys nothing; with four connections
+    it was a tenth of the peak memory of a 100,000-recipient send.
+    """
+    if not database.is_sqlite:
+        return
+    import sqlalchemy as sa
+
+    def small_cache(connection, _record) -> None:  # type: ignore[no-untyped-def]
+        cursor = connection.cursor()
+        cursor.execute("PRAGMA cache_size=-1024")
+        cursor.close()
+
+    sa.event.listen(database.engine, "connect", small_cache)
+    database.engine.dispose()   # pooled connections reopen with the small cache
 
 
 def send_test(prepared: Prepared, address: str) -> tuple[str, str]:

@@ -148,5 +148,5 @@ def test_smtp_data_is_the_message_dot_stuffed(tmp_path: Path) -> None:
         return b"\r\n".join(line for line in data.split(b"\r\n")
                             if not line.startswith(b"Date: "))
 
-    assert without_date(message.smtp_data) == without_date(dot_stuff(message.mime))
+    assert without_date(message.smtp_data) == without_date(dot_stuff(message.mime) + b".\r\n")
     assert b"\r\n..Dot" in message.smtp_data

@@ -182,7 +182,7 @@ class SmtpAdapter(Adapter):
                 self._envelope_pipelined(conn, message)
             else:
                 self._envelope(conn, message)
-            conn.send(message.smtp_data + b".\r\n")
+            conn.send(message.smtp_data)
         except (TransientError, PermanentError, ConfigurationError) as exc:
             self._after_refusal(exc)
             raise
