@@ -16,6 +16,7 @@ import binascii
 import html
 import re
 import secrets
+import time
 from dataclasses import dataclass
 from email import policy
 from email.headerregistry import Address
@@ -121,21 +122,24 @@ class OutgoingMessage:
         r = self.recipient
         f = self.factory
         to = formataddr((r.name, r.address), "utf-8") if r.name else r.address
-        lines = [b"To: " + to.encode("ascii"),
-                 b"Date: " + formatdate(usegmt=True).encode("ascii"),
-                 b"Message-ID: " + r.message_id.encode("ascii")]
-        # Fold the long List-Unsubscribe between its two URLs.
-        lines += [f"{name}: {value}".replace(">, <", ">,\r\n <").encode("ascii")
-                  for name, value in self.headers]
         b = f.boundary
-        text = f._compiled("text", r.list_key, stuffed)
-        html = f._compiled("html", r.list_key, stuffed)
-        return b"".join((
-            f.head, CRLF.join(lines), CRLF, CRLF,
-            b"--", b, CRLF, f.part_heads[0], _join_qp(text, self._values, False, stuffed), CRLF,
-            b"--", b, CRLF, f.part_heads[1], _join_qp(html, self._values, True, stuffed), CRLF,
-            b"--", b, b"--", CRLF, b".\r\n" if stuffed else b"",
-        ))
+        out = [f.head, b"To: ", to.encode("ascii"), CRLF, b"Date: ", _date_now(), CRLF,
+               b"Message-ID: ", r.message_id.encode("ascii"), CRLF]
+        for name, value in self.headers:
+            # Fold the long List-Unsubscribe between its two URLs.
+            out += [f"{name}: {value}".replace(">, <", ">,\r\n <").encode("ascii"), CRLF]
+        out += [CRLF, b"--", b, CRLF, f.part_heads[0]]
+        # One join for the whole message: the parts' pieces go straight into it.
+        piece = _qp_piece_stuffed if stuffed else _qp_piece
+        for part, escape in (("text", False), ("html", True)):
+            if part == "html":
+                out += [CRLF, b"--", b, CRLF, f.part_heads[1]]
+            for p in f._compiled(part, r.list_key, stuffed):
+                out.append(p if isinstance(p, bytes) else piece(_value(self._values, p, escape)))
+        out += [CRLF, b"--", b, b"--", CRLF]
+        if stuffed:
+            out.append(b".\r\n")
+        return b"".join(out)
 
     # Made afresh on each use, not kept: a worker holds a whole claim of messages, and
     # 50 KB each adds up over four connections.
@@ -149,6 +153,17 @@ class OutgoingMessage:
         """The message dot-stuffed for SMTP DATA (RFC 5321 4.5.2), ending with the final
         ``.``. Segments were stuffed once per issue, so this is a join, not a scan."""
         return self._build(stuffed=True)
+
+
+_date_cache: list = [0, b""]
+
+
+def _date_now() -> bytes:
+    """The Date header's value, formatted once a second rather than once a message."""
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache[:] = [now, formatdate(now, usegmt=True).encode("ascii")]
+    return _date_cache[1]
 
 
 Parts = list["str | tuple[str, str]"]
@@ -215,13 +230,6 @@ def dot_stuff(data: bytes) -> bytes:
 @lru_cache(maxsize=4096)
 def _qp_piece_stuffed(value: str) -> bytes:
     return dot_stuff(_qp_piece(value))
-
-
-def _join_qp(parts: list[bytes | tuple[str, str]], values: dict[tuple[str, str], str],
-             html_escape: bool, stuffed: bool = False) -> bytes:
-    piece = _qp_piece_stuffed if stuffed else _qp_piece
-    return b"".join(p if isinstance(p, bytes) else piece(_value(values, p, html_escape))
-                    for p in parts)
 
 
 def _check_header(what: str, value: str) -> str:
