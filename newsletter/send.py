@@ -256,6 +256,7 @@ def run(prepared: Prepared, options: LoopOptions, *,
         on_start(todo)
     factory = MessageFactory(prepared.built, prepared.project, _signer(db))
     _small_sqlite_cache(db)
+    _fewer_malloc_arenas()
     queue = LedgerQueue(prepared, factory, list_order)
     loop = SendLoop(queue, lambda: prepared.adapter_cls(prepared.settings), options,
                     total=todo, on_progress=on_progress)
@@ -295,6 +296,25 @@ def _small_sqlite_cache(database: Database) -> None:
 
     sa.event.listen(database.engine, "connect", small_cache)
     database.engine.dispose()   # pooled connections reopen with the small cache
+
+
+def _fewer_malloc_arenas() -> None:
+    """Let the sending threads share two glibc malloc arenas instead of one each.
+
+    Every message is a 50 KB buffer made and freed by a worker thread; with an arena per
+    thread the freed space sat fragmented in four arenas (about 8 MB at 100,000 recipients).
+    Same as MALLOC_ARENA_MAX=2; a no-op where the C library is not glibc.
+    """
+    import ctypes
+    import ctypes.util
+
+    if os.environ.get("MALLOC_ARENA_MAX"):
+        return      # the person running it chose
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(-8, 2)     # M_ARENA_MAX
+    except (OSError, AttributeError):
+        pass
 
 
 def send_test(prepared: Prepared, address: str) -> tuple[str, str]:

@@ -315,7 +315,8 @@ class LoopOptions:
 
     concurrency: int = 1
     rate: float | None = None
-    claim_size: int = 20            # rows a worker holds at once: the most that can repeat
+    claim_size: int = 50            # rows a worker takes from the ledger at once
+    record_every: int = 20          # answers written back at once: the most that can repeat
     pause_after: int = 10           # failures in a row that pause the run
     retry_delay: float = 30.0       # first backoff; doubles each try
     retry_max_delay: float = 900.0
@@ -443,6 +444,10 @@ class SendLoop:
             self.control.stop_event.set()
             return
         claim_size = max(adapter.max_batch, self.options.claim_size)
+        if self.options.rate:
+            # At a slow --rate, take only about a minute's work at a time: a claim held much
+            # longer than the lease could be taken over by another `send` and sent twice.
+            claim_size = max(1, min(claim_size, int(self.options.rate * 60)))
         try:
             while not self.control.stopped:
                 token = self.queue.new_token()
@@ -451,10 +456,12 @@ class SendLoop:
                     if self._wait_for_due():
                         continue
                     break
-                # A one-at-a-time adapter gets the whole claim; a batch API gets its batches.
-                # Each chunk is recorded as soon as it is answered: rows accepted but not yet
-                # recorded (at most one claim per worker) are the only ones a crash can repeat.
-                size = adapter.max_batch if adapter.max_batch > 1 else len(rows)
+                # A one-at-a-time adapter gets chunks of `record_every`; a batch API gets its
+                # batches. Each chunk is recorded as soon as it is answered: messages accepted
+                # but not yet recorded (one chunk per worker) are the only ones a crash can
+                # repeat. Rows claimed but not yet tried come back as unknown, sent once.
+                size = (min(adapter.max_batch, len(rows)) if adapter.max_batch > 1
+                        else self.options.record_every)
                 try:
                     for start in range(0, len(rows), size):
                         chunk = rows[start:start + size]
