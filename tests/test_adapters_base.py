@@ -175,3 +175,29 @@ def test_failure_streak_pauses_the_run() -> None:
     control.note(Outcome("unknown", "dropped"))
     assert control.stopped
     assert control.stop_reason.message == "paused after 3 failures in a row (last: dropped)"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(("rate", "expected"), [(None, 50), (100.0, 50), (0.5, 30), (0.001, 1)])
+def test_claims_hold_at_most_a_minute_of_work(rate, expected) -> None:  # type: ignore[no-untyped-def]
+    from newsletter.adapters.base import LoopOptions, SendLoop
+
+    asked: list[int] = []
+
+    class Empty:
+        def new_token(self) -> str:
+            return "t"
+
+        def claim(self, token: str, limit: int) -> list:  # type: ignore[type-arg]
+            asked.append(limit)
+            return []
+
+        def next_due(self) -> None:
+            return None
+
+    class Quiet(Adapter):
+        name = "quiet"
+
+    loop = SendLoop(Empty(), lambda: Quiet(AdapterSettings(root=Path("."), env={})),  # type: ignore[arg-type]
+                    LoopOptions(rate=rate))
+    loop.run()
+    assert asked == [expected]
