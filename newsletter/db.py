@@ -134,9 +134,11 @@ class Database:
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
     # WAL lets the tracker write while send and report read; busy_timeout waits out writers
     # instead of failing with "database is locked".
+    # busy_timeout comes first so that switching a new file to WAL, which needs a moment of
+    # exclusive access, waits for another process doing the same instead of failing.
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
@@ -159,7 +161,17 @@ def open_db(url: str) -> Database:
 
     try:
         engine = create_db_engine(url)
-        migrate(engine)
+        for attempt in range(5):
+            try:
+                migrate(engine)
+                break
+            except sa.exc.OperationalError as exc:
+                # Two processes creating one new SQLite file: switching it to WAL can report
+                # "locked" without waiting for the busy timeout. The next try finds it done.
+                if "locked" not in str(exc.orig) or attempt == 4:
+                    raise
+                engine.dispose()
+                time.sleep(0.05 * (attempt + 1))
     except sa.exc.ArgumentError as exc:
         raise StorageError(
             f"cannot use database {url!r}: {exc}",

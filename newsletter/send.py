@@ -30,7 +30,7 @@ from newsletter.db import Database, open_db
 from newsletter.errors import NewsletterError
 from newsletter.message import MessageFactory, OutgoingMessage, Recipient
 from newsletter.project import Project
-from newsletter.tracking.tokens import Signer, signer_for
+from newsletter.tracking.tokens import signer_for
 
 DEFAULT_ADAPTER = "maildir"
 
@@ -53,36 +53,6 @@ def issue_path(project: Project, issue: str) -> Path:
         project.issues_dir.is_dir() else []
     raise NewsletterError(f"no issue {issue!r}: neither a file nor issues/{issue}.yaml",
                           hint="the issues are: " + (", ".join(known) or "(none)"))
-
-
-def _open_db(url: str) -> Database:
-    """open_db, retried when another process is creating the same new database right now.
-
-    Two `send`s started together on a fresh project race to create it: the loser may see
-    "already exists" or, while the other switches the new file to WAL, "database is locked".
-    A second try finds it made and migrated.
-    """
-    from newsletter.errors import StorageError
-
-    for attempt in range(5):
-        try:
-            return open_db(url)
-        except StorageError as exc:
-            transient = "already exists" in exc.message or "database is locked" in exc.message
-            if not transient or attempt == 4:
-                raise
-            time.sleep(0.1 * (attempt + 1))
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-def _signer(database: Database) -> Signer:
-    """signer_for, retried once: two sends on a new database may both create its first key."""
-    import sqlalchemy as sa
-
-    try:
-        return signer_for(database)
-    except sa.exc.IntegrityError:
-        return signer_for(database)
 
 
 def adapter_name(option: str | None, env: Mapping[str, str]) -> str:
@@ -132,7 +102,7 @@ def prepare(project: Project, issue: str, lists: tuple[str, ...], *,
                                concurrency=concurrency)
     cls.check_settings(settings)
     description = cls(settings).describe()
-    database = _open_db(project.db_url(db_url))
+    database = open_db(project.db_url(db_url))
     try:
         if audiences is not None:
             plan = plan_send(audiences, lists, ledger.suppressed_addresses(database))
@@ -254,7 +224,7 @@ def run(prepared: Prepared, options: LoopOptions, *,
     todo = sum(counts[s] for s in prepared.statuses)
     if on_start:
         on_start(todo)
-    factory = MessageFactory(prepared.built, prepared.project, _signer(db))
+    factory = MessageFactory(prepared.built, prepared.project, signer_for(db))
     _small_sqlite_cache(db)
     _fewer_malloc_arenas()
     queue = LedgerQueue(prepared, factory, list_order)
@@ -323,7 +293,7 @@ def send_test(prepared: Prepared, address: str) -> tuple[str, str]:
     if not normalised:
         raise NewsletterError(f"--test {address!r} is not a valid email address: {why}")
     ledger.register_issue(prepared.database, prepared.built)
-    factory = MessageFactory(prepared.built, prepared.project, _signer(prepared.database),
+    factory = MessageFactory(prepared.built, prepared.project, signer_for(prepared.database),
                              test=True)
     slug = prepared.slug
     first = prepared.plan.list_keys[0] if prepared.plan else "test"
@@ -358,7 +328,7 @@ def dry_run(prepared: Prepared) -> int:
     """
     from newsletter.message import PLACEHOLDER_RE
 
-    factory = MessageFactory(prepared.built, prepared.project, _signer(prepared.database))
+    factory = MessageFactory(prepared.built, prepared.project, signer_for(prepared.database))
     plan = prepared.plan
     count = 0
     for index, r in enumerate(plan.recipients if plan else []):

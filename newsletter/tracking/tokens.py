@@ -149,13 +149,17 @@ def signer_for(database: Database) -> Signer:
     if from_env is not None:
         return from_env
     table = dbmod.signing_keys
-    with database.engine.begin() as conn:
-        rows = conn.execute(sa.select(table.c.kid, table.c.secret)
-                            .order_by(table.c.created_at.desc())).all()
-        if not rows:
-            kid = "k1"
-            secret = new_secret()
-            conn.execute(table.insert().values(kid=kid, secret=secret, created_at=dbmod.now()))
-            rows = [(kid, secret)]
+    query = sa.select(table.c.kid, table.c.secret).order_by(table.c.created_at.desc())
+    with database.engine.connect() as conn:
+        rows = conn.execute(query).all()
+    if not rows:
+        try:
+            with database.engine.begin() as conn:
+                conn.execute(table.insert().values(kid="k1", secret=new_secret(),
+                                                   created_at=dbmod.now()))
+        except sa.exc.IntegrityError:
+            pass  # another process created the first key at the same moment: use theirs
+        with database.engine.connect() as conn:
+            rows = conn.execute(query).all()
     keys = {kid: secret.encode("utf-8") for kid, secret in rows}
     return Signer(keys, rows[0][0])
