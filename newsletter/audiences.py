@@ -30,87 +30,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import yaml
 from email_validator import EmailNotValidError, validate_email
 
 from newsletter.errors import InvalidAudiences, NewsletterError, Problem
+from newsletter.yamlfile import LocDict, LocList, read_yaml
 
 LIST_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
 LIST_FIELDS = ("name", "members", "members_file")
 MEMBER_FIELDS = ("email", "name", "organisation")
-
-
-# --- YAML with positions -----------------------------------------------------------------
-
-
-class _MarkedDict(dict):
-    """A mapping that remembers the (line, column) of itself and of each value."""
-
-    mark: tuple[int, int] = (1, 1)
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.marks: dict[Any, tuple[int, int]] = {}
-        self.key_marks: dict[Any, tuple[int, int]] = {}
-
-    def at(self, key: Any) -> tuple[int, int]:
-        """Where the value of ``key`` is written."""
-        return self.marks.get(key, self.mark)
-
-    def key_at(self, key: Any) -> tuple[int, int]:
-        """Where ``key`` itself is written."""
-        return self.key_marks.get(key, self.mark)
-
-
-class _MarkedList(list):
-    """A list that remembers the (line, column) of itself and of each item."""
-
-    mark: tuple[int, int] = (1, 1)
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.marks: list[tuple[int, int]] = []
-
-    def at(self, index: int) -> tuple[int, int]:
-        return self.marks[index] if index < len(self.marks) else self.mark
-
-
-def _pos(node: yaml.Node) -> tuple[int, int]:
-    return (node.start_mark.line + 1, node.start_mark.column + 1)
-
-
-class _MarkedLoader(yaml.SafeLoader):
-    """``yaml.safe_load`` semantics, but mappings and lists keep where they were written."""
-
-
-def _construct_map(loader: _MarkedLoader, node: yaml.MappingNode):  # type: ignore[no-untyped-def]
-    data = _MarkedDict()
-    data.mark = _pos(node)
-    yield data
-    loader.flatten_mapping(node)
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        try:
-            hash(key)
-        except TypeError:
-            raise yaml.constructor.ConstructorError(
-                None, None, "a key must be a plain word", key_node.start_mark) from None
-        data[key] = loader.construct_object(value_node, deep=True)
-        data.marks[key] = _pos(value_node)
-        data.key_marks[key] = _pos(key_node)
-
-
-def _construct_seq(loader: _MarkedLoader, node: yaml.SequenceNode):  # type: ignore[no-untyped-def]
-    data = _MarkedList()
-    data.mark = _pos(node)
-    yield data
-    for item in node.value:
-        data.append(loader.construct_object(item, deep=True))
-        data.marks.append(_pos(item))
-
-
-_MarkedLoader.add_constructor("tag:yaml.org,2002:map", _construct_map)
-_MarkedLoader.add_constructor("tag:yaml.org,2002:seq", _construct_seq)
 
 
 # --- the model ---------------------------------------------------------------------------
@@ -379,23 +306,15 @@ def load_audiences(path: Path) -> Audiences:
     shown = _display(path, Path.cwd()) if path.is_absolute() else str(path)
     checker = _Checker(path)
     checker.shown = shown
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    if not path.exists():
         raise NewsletterError(
             f"{shown}: no audiences file",
             hint="create audiences.yaml with your lists (see docs/sending.md)",
-        ) from None
-    except UnicodeDecodeError:
-        raise InvalidAudiences([Problem(shown, 1, 1, "the file is not UTF-8 text")]) from None
-    try:
-        data = yaml.load(text, Loader=_MarkedLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        at = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        raise InvalidAudiences([Problem(shown, at[0], at[1],
-                                        f"not valid YAML: {exc.problem or exc}")]) from None
-    if not isinstance(data, _MarkedDict) or "lists" not in data:
+        )
+    data, problems = read_yaml(path, shown)
+    if data is None or problems:
+        raise InvalidAudiences(problems)
+    if not isinstance(data, LocDict) or "lists" not in data:
         raise InvalidAudiences([Problem(shown, 1, 1, "the file must start with 'lists:'",
                                         hint="see docs/sending.md for the shape")])
     for key in data:
@@ -403,8 +322,9 @@ def load_audiences(path: Path) -> Audiences:
             checker.error(shown, data.key_at(key), f"unknown key {key!r}",
                           hint="the only top-level key is 'lists'")
     lists_node = data["lists"]
-    if not isinstance(lists_node, _MarkedDict) or not lists_node:
-        checker.error(shown, data.at("lists"), "'lists' must map each list key to its settings")
+    if not isinstance(lists_node, LocDict) or not lists_node:
+        checker.error(shown, data.value_at("lists"),
+                      "'lists' must map each list key to its settings")
         raise InvalidAudiences(checker.problems)
     lists: dict[str, AudienceList] = {}
     for key, spec in lists_node.items():
@@ -413,7 +333,7 @@ def load_audiences(path: Path) -> Audiences:
             checker.error(shown, at, f"list key {key!r} is not a simple name",
                           hint="use letters, digits, '-' and '_' (it appears in reports)")
             continue
-        if not isinstance(spec, _MarkedDict):
+        if not isinstance(spec, LocDict):
             checker.error(shown, at, f"list {key!r} must be a mapping with name and members")
             continue
         for field_name in spec:
@@ -421,17 +341,17 @@ def load_audiences(path: Path) -> Audiences:
                 checker.error(shown, spec.key_at(field_name),
                               f"unknown key {field_name!r} in list {key!r}",
                               hint="a list has: " + ", ".join(LIST_FIELDS))
-        name = checker.text(shown, spec.at("name"), spec.get("name", key), "list name") or key
+        name = checker.text(shown, spec.value_at("name"), spec.get("name", key), "list name") or key
         seen: dict[str, int] = {}
         checker.lists = (key,)
         members = _inline_members(checker, shown, key, spec, seen)
         if "members_file" in spec:
-            file_value = checker.text(shown, spec.at("members_file"), spec["members_file"],
+            file_value = checker.text(shown, spec.value_at("members_file"), spec["members_file"],
                                       "members_file")
             if file_value:
                 csv_path = (base / file_value).resolve()
                 if not csv_path.is_file():
-                    checker.error(shown, spec.at("members_file"),
+                    checker.error(shown, spec.value_at("members_file"),
                                   f"members file {file_value!r} of list {key!r} does not exist",
                                   hint=f"paths are relative to {path.name}'s folder")
                 else:
@@ -447,23 +367,23 @@ def load_audiences(path: Path) -> Audiences:
     return Audiences(path, lists, sorted(checker.problems))
 
 
-def _inline_members(checker: _Checker, shown: str, key: str, spec: _MarkedDict,
+def _inline_members(checker: _Checker, shown: str, key: str, spec: LocDict,
                     seen: dict[str, int]) -> list[Member]:
     if "members" not in spec or spec["members"] is None:
         return []
     node = spec["members"]
-    if not isinstance(node, _MarkedList):
-        checker.error(shown, spec.at("members"), f"'members' of list {key!r} must be a list")
+    if not isinstance(node, LocList):
+        checker.error(shown, spec.value_at("members"), f"'members' of list {key!r} must be a list")
         return []
     members: list[Member] = []
     for index, item in enumerate(node):
-        at = node.at(index)
+        at = node.item_at(index)
         if isinstance(item, str):
             item_map: Mapping[str, Any] = {"email": item}
             marks = {"email": at}
-        elif isinstance(item, _MarkedDict):
+        elif isinstance(item, LocDict):
             item_map = item
-            marks = {name: item.at(name) for name in MEMBER_FIELDS}
+            marks = {name: item.value_at(name) for name in MEMBER_FIELDS}
             for field_name in item:
                 if field_name not in MEMBER_FIELDS:
                     checker.error(shown, item.key_at(field_name), f"unknown key {field_name!r}",

@@ -25,15 +25,12 @@ from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING
 
 from newsletter.errors import NewsletterError
+from newsletter.links import PLACEHOLDER_RE
 
 if TYPE_CHECKING:
     from newsletter.project import Project
     from newsletter.tracking.tokens import Signer
 
-try:
-    from newsletter.links import PLACEHOLDER_RE
-except ImportError:  # pragma: no cover - links.py is written alongside this module
-    PLACEHOLDER_RE = re.compile(r"\{\{(click|unsubscribe|open|name)(?::([A-Za-z0-9_-]+))?\}\}")
 
 NAME_FALLBACK = "colleague"
 CRLF = b"\r\n"

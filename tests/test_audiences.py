@@ -96,7 +96,7 @@ def test_csv_problems(tmp_path: Path) -> None:
 def test_yaml_syntax_error_is_located(tmp_path: Path) -> None:
     path = write(tmp_path, "lists:\n  a:\n    members: [one, two\n")
     (message,) = problems(path)
-    assert message.startswith("audiences.yaml:4:1: error: not valid YAML")
+    assert message.startswith("audiences.yaml:4:1: error: YAML syntax error")
 
 
 def test_wrong_shape(tmp_path: Path) -> None:
@@ -179,3 +179,9 @@ def test_the_fast_path_agrees_with_email_validator(address: str) -> None:
     slow, why_slow = _validate(address)
     assert fast == slow
     assert bool(why_fast) == bool(why_slow)
+
+
+def test_duplicate_list_key_is_located(tmp_path: Path) -> None:
+    path = write(tmp_path, "lists:\n  a:\n    members: []\n  a:\n    members: []\n")
+    assert any(message.startswith("audiences.yaml:4:3: error: key 'a' appears twice")
+               for message in problems(path))
