@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from newsletter.build import build_issue, write_build
+from newsletter.build import BuiltIssue, build_issue, write_build
 from newsletter.errors import InvalidIssue, NewsletterError, Problem
 from newsletter.project import Project
 from newsletter.scaffold import scaffold_issue
@@ -32,6 +32,22 @@ def echo_problems(problems: list[Problem]) -> None:
     """Print located problems, errors and warnings, to stderr."""
     for problem in sorted(problems):
         click.echo(problem.format(), err=True)
+
+
+def _checked_build(issue: Path, advice: str) -> tuple[Project, Path, BuiltIssue]:
+    """Build ISSUE in memory, printing its warnings; on errors print them all and stop."""
+    project = Project.load()
+    path = resolve_issue(issue, project)
+    try:
+        built = build_issue(path, project)
+    except InvalidIssue as exc:
+        echo_problems(exc.problems)
+        errors = sum(1 for p in exc.problems if p.severity == "error")
+        warnings = len(exc.problems) - errors
+        raise NewsletterError(f"{path}: {errors} error(s), {warnings} warning(s); "
+                              f"{advice}") from exc
+    echo_problems(built.warnings)
+    return project, path, built
 
 
 @click.command()
@@ -61,17 +77,7 @@ def check(issue: Path) -> None:
 
         newsletter check issues/2026-spring.yaml
     """
-    project = Project.load()
-    path = resolve_issue(issue, project)
-    try:
-        built = build_issue(path, project)
-    except InvalidIssue as exc:
-        echo_problems(exc.problems)
-        errors = sum(1 for p in exc.problems if p.severity == "error")
-        warnings = len(exc.problems) - errors
-        raise NewsletterError(f"{path}: {errors} error(s), {warnings} warning(s); "
-                              "fix the errors above and run check again") from exc
-    echo_problems(built.warnings)
+    project, path, built = _checked_build(issue, "fix the errors above and run check again")
     click.echo(f"{path}: OK ({len(built.warnings)} warning(s), {len(built.links)} links)")
 
 
@@ -87,15 +93,7 @@ def build(issue: Path, out: Path | None, open_browser: bool) -> None:
 
         newsletter build issues/2026-spring.yaml --out build
     """
-    project = Project.load()
-    path = resolve_issue(issue, project)
-    try:
-        built = build_issue(path, project)
-    except InvalidIssue as exc:
-        echo_problems(exc.problems)
-        raise NewsletterError(f"{path}: not built; fix the errors above "
-                              "(newsletter check shows them too)") from exc
-    echo_problems(built.warnings)
+    project, path, built = _checked_build(issue, "not built; fix the errors above")
     target = write_build(built, out or project.build_dir)
     email = target / "email.html"
     click.echo(f"Built {built.issue.slug} ({len(built.links)} links) in {target}/")
