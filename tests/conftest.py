@@ -203,7 +203,8 @@ def send_project(project: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (project / "audiences" / "councils.csv").write_text(SEND_CSV, encoding="utf-8")
     for var in ("NEWSLETTER_ADAPTER", "NEWSLETTER_MAILDIR", "MAILGUN_API_KEY", "MAILGUN_DOMAIN",
                 "MAILGUN_API_URL", "POSTMARK_SERVER_TOKEN", "POSTMARK_API_URL",
-                "SENDGRID_API_KEY", "SENDGRID_API_URL", "NEWSLETTER_SEND_LEASE"):
+                "SENDGRID_API_KEY", "SENDGRID_API_URL", "NEWSLETTER_SEND_LEASE",
+                "NEWSLETTER_SMTP_CA_FILE"):
         monkeypatch.delenv(var, raising=False)
     return project
 

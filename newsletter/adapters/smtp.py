@@ -1,10 +1,15 @@
 """Plain SMTP: the council's relay, Postfix, or any submission server.
 
-Settings come only from ``NEWSLETTER_SMTP_URL``::
+Settings come from ``NEWSLETTER_SMTP_URL`` (for TLS also ``NEWSLETTER_SMTP_CA_FILE``, below)::
 
     smtp://user:password@relay.example.org:587?starttls=true
     smtps://user:password@smtp.example.org            (TLS from the start, port 465)
     smtp://127.0.0.1:2525?timeout=10                  (seconds for every command; default 30)
+
+The server's certificate is checked against the system's trusted authorities or, when
+``NEWSLETTER_SMTP_CA_FILE`` is set, only against the CA certificates in that PEM file (a path
+relative to the project folder is fine): for a relay whose certificate comes from a private
+CA. A certificate that fails the check stops the run.
 
 One connection per worker, reused for every message (``--concurrency N`` opens N). Each
 message is its own transaction (MAIL, RCPT, DATA) so one refusal touches one recipient.
@@ -20,6 +25,7 @@ from __future__ import annotations
 import smtplib
 import ssl
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from newsletter.adapters.base import (
@@ -33,6 +39,7 @@ from newsletter.errors import ConfigurationError
 from newsletter.message import OutgoingMessage
 
 SETTING = "NEWSLETTER_SMTP_URL"
+CA_SETTING = "NEWSLETTER_SMTP_CA_FILE"
 TRUE = ("1", "true", "yes", "on")
 
 
@@ -110,24 +117,59 @@ class SmtpAdapter(Adapter):
         self.smtp = parse_smtp_url(settings.require(SETTING, "the SMTP server",
                                                     "smtp://user:password@host:587?starttls=true"),
                                    settings.timeout)
+        self.ca_file = settings.env.get(CA_SETTING, "").strip() or None
+        if self.ca_file is not None:
+            ca = Path(self.ca_file)
+            if not ca.is_absolute():
+                ca = settings.root / ca
+            self.ca_file = str(ca)
+        self._tls_context: ssl.SSLContext | None = None
         self._conn: smtplib.SMTP | None = None
+
+    def _context(self) -> ssl.SSLContext:
+        """The TLS context for this adapter's connections (made once, on first use)."""
+        if self._tls_context is None:
+            try:
+                self._tls_context = ssl.create_default_context(cafile=self.ca_file)
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigurationError(
+                    f"{CA_SETTING} cannot be used as trusted certificates: {self.ca_file}: {exc}",
+                    hint=f"point {CA_SETTING} at a readable PEM file of CA certificates, "
+                    "or unset it to trust the system's authorities") from exc
+        return self._tls_context
+
+    def _untrusted(self, exc: ssl.SSLCertVerificationError) -> ConfigurationError:
+        s = self.smtp
+        trusted = f"the CA certificates in {self.ca_file}" if self.ca_file else \
+            "the system's trusted authorities"
+        return ConfigurationError(
+            f"the SMTP server {s.host}:{s.port} sent a TLS certificate we do not trust "
+            f"(certificate verify failed: {exc.verify_message or exc})",
+            hint=f"it was checked against {trusted}; if the relay uses a private CA, set "
+            f"{CA_SETTING} to that CA's certificate (PEM); check the host name in {SETTING} "
+            "matches the certificate")
 
     @classmethod
     def check_settings(cls, settings: AdapterSettings) -> None:
         super().check_settings(settings)
-        cls(settings)
+        adapter = cls(settings)
+        if adapter.ca_file is not None:
+            adapter._context()
 
     def describe(self) -> str:
         return f"smtp {self.smtp.describe()}"
 
     def _connect(self) -> smtplib.SMTP:
         s = self.smtp
+        context = self._context() if s.tls or s.starttls else None
         try:
             if s.tls:
                 conn: smtplib.SMTP = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout,
-                                                      context=ssl.create_default_context())
+                                                      context=context)
             else:
                 conn = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
+        except ssl.SSLCertVerificationError as exc:
+            raise self._untrusted(exc) from exc
         except smtplib.SMTPConnectError as exc:
             raise TransientError(f"connecting to {s.host}:{s.port}: {exc.smtp_code} "
                                  f"{exc.smtp_error.decode('utf-8', 'replace')}") from exc
@@ -136,10 +178,13 @@ class SmtpAdapter(Adapter):
         try:
             conn.ehlo()
             if s.starttls:
-                conn.starttls(context=ssl.create_default_context())
+                conn.starttls(context=context)
                 conn.ehlo()
             if s.username:
                 conn.login(s.username, s.password)
+        except ssl.SSLCertVerificationError as exc:
+            conn.close()
+            raise self._untrusted(exc) from exc
         except smtplib.SMTPAuthenticationError as exc:
             conn.close()
             raise ConfigurationError(
