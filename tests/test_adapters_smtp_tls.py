@@ -160,6 +160,7 @@ def test_starttls_server_refuses_mail_without_tls(tls_server, factory) -> None: 
     assert outcome.status == "untried"        # 530 stops the run; nobody is marked failed
     reason = a.control.stop_reason
     assert reason is not None and "530" in reason.message and "STARTTLS" in reason.message
+    assert reason.hint == "the server wants TLS first: add ?starttls=true to NEWSLETTER_SMTP_URL"
     assert server.recorder.messages == [] and server.logins == []
 
 

@@ -353,6 +353,7 @@ class SendLoop:
         self.tally = Tally(total=total)
         self.on_progress = on_progress
         self._tries: dict[int, int] = {}
+        self._state: dict[int, str] = {}  # recipient id -> latest status in this run
         self._errors: list[BaseException] = []
 
     def run(self) -> Tally:
@@ -407,14 +408,23 @@ class SendLoop:
             due = time.time() + delay
         return Result(row.recipient_id, outcome.status, outcome.error, next_attempt_at=due)
 
-    def _count(self, outcomes: list[Outcome]) -> None:
+    def _count(self, rows: list, outcomes: list[Outcome]) -> None:
+        """Count each recipient once, in its latest state: a deferred row sent on a retry
+        moves from deferred to sent, and the progress position only grows by new recipients."""
         with self.tally._lock:
-            for outcome in outcomes:
-                if outcome.status in ("sent", "failed", "deferred", "unknown"):
-                    setattr(self.tally, outcome.status,
-                            getattr(self.tally, outcome.status) + 1)
+            first_seen = 0
+            for row, outcome in zip(rows, outcomes, strict=True):
+                if outcome.status not in ("sent", "failed", "deferred", "unknown"):
+                    continue
+                before = self._state.get(row.recipient_id)
+                if before is None:
+                    first_seen += 1
+                else:
+                    setattr(self.tally, before, getattr(self.tally, before) - 1)
+                self._state[row.recipient_id] = outcome.status
+                setattr(self.tally, outcome.status, getattr(self.tally, outcome.status) + 1)
             if self.on_progress:
-                self.on_progress(self.tally, len(outcomes))
+                self.on_progress(self.tally, first_seen)
 
     def _wait_for_due(self) -> bool:
         """True when a deferred row will be due soon enough to wait for it."""
@@ -473,7 +483,7 @@ class SendLoop:
                         self.queue.record(token, [self._result(row, outcome)
                                                   for row, outcome in zip(chunk, outcomes,
                                                                           strict=True)])
-                        self._count(outcomes)
+                        self._count(chunk, outcomes)
                 except BaseException:
                     # Every answered row is recorded; give back the rest exactly as they were.
                     self.queue.release(token)

@@ -91,6 +91,14 @@ def parse_smtp_url(url: str, default_timeout: float = 30.0) -> SmtpSettings:
         timeout=timeout)
 
 
+
+def _login_hint(code: int, reply: str) -> str:
+    """What to change when the server refuses our login (530 "STARTTLS first" is not a
+    password problem: the connection needs TLS)."""
+    if code == 530 and "starttls" in reply.lower():
+        return f"the server wants TLS first: add ?starttls=true to {SETTING}"
+    return f"check the user and password in {SETTING}"
+
 def _classify(code: int, reply: bytes | str, what: str) -> Exception:
     text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
     message = f"{what}: {code} {text}".strip()
@@ -100,7 +108,7 @@ def _classify(code: int, reply: bytes | str, what: str) -> Exception:
         error = TransientError(message)
     elif code in (530, 534, 535, 538):
         error = ConfigurationError(f"the SMTP server refused our login: {message}",
-                                   hint=f"check the user and password in {SETTING}")
+                                   hint=_login_hint(code, text))
     else:
         error = PermanentError(message)
     error.smtp_code = code  # type: ignore[attr-defined]
@@ -187,10 +195,10 @@ class SmtpAdapter(Adapter):
             raise self._untrusted(exc) from exc
         except smtplib.SMTPAuthenticationError as exc:
             conn.close()
+            reply = exc.smtp_error.decode("utf-8", "replace")
             raise ConfigurationError(
-                f"the SMTP server refused our login: {exc.smtp_code} "
-                f"{exc.smtp_error.decode('utf-8', 'replace')}",
-                hint=f"check the user and password in {SETTING}") from exc
+                f"the SMTP server refused our login: {exc.smtp_code} {reply}",
+                hint=_login_hint(exc.smtp_code, reply)) from exc
         except smtplib.SMTPNotSupportedError as exc:
             conn.close()
             raise ConfigurationError(f"the SMTP server cannot do what {SETTING} asks: {exc}",

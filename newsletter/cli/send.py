@@ -105,6 +105,10 @@ class _Progress:
             self.seen += count
             if self.bar is not None:
                 self.bar.update(count, current_item=tally)
+                if not count:
+                    # A retry changes the counts but not the position, and click only
+                    # redraws on a step: draw the new counts now.
+                    self.bar.render_progress()
             elif self.seen >= self.next_line:
                 click.echo(f"  {self.seen}/{self.total}: {self._label(None)}")
                 while self.next_line <= self.seen:
