@@ -91,7 +91,6 @@ def parse_smtp_url(url: str, default_timeout: float = 30.0) -> SmtpSettings:
         timeout=timeout)
 
 
-
 def _login_hint(code: int, reply: str) -> str:
     """What to change when the server refuses our login (530 "STARTTLS first" is not a
     password problem: the connection needs TLS)."""
