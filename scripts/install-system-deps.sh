@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# System packages the tests run for real: Chromium (preview end-to-end) and PostgreSQL
+# System packages the tests run for real: Chromium (browser tests; Liberation fonts stand in
+# for Arial so pages render as partners see them) and PostgreSQL
 # (storage tests). Installed with apt-get when we are root; otherwise we say what is missing.
 set -euo pipefail
-packages=(chromium chromium-driver postgresql)
+packages=(chromium chromium-driver fonts-liberation postgresql)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
