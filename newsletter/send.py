@@ -138,6 +138,12 @@ def summary(prepared: Prepared) -> list[str]:
             + " (this send resumes; nobody gets a second copy)")
     for warning in getattr(prepared.built, "warnings", []):
         lines.append(warning.format())
+    local_images = getattr(prepared.built, "images", [])
+    if local_images and not prepared.project.settings.get("assets_url"):
+        lines.append(f"warning: {len(local_images)} image(s) use project paths "
+                     f"({', '.join(local_images)}), which recipients' mail cannot load\n"
+                     "    hint: publish the images folder and set assets_url in newsletter.yaml "
+                     "to its https:// address")
     return lines
 
 
