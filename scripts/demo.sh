@@ -23,7 +23,7 @@ echo "   folder with any Maildir reader (e.g. mutt -f maildir) or read one with:
 echo "   Running the demo again resumes the same send: nobody gets a second copy."
 echo
 
-echo "== 3. Track and report: a download through the real tracker, then the report"
+echo "== 3. Track and report: a view and a download through the real tracker, then the report"
 # A private tracker on a free port stands in for the public one the links point at
 # (http://127.0.0.1:8025 by default): a person's click on a download link, and a security
 # scanner's HEAD on the same link, which the report counts apart.
@@ -48,12 +48,16 @@ kinds = {link["id"]: link["kind"] for link in
 paths = re.findall(r"https?://[^/\s]+(/c/[A-Za-z0-9_.-]+)", text)
 link_id = lambda p: base64.urlsafe_b64decode(p[3:].split(".")[0] + "==").split(b"\x1f")[3]
 path = next(p for p in paths if kinds.get(link_id(p).decode()) == "download")
-for method, agent in (("GET", "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Firefox/140.0"),
-                      ("HEAD", "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Firefox/140.0")):
+browser = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Firefox/140.0"
+# a reader opening the web version ("view in browser"), a click on a download, and a
+# scanner's HEAD on the same link
+for method, path, agent in (("GET", "/v/2026-spring", browser), ("GET", path, browser),
+                            ("HEAD", path, browser)):
     http_conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     http_conn.request(method, path, headers={"User-Agent": agent})
     reply = http_conn.getresponse()
-    print(f"   {method} {path[:24]}... -> {reply.status} {reply.getheader('Location')}")
+    where = reply.getheader("Location") or reply.getheader("Content-Type")
+    print(f"   {method} {path[:24]}... -> {reply.status} {where}")
     http_conn.close()
 PY
 kill -TERM "$tracker"
