@@ -37,6 +37,9 @@ if [ ! -f "$DIR/data/PG_VERSION" ]; then
   as_postgres "$PGBIN/initdb" -D "$DIR/data" -U postgres -A trust -E UTF8 --no-locale >/dev/null
 fi
 if ! as_postgres "$PGBIN/pg_ctl" -D "$DIR/data" status >/dev/null 2>&1; then
+  # A server killed with its session leaves its pid file; if that pid is reused by another
+  # process, postgres would refuse to start. Nothing is running here, so the file is stale.
+  rm -f "$DIR/data/postmaster.pid"
   as_postgres "$PGBIN/pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -w -t 30 \
     -o "-h 127.0.0.1 -p $PORT -k $DIR -c fsync=off -c synchronous_commit=off -c max_connections=200" \
     start >&2
