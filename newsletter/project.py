@@ -78,6 +78,25 @@ class Project:
         """Address for the mailto: half of List-Unsubscribe."""
         return self.settings.get("unsubscribe_mailto", "unsubscribe@example.org")
 
+    def issue_path(self, issue: str | Path) -> Path:
+        """ISSUE as given on a command line: a path, or a bare slug meaning issues/<slug>.yaml.
+
+        A path is returned as given even when missing, so the loader reports it with its
+        location; an unknown slug is an error that lists the issues there are.
+        """
+        path = Path(issue)
+        if path.exists() or path.suffix or len(path.parts) > 1:
+            return path
+        candidate = self.issues_dir / f"{path}.yaml"
+        if candidate.is_file():
+            return candidate
+        from newsletter.errors import NewsletterError
+
+        known = sorted(p.stem for p in self.issues_dir.glob("*.yaml")) \
+            if self.issues_dir.is_dir() else []
+        raise NewsletterError(f"no issue {str(issue)!r}: neither a file nor issues/{issue}.yaml",
+                              hint="the issues are: " + (", ".join(known) or "(none)"))
+
     def db_url(self, override: str | None = None) -> str:
         """The database: ``--db``, then ``NEWSLETTER_DB``, then ``newsletter.db`` in the root.
 

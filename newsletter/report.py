@@ -39,15 +39,13 @@ def issue_slug(text: str) -> str:
         if not path.is_file():
             raise NewsletterError(f"{text}: no such issue file",
                                   hint="give the issue's slug or the path of issues/<slug>.yaml")
-        import yaml
-
         from newsletter.load import slugify
+        from newsletter.yamlfile import read_yaml
 
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (yaml.YAMLError, UnicodeDecodeError) as exc:
-            raise NewsletterError(f"{text}: cannot read the issue file ({exc})",
-                                  hint=f"run: newsletter check {text}") from exc
+        data, problems = read_yaml(path, text)
+        if data is None:
+            raise NewsletterError(f"{text}: cannot read the issue file ({problems[0].message})",
+                                  hint=f"run: newsletter check {text}")
         slug = data.get("slug") if isinstance(data, dict) else None
         return str(slug) if slug else slugify(path.stem)
     return text

@@ -41,20 +41,6 @@ def _build(path: Path, project: Project):  # type: ignore[no-untyped-def]
     return build_issue(path, project, tracked=True)
 
 
-def issue_path(project: Project, issue: str) -> Path:
-    """ISSUE as a path to a YAML file, or a slug in ``issues/``."""
-    candidate = Path(issue)
-    if candidate.is_file():
-        return candidate
-    by_slug = project.issues_dir / f"{issue}.yaml"
-    if by_slug.is_file():
-        return by_slug
-    known = sorted(p.stem for p in project.issues_dir.glob("*.yaml")) if \
-        project.issues_dir.is_dir() else []
-    raise NewsletterError(f"no issue {issue!r}: neither a file nor issues/{issue}.yaml",
-                          hint="the issues are: " + (", ".join(known) or "(none)"))
-
-
 def adapter_name(option: str | None, env: Mapping[str, str]) -> str:
     """``--adapter``, then ``NEWSLETTER_ADAPTER``, then maildir."""
     return option or env.get("NEWSLETTER_ADAPTER", "").strip() or DEFAULT_ADAPTER
@@ -90,7 +76,7 @@ def prepare(project: Project, issue: str, lists: tuple[str, ...], *,
     env = os.environ if env is None else env
     if concurrency < 1:
         raise NewsletterError("--concurrency must be at least 1")
-    built = _build(issue_path(project, issue), project)
+    built = _build(project.issue_path(issue), project)
     audiences = plan = None
     list_names: dict[str, str] = {}
     if lists or not test:

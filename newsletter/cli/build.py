@@ -19,15 +19,6 @@ def issue_argument(function):  # type: ignore[no-untyped-def]
     return click.argument("issue", type=click.Path(path_type=Path))(function)
 
 
-def resolve_issue(issue: Path, project: Project) -> Path:
-    """Accept a path, or a bare slug meaning issues/<slug>.yaml."""
-    if not issue.exists() and issue.suffix == "" and len(issue.parts) == 1:
-        candidate = project.issues_dir / f"{issue}.yaml"
-        if candidate.exists():
-            return candidate
-    return issue
-
-
 def echo_problems(problems: list[Problem]) -> None:
     """Print located problems, errors and warnings, to stderr."""
     for problem in sorted(problems):
@@ -37,7 +28,7 @@ def echo_problems(problems: list[Problem]) -> None:
 def _checked_build(issue: Path, advice: str) -> tuple[Project, Path, BuiltIssue]:
     """Build ISSUE in memory, printing its warnings; on errors print them all and stop."""
     project = Project.load()
-    path = resolve_issue(issue, project)
+    path = project.issue_path(issue)
     try:
         built = build_issue(path, project)
     except InvalidIssue as exc:

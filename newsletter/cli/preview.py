@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from newsletter import preview as preview_module
-from newsletter.cli.build import issue_argument, resolve_issue
+from newsletter.cli.build import issue_argument
 from newsletter.errors import NewsletterError
 from newsletter.project import Project
 
@@ -40,7 +40,7 @@ def preview(issue: Path, port: int | None, host: str, no_browser: bool) -> None:
         newsletter preview issues/2026-spring.yaml
     """
     project = Project.load(issue.resolve().parent if issue.exists() else None)
-    issue = resolve_issue(issue, project)
+    issue = project.issue_path(issue)
     if not issue.is_file():
         known = ", ".join(sorted(p.stem for p in project.issues_dir.glob("*.yaml"))) or "none"
         raise NewsletterError(f"{issue}: no such issue file",
