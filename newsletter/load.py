@@ -325,17 +325,6 @@ def _key_messages(c: _Checker, data: LocDict, what: str, root: Path) -> model.Ke
                              id=_section_id(c, data, heading))
 
 
-def _list_section(c: _Checker, data: LocDict, what: str, key: str,
-                  read_item: Callable[[_Checker, LocDict, str], Any]) -> list[Any]:
-    items = []
-    for index, item in enumerate(c.items(data, key, what)):
-        where = f"item {index + 1} of '{key}' in {what}"
-        item_data = c.mapping(item, data[key].item_at(index), where)
-        if item_data is not None:
-            items.append(read_item(c, item_data, where))
-    return items
-
-
 def _event(c: _Checker, data: LocDict, what: str) -> model.Event:
     c.keys(data, ("title", "date", "time", "place", "url", "description", "track"), what)
     event = model.Event(title=c.text(data, "title", what), date=c.date(data, "date", what),
@@ -344,14 +333,6 @@ def _event(c: _Checker, data: LocDict, what: str) -> model.Event:
                         description=c.text(data, "description", what, required=False),
                         track=c.flag(data, "track", True))
     return event
-
-
-def _events(c: _Checker, data: LocDict, what: str, root: Path) -> model.Events:
-    c.keys(data, ("type", "id", "heading", "events"), what)
-    heading = c.text(data, "heading", what, required=False, default="Events")
-    return model.Events(heading=heading, events=tuple(_list_section(c, data, what, "events",
-                                                                    _event)),
-                        id=_section_id(c, data, heading))
 
 
 def _resource(c: _Checker, data: LocDict, what: str) -> model.Resource:
@@ -364,14 +345,6 @@ def _resource(c: _Checker, data: LocDict, what: str) -> model.Resource:
     if resource.label:
         _link_text_warning(c, resource.label, data.value_at("label"))
     return resource
-
-
-def _resources(c: _Checker, data: LocDict, what: str, root: Path) -> model.Resources:
-    c.keys(data, ("type", "id", "heading", "resources"), what)
-    heading = c.text(data, "heading", what, required=False, default="Resources")
-    return model.Resources(heading=heading,
-                           resources=tuple(_list_section(c, data, what, "resources", _resource)),
-                           id=_section_id(c, data, heading))
 
 
 def _contact(c: _Checker, data: LocDict, what: str) -> model.Contact:
@@ -388,16 +361,31 @@ def _contact(c: _Checker, data: LocDict, what: str) -> model.Contact:
     return contact
 
 
-def _contacts(c: _Checker, data: LocDict, what: str, root: Path) -> model.Contacts:
-    c.keys(data, ("type", "id", "heading", "contacts"), what)
-    heading = c.text(data, "heading", what, required=False, default="Contacts")
-    return model.Contacts(heading=heading,
-                          contacts=tuple(_list_section(c, data, what, "contacts", _contact)),
-                          id=_section_id(c, data, heading))
+def _list_section(section: type, key: str, default_heading: str,
+                  read_item: Callable[[_Checker, LocDict, str], Any]) -> Callable[..., Any]:
+    """A reader for a section that is a heading and a list of items (events, resources...)."""
+
+    def read(c: _Checker, data: LocDict, what: str, root: Path) -> Any:
+        c.keys(data, ("type", "id", "heading", key), what)
+        heading = c.text(data, "heading", what, required=False, default=default_heading)
+        items = []
+        for index, item in enumerate(c.items(data, key, what)):
+            where = f"item {index + 1} of '{key}' in {what}"
+            item_data = c.mapping(item, data[key].item_at(index), where)
+            if item_data is not None:
+                items.append(read_item(c, item_data, where))
+        return section(heading=heading, id=_section_id(c, data, heading), **{key: tuple(items)})
+
+    return read
 
 
-_SECTION_READERS = {"article": _article, "key_messages": _key_messages, "events": _events,
-                    "resources": _resources, "contacts": _contacts}
+_SECTION_READERS = {
+    "article": _article,
+    "key_messages": _key_messages,
+    "events": _list_section(model.Events, "events", "Events", _event),
+    "resources": _list_section(model.Resources, "resources", "Resources", _resource),
+    "contacts": _list_section(model.Contacts, "contacts", "Contacts", _contact),
+}
 
 
 def _sections(c: _Checker, data: LocDict, root: Path) -> tuple[model.Section, ...]:
