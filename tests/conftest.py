@@ -209,6 +209,17 @@ def send_project(project: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return project
 
 
+def one_list(project: Path, key: str, addresses: list[str], organisation) -> Path:  # type: ignore[no-untyped-def]
+    """Give ``project`` a single list ``key`` whose members (one per address) are in a CSV;
+    ``organisation(i)`` names the i-th member's organisation."""
+    rows = ["email,name,organisation"] + [f"{a},Reader {i},{organisation(i)}"
+                                          for i, a in enumerate(addresses)]
+    (project / "audiences" / f"{key}.csv").write_text("\n".join(rows) + "\n")
+    (project / "audiences.yaml").write_text(
+        f"lists:\n  {key}:\n    name: Everyone\n    members_file: audiences/{key}.csv\n")
+    return project
+
+
 class SmtpRecorder:
     """An aiosmtpd handler that keeps every accepted message and can misbehave on purpose.
 

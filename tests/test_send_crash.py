@@ -21,18 +21,16 @@ import sqlalchemy as sa
 from newsletter import db
 from newsletter.db import open_db
 
+from conftest import one_list  # isort: skip
+
 NEWSLETTER = str(Path(sys.executable).parent / "newsletter")
 COUNT = 300
 
 
 @pytest.fixture
 def big_project(send_project: Path) -> Path:
-    lines = ["email,name,organisation"] + [f"r{i:04d}@org{i % 7}.example,Reader {i},Org {i % 7}"
-                                           for i in range(COUNT)]
-    (send_project / "audiences" / "big.csv").write_text("\n".join(lines) + "\n")
-    (send_project / "audiences.yaml").write_text(
-        "lists:\n  big:\n    name: Everyone\n    members_file: audiences/big.csv\n")
-    return send_project
+    return one_list(send_project, "big", [f"r{i:04d}@org{i % 7}.example" for i in range(COUNT)],
+                    lambda i: f"Org {i % 7}")
 
 
 def env_with(**extra: str) -> dict[str, str]:

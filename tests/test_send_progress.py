@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import one_list  # isort: skip
+
 NEWSLETTER = str(Path(sys.executable).parent / "newsletter")
 COUNT = 41          # answers are reported every 20: the bar moves at 20, 40 and 41
 RATE = "20"         # so the update at 40 comes at least 1.95 s after the bar appeared
@@ -26,12 +28,8 @@ RATE = "20"         # so the update at 40 comes at least 1.95 s after the bar ap
 
 @pytest.fixture
 def paced_project(send_project: Path) -> Path:
-    lines = ["email,name,organisation"] + [f"r{i:02d}@org.example,Reader {i},Org"
-                                           for i in range(COUNT)]
-    (send_project / "audiences" / "all.csv").write_text("\n".join(lines) + "\n")
-    (send_project / "audiences.yaml").write_text(
-        "lists:\n  all:\n    name: Everyone\n    members_file: audiences/all.csv\n")
-    return send_project
+    return one_list(send_project, "all", [f"r{i:02d}@org.example" for i in range(COUNT)],
+                    lambda i: "Org")
 
 
 def run_on_a_terminal(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, str]:
