@@ -159,6 +159,12 @@ def open_db(url: str) -> Database:
     """Open (creating if needed) and migrate the database at ``url``."""
     from newsletter.migrations import migrate
 
+    scheme = url.split("://", 1)[0]
+    if scheme not in ("sqlite", "postgresql", "postgresql+psycopg"):
+        raise StorageError(
+            f"cannot use database {url!r}: only SQLite and PostgreSQL are supported",
+            hint="use a file path, sqlite:///PATH or postgresql://user@host/dbname "
+            "(--db or NEWSLETTER_DB)")
     try:
         engine = create_db_engine(url)
         for attempt in range(5):

@@ -185,3 +185,27 @@ def test_duplicate_list_key_is_located(tmp_path: Path) -> None:
     path = write(tmp_path, "lists:\n  a:\n    members: []\n  a:\n    members: []\n")
     assert any(message.startswith("audiences.yaml:4:3: error: key 'a' appears twice")
                for message in problems(path))
+
+
+def test_empty_members_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "lists:\n  a:\n    members_file: members.csv\n", "")
+    assert "members.csv:1:1: error: the members file is empty" in problems(path)[0]
+
+
+def test_members_file_that_is_not_a_csv(tmp_path: Path) -> None:
+    path = write(tmp_path, "lists:\n  a:\n    members_file: members.csv\n",
+                 "email,name,organisation\n" + "x" * 200_000 + "\n")
+    assert problems(path) == ["members.csv:2:1: error: cannot read the CSV: field larger "
+                              "than field limit (131072)"]
+
+
+def test_list_that_is_not_a_mapping(tmp_path: Path) -> None:
+    path = write(tmp_path, "lists:\n  a: everyone\n")
+    assert problems(path) == [
+        "audiences.yaml:2:3: error: list 'a' must be a mapping with name and members"]
+
+
+def test_member_that_is_neither_address_nor_mapping(tmp_path: Path) -> None:
+    path = write(tmp_path, "lists:\n  a:\n    members:\n      - [ann@x.example]\n")
+    assert problems(path) == [
+        "audiences.yaml:4:9: error: a member must be an address or a mapping with 'email'"]

@@ -143,3 +143,23 @@ def test_links_json_records_every_link(project: Path, runner) -> None:
         assert set(link) == {"id", "url", "text", "section", "kind", "tracked"}
     ids = [link["id"] for link in doc["links"]]
     assert len(ids) == len(set(ids))
+
+
+def test_new_cannot_create_the_file(project: Path, runner) -> None:
+    import shutil
+
+    shutil.rmtree(project / "issues")
+    (project / "issues").write_text("a file where the folder should be")
+    result = runner.invoke(main, ["new", "--slug", "2027-spring"])
+    assert result.exit_code == 1
+    assert "issues/2027-spring.yaml: cannot create the file" in result.output
+    assert "hint: check the issues/ folder exists and is writable" in result.output
+
+
+def test_template_that_makes_invalid_mjml(project: Path, runner) -> None:
+    (project / "templates" / "email.mjml.j2").write_text("<mjml><mj-body><mj-section></mjml>\n")
+    result = runner.invoke(main, ["build", "2026-spring"])
+    assert result.exit_code == 1
+    assert "the email template produced invalid MJML:" in result.output
+    assert "hint: check recent edits to templates/email.mjml.j2" in result.output
+    assert not (project / "build").exists() or not any((project / "build").iterdir())

@@ -280,3 +280,11 @@ def test_broken_settings_file(project, runner) -> None:
         in result.output
     assert "newsletter.yaml:2:1: error: unknown key 'theem' in the settings" in result.output
     assert "did you mean 'theme'?" in result.output
+
+
+def test_key_message_that_is_not_text(check_issue) -> None:
+    result = check_issue(MINIMAL.replace("footer:", "  - type: key_messages\n    messages:\n"
+                                         "      - {a: b}\nfooter:"))
+    assert result.exit_code == 1
+    assert "issues/draft.yaml:17:9: error: key message 1 must be a line of text, not a mapping" \
+        in result.output

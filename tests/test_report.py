@@ -290,3 +290,12 @@ def test_command_options_reach_the_figures(events, runner, tmp_path, monkeypatch
     police = next(line for line in hidden.output.splitlines() if line.startswith("police"))
     assert police.split()[:4] == ["police.example", "County", "Police", "2"]
     assert police.split()[4:] == ["2", "<2", "-"]
+
+
+def test_issue_file_that_is_not_yaml(events, runner, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bad.yaml").write_text("slug: [spring\n")
+    result = run(runner, "bad.yaml", "--db", events.url)
+    assert result.exit_code == 1
+    assert "bad.yaml: cannot read the issue file (YAML syntax error:" in result.output
+    assert "hint: run: newsletter check bad.yaml" in result.output

@@ -240,3 +240,28 @@ def test_summary_quiet_about_images_with_assets_url(send_project: Path) -> None:
     result = invoke("--to", "schools", "--dry-run")
     assert result.exit_code == 0, result.output
     assert "use project paths" not in result.output
+
+
+def test_database_that_cannot_be_opened(send_project: Path) -> None:
+    result = invoke("--to", "schools", "--yes", "--db", str(send_project / "no" / "such" / "x.db"))
+    assert result.exit_code == 1
+    assert "cannot open database" in result.output and "unable to open database file" \
+        in result.output
+    assert "hint: check the path or server is reachable (--db or NEWSLETTER_DB)" in result.output
+
+
+def test_database_of_an_unsupported_kind(send_project: Path) -> None:
+    result = invoke("--to", "schools", "--yes", "--db", "mysql://user@db.example.org/news")
+    assert result.exit_code == 1
+    assert "cannot use database 'mysql://user@db.example.org/news': only SQLite and " \
+        "PostgreSQL are supported" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_maildir_that_cannot_be_created(send_project: Path) -> None:
+    (send_project / "a-file").write_text("not a folder")
+    result = invoke("--to", "schools", "--yes", "--maildir", "a-file/mail")
+    assert result.exit_code == 1
+    assert "cannot create the maildir a-file/mail: Not a directory" in result.output
+    assert "hint: choose another folder with --maildir or NEWSLETTER_MAILDIR" in result.output
+    assert {row.status for row in ledger_rows(send_project)} == {"pending"}
