@@ -195,3 +195,19 @@ def test_login_and_a_refused_login_stops_the_run(smtp_server, factory) -> None: 
     assert reason.message.startswith("the SMTP server refused our login: 535")
     assert reason.hint == "check the user and password in NEWSLETTER_SMTP_URL"
     assert len(recorder.messages) == 1
+
+
+def test_login_to_a_server_that_offers_none_stops_the_run(smtp_server, factory) -> None:  # type: ignore[no-untyped-def]
+    recorder, url = smtp_server()
+    a = adapter(url.replace("smtp://", "smtp://news:s3cret@"))
+    try:
+        outcome = a.attempt(message(factory, "ann@example.org"))
+    finally:
+        a.close()
+    assert outcome.status == "untried"
+    reason = a.control.stop_reason
+    assert reason is not None
+    assert reason.message.startswith(
+        "the SMTP server cannot do what NEWSLETTER_SMTP_URL asks: SMTP AUTH extension")
+    assert reason.hint.startswith("this server takes no login: remove user:password")
+    assert recorder.messages == []

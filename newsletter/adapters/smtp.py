@@ -200,8 +200,12 @@ class SmtpAdapter(Adapter):
                 hint=_login_hint(exc.smtp_code, reply)) from exc
         except smtplib.SMTPNotSupportedError as exc:
             conn.close()
-            raise ConfigurationError(f"the SMTP server cannot do what {SETTING} asks: {exc}",
-                                     hint="remove ?starttls=true or use smtps://") from exc
+            no_auth = "AUTH" in str(exc)
+            raise ConfigurationError(
+                f"the SMTP server cannot do what {SETTING} asks: {exc}",
+                hint=(f"this server takes no login: remove user:password from {SETTING}, "
+                      "or use the port that offers one (often 587)" if no_auth
+                      else "remove ?starttls=true or use smtps://")) from exc
         except (OSError, smtplib.SMTPException) as exc:
             conn.close()
             raise TransientError(f"greeting {s.host}:{s.port}: {exc}") from exc
