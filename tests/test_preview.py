@@ -605,6 +605,23 @@ def test_without_a_port_the_first_free_one_from_8000_is_taken():
             sock.close()
 
 
+def test_every_port_from_8000_in_use_is_reported():
+    held = []
+    try:
+        while True:  # take every free port the preview would try
+            try:
+                held.append(bind("127.0.0.1", None))
+            except NewsletterError as exc:
+                caught = exc
+                break
+    finally:
+        for sock in held:
+            sock.close()
+    assert caught.format() == (
+        "Ports 8000 to 8019 on 127.0.0.1 are all in use.\n"
+        "    hint: Choose a free one with --port N (or --port 0 for any).")
+
+
 def test_unusable_host_is_reported():
     with pytest.raises(NewsletterError) as caught:
         bind("192.0.2.1", 0)  # TEST-NET: not an address of this machine
