@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine
 
 from newsletter.errors import StorageError
 
+# The schema as the migrations in migrations.py leave it; never used to create tables.
 metadata = sa.MetaData()
 
 signing_keys = sa.Table(

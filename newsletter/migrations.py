@@ -1,13 +1,27 @@
-"""Ordered schema migrations. Append new ``mNNN_`` functions; never edit an applied one."""
+"""Ordered schema migrations. Append new ``mNNN_`` functions; never edit one once released.
+
+Each migration spells out its own DDL, so what it does never changes when the SQLAlchemy
+tables in ``db.py`` change; ``db.py`` describes the schema as the migrations leave it.
+The same statements run on SQLite and PostgreSQL; where the two differ (an auto-increment
+key, boolean literals) the :class:`Dialect` helper fills in the difference.
+
+Migrations are applied in list order and recorded by name in the ``migrations`` table.
+Several work streams add migrations at once, so numbers are taken from a range per stream
+and may leave gaps; the order of this list, not the numbers, is what counts.
+
+``tests/test_migrations.py`` loads a database made by the first release of the schema
+(``tests/fixtures/first-release.*.sql``) and checks that migrating it gives exactly the
+schema a new database gets, on both engines.
+"""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
-
-from newsletter import db
 
 _applied = sa.Table(
     "migrations", sa.MetaData(),
@@ -16,14 +30,120 @@ _applied = sa.Table(
 )
 
 
+@dataclass(frozen=True)
+class Dialect:
+    """The few spellings that differ between SQLite and PostgreSQL DDL."""
+
+    name: str
+
+    @property
+    def serial(self) -> str:
+        """An auto-incrementing integer primary key column type."""
+        return "SERIAL" if self.name == "postgresql" else "INTEGER"
+
+    @property
+    def false(self) -> str:
+        return "false" if self.name == "postgresql" else "0"
+
+    @property
+    def true(self) -> str:
+        return "true" if self.name == "postgresql" else "1"
+
+
+def run(conn: Connection, *statements: str) -> None:
+    """Execute DDL statements in order (each one statement; no parameters)."""
+    for statement in statements:
+        conn.exec_driver_sql(statement)
+
+
 def m001_initial(conn: Connection) -> None:
     """Ledger, recipients, suppressions, link registry, tracking events, signing keys."""
-    db.metadata.create_all(conn)
+    d = Dialect(conn.dialect.name)
+    run(
+        conn,
+        """CREATE TABLE signing_keys (
+            kid VARCHAR(64) NOT NULL,
+            secret VARCHAR(128) NOT NULL,
+            created_at FLOAT NOT NULL,
+            PRIMARY KEY (kid))""",
+        f"""CREATE TABLE recipients (
+            id {d.serial} NOT NULL,
+            address VARCHAR(320) NOT NULL,
+            pseudonym VARCHAR(64) NOT NULL,
+            name TEXT DEFAULT '' NOT NULL,
+            organisation TEXT DEFAULT '' NOT NULL,
+            domain VARCHAR(255) DEFAULT '' NOT NULL,
+            created_at FLOAT NOT NULL,
+            PRIMARY KEY (id),
+            UNIQUE (address),
+            UNIQUE (pseudonym))""",
+        f"""CREATE TABLE issues (
+            slug VARCHAR(100) NOT NULL,
+            subject TEXT NOT NULL,
+            tracking VARCHAR(16) NOT NULL,
+            opens BOOLEAN DEFAULT {d.false} NOT NULL,
+            web_html TEXT DEFAULT '' NOT NULL,
+            created_at FLOAT NOT NULL,
+            updated_at FLOAT NOT NULL,
+            PRIMARY KEY (slug))""",
+        f"""CREATE TABLE links (
+            issue VARCHAR(100) NOT NULL,
+            link_id VARCHAR(32) NOT NULL,
+            url TEXT NOT NULL,
+            text TEXT DEFAULT '' NOT NULL,
+            section TEXT DEFAULT '' NOT NULL,
+            kind VARCHAR(16) NOT NULL,
+            tracked BOOLEAN DEFAULT {d.true} NOT NULL,
+            PRIMARY KEY (issue, link_id))""",
+        """CREATE TABLE deliveries (
+            issue VARCHAR(100) NOT NULL,
+            recipient_id INTEGER NOT NULL,
+            status VARCHAR(16) DEFAULT 'pending' NOT NULL,
+            previous_status VARCHAR(16) DEFAULT '' NOT NULL,
+            attempts INTEGER DEFAULT '0' NOT NULL,
+            last_error TEXT DEFAULT '' NOT NULL,
+            message_id VARCHAR(255) NOT NULL,
+            provider_message_id VARCHAR(255) DEFAULT '' NOT NULL,
+            next_attempt_at FLOAT DEFAULT '0' NOT NULL,
+            claimed_by VARCHAR(64) DEFAULT '' NOT NULL,
+            claimed_at FLOAT DEFAULT '0' NOT NULL,
+            sent_at FLOAT,
+            updated_at FLOAT NOT NULL,
+            PRIMARY KEY (issue, recipient_id),
+            FOREIGN KEY (recipient_id) REFERENCES recipients (id))""",
+        "CREATE INDEX ix_deliveries_status ON deliveries (issue, status)",
+        """CREATE TABLE delivery_lists (
+            issue VARCHAR(100) NOT NULL,
+            recipient_id INTEGER NOT NULL,
+            list_key VARCHAR(100) NOT NULL,
+            PRIMARY KEY (issue, recipient_id, list_key))""",
+        """CREATE TABLE suppressions (
+            address VARCHAR(320) NOT NULL,
+            reason VARCHAR(32) NOT NULL,
+            source TEXT DEFAULT '' NOT NULL,
+            created_at FLOAT NOT NULL,
+            PRIMARY KEY (address))""",
+        f"""CREATE TABLE events (
+            id {d.serial} NOT NULL,
+            at FLOAT NOT NULL,
+            issue VARCHAR(100) NOT NULL,
+            kind VARCHAR(16) NOT NULL,
+            link_id VARCHAR(32) DEFAULT '' NOT NULL,
+            pseudonym VARCHAR(64) DEFAULT '' NOT NULL,
+            list_key VARCHAR(100) DEFAULT '' NOT NULL,
+            method VARCHAR(8) DEFAULT 'GET' NOT NULL,
+            user_agent TEXT DEFAULT '' NOT NULL,
+            ip_hash VARCHAR(64) DEFAULT '' NOT NULL,
+            scanner BOOLEAN DEFAULT {d.false} NOT NULL,
+            reasons TEXT DEFAULT '' NOT NULL,
+            PRIMARY KEY (id))""",
+        "CREATE INDEX ix_events_issue_at ON events (issue, at)",
+    )
 
 
 def m002_report_indexes(conn: Connection) -> None:
     """Covering indexes for the report: per link, per recipient and per day in one index scan."""
-    # Plain DDL (same on SQLite and PostgreSQL) so the shared Table object stays as m001 made it.
+    # Released with IF NOT EXISTS (m001 used to create every table of db.py): kept as it was.
     for name, columns in (
         ("ix_events_links", "issue, kind, scanner, link_id, pseudonym"),
         ("ix_events_people", "issue, kind, scanner, pseudonym, link_id"),
@@ -47,9 +167,18 @@ def migrate(engine: Engine) -> list[str]:
             if step.__name__ in have:
                 continue
             step(conn)
-            conn.execute(_applied.insert().values(name=step.__name__, applied_at=db.now()))
+            conn.execute(_applied.insert().values(name=step.__name__, applied_at=time.time()))
             done.append(step.__name__)
     return done
+
+
+def pending(engine: Engine) -> list[str]:
+    """Names of the migrations not yet applied to the database behind ``engine``."""
+    with engine.connect() as conn:
+        if not sa.inspect(conn).has_table(_applied.name):
+            return [step.__name__ for step in MIGRATIONS]
+        have = {row[0] for row in conn.execute(sa.select(_applied.c.name))}
+    return [step.__name__ for step in MIGRATIONS if step.__name__ not in have]
 
 
 def _lock(conn: Connection) -> None:
