@@ -77,7 +77,7 @@ def build_issue(path: Path, project: Project, *, tracked: bool = True) -> BuiltI
     try:
         rendered = render_issue(issue, project.templates_dir, tracking_url=project.tracking_url,
                                 tracked=tracked,
-                                asset_url=project.settings.get("assets_url", "") if tracked
+                                asset_url=project.settings.assets_url if tracked
                                 else "")
     except NewsletterError:
         raise

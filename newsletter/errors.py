@@ -4,6 +4,7 @@
 
     NewsletterError                 anything the CLI turns into a message and exit code 1
     ├── InvalidIssue                an issue file with problems (carries every Problem)
+    ├── InvalidSettings             newsletter.yaml with problems
     ├── InvalidAudiences            audiences.yaml or a members CSV with problems
     ├── ConfigurationError          a missing or wrong setting (names every place to set it)
     ├── NotSupported                "ADAPTER does not support FEATURE"
@@ -71,6 +72,12 @@ class InvalidIssue(_ProblemsError):
     """The issue YAML has at least one error."""
 
     noun = "issue"
+
+
+class InvalidSettings(_ProblemsError):
+    """newsletter.yaml has at least one error."""
+
+    noun = "settings"
 
 
 class InvalidAudiences(_ProblemsError):

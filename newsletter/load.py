@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from markdown_it import MarkdownIt
 
 from newsletter import model
-from newsletter.errors import InvalidIssue, Problem
+from newsletter.errors import Problem
 from newsletter.yamlfile import LocDict, LocList, Mark, is_date, read_yaml
 
 if TYPE_CHECKING:
@@ -559,25 +559,6 @@ def load_theme(path: Path, root: Path) -> tuple[model.Theme, list[Problem]]:
     for message in theme_contrast_problems(result):
         c.error(theme.mark, message, "pick darker text or brand colours (WCAG 2.2 AA needs 4.5:1)")
     return result, c.problems
-
-
-def load_settings(path: Path) -> dict:
-    """Read ``newsletter.yaml``; an absent file means all defaults."""
-    if not path.exists():
-        return {}
-    data, problems = read_yaml(path, path.name)
-    c = _Checker(path.name)
-    c.problems.extend(problems)
-    settings = c.mapping(data, (1, 1), "the settings") if data is not None else None
-    if settings is not None:
-        c.keys(settings, ("tracking_url", "theme", "list_id_domain", "unsubscribe_mailto",
-                          "assets_url"), "the settings")
-        for key in ("tracking_url", "assets_url"):
-            if key in settings:
-                c.url(settings, key, "the settings", schemes=("http", "https"))
-    if any(p.severity == "error" for p in c.problems):
-        raise InvalidIssue(c.problems)
-    return dict(settings or {})
 
 
 def load_issue(path: Path, project: Project) -> tuple[model.Issue | None, list[Problem]]:

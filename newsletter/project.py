@@ -1,18 +1,15 @@
-"""Where things are: the project folder, its settings file and the environment.
+"""Where things are: the project folder and its settings.
 
-Settings come from ``newsletter.yaml`` at the project root; environment variables win over it,
-and built-in defaults fill the rest. Secrets never live in the settings file: they come only from
-environment variables (see ``adapters`` and ``tracking.tokens``).
+Settings come from ``newsletter.yaml`` at the project root and the environment, read once by
+:mod:`newsletter.settings`; this module only knows where the project's files are.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-DEFAULT_TRACKING_URL = "http://127.0.0.1:8025"
-SETTINGS_FILE = "newsletter.yaml"
+from newsletter.settings import SETTINGS_FILE, Settings
 
 
 def find_root(start: Path | None = None) -> Path:
@@ -29,18 +26,16 @@ def find_root(start: Path | None = None) -> Path:
 
 @dataclass(frozen=True)
 class Project:
-    """The project folder and the settings read from it."""
+    """The project folder and the settings read for it."""
 
     root: Path
-    settings: dict
+    settings: Settings
 
     @classmethod
     def load(cls, start: Path | None = None) -> Project:
         """Find the project around ``start`` (default: the current folder) and read its settings."""
-        from newsletter.load import load_settings
-
         root = find_root(start)
-        return cls(root=root, settings=load_settings(root / SETTINGS_FILE))
+        return cls(root=root, settings=Settings.load(root))
 
     @property
     def issues_dir(self) -> Path:
@@ -52,7 +47,7 @@ class Project:
 
     @property
     def theme_path(self) -> Path:
-        return self.root / self.settings.get("theme", "theme.yaml")
+        return self.root / self.settings.theme
 
     @property
     def audiences_path(self) -> Path:
@@ -65,18 +60,17 @@ class Project:
     @property
     def tracking_url(self) -> str:
         """Base URL of the tracker: ``NEWSLETTER_TRACKING_URL``, then settings, then default."""
-        url = os.environ.get("NEWSLETTER_TRACKING_URL") or self.settings.get("tracking_url")
-        return (url or DEFAULT_TRACKING_URL).rstrip("/")
+        return self.settings.tracking_url
 
     @property
     def list_id_domain(self) -> str:
         """Domain used in List-Id and Message-ID headers."""
-        return self.settings.get("list_id_domain", "newsletter.example.org")
+        return self.settings.list_id_domain
 
     @property
     def unsubscribe_mailto(self) -> str:
         """Address for the mailto: half of List-Unsubscribe."""
-        return self.settings.get("unsubscribe_mailto", "unsubscribe@example.org")
+        return self.settings.unsubscribe_mailto
 
     def issue_path(self, issue: str | Path) -> Path:
         """ISSUE as given on a command line: a path, or a bare slug meaning issues/<slug>.yaml.
@@ -102,7 +96,7 @@ class Project:
 
         A plain path means a SQLite file; ``postgresql://`` URLs are passed through.
         """
-        value = override or os.environ.get("NEWSLETTER_DB") or str(self.root / "newsletter.db")
+        value = override or self.settings.database or str(self.root / "newsletter.db")
         if "://" in value:
             return value
         return "sqlite:///" + str(Path(value).resolve())

@@ -9,7 +9,6 @@ and lets the adapter loop work through the rows. Running it again resumes.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -30,7 +29,7 @@ from newsletter.db import Database, open_db
 from newsletter.errors import NewsletterError
 from newsletter.message import MessageFactory, OutgoingMessage, Recipient
 from newsletter.project import Project
-from newsletter.tracking.tokens import signer_for
+from newsletter.tracking.tokens import Signer, signer_for
 
 DEFAULT_ADAPTER = "maildir"
 
@@ -64,6 +63,10 @@ class Prepared:
     def slug(self) -> str:
         return self.built.issue.slug  # type: ignore[attr-defined]
 
+    def signer(self) -> Signer:
+        """The signer for this project's tokens (its key setting, else the database's key)."""
+        return signer_for(self.database, self.project.settings.secret_key)
+
     def close(self) -> None:
         self.database.close()
 
@@ -73,7 +76,7 @@ def prepare(project: Project, issue: str, lists: tuple[str, ...], *,
             concurrency: int = 1, resend_failed: bool = False, test: bool = False,
             env: Mapping[str, str] | None = None) -> Prepared:
     """Validate the whole send (issue, lists, adapter settings) and open the database."""
-    env = os.environ if env is None else env
+    env = project.settings.env if env is None else env
     if concurrency < 1:
         raise NewsletterError("--concurrency must be at least 1")
     built = _build(project.issue_path(issue), project)
@@ -125,7 +128,7 @@ def summary(prepared: Prepared) -> list[str]:
     for warning in getattr(prepared.built, "warnings", []):
         lines.append(warning.format())
     local_images = getattr(prepared.built, "images", [])
-    if local_images and not prepared.project.settings.get("assets_url"):
+    if local_images and not prepared.project.settings.assets_url:
         lines.append(f"warning: {len(local_images)} image(s) use project paths "
                      f"({', '.join(local_images)}), which recipients' mail cannot load\n"
                      "    hint: publish the images folder and set assets_url in newsletter.yaml "
@@ -216,9 +219,9 @@ def run(prepared: Prepared, options: LoopOptions, *,
     todo = sum(counts[s] for s in prepared.statuses)
     if on_start:
         on_start(todo)
-    factory = MessageFactory(prepared.built, prepared.project, signer_for(db))
+    factory = MessageFactory(prepared.built, prepared.project, prepared.signer())
     _small_sqlite_cache(db)
-    _fewer_malloc_arenas()
+    _fewer_malloc_arenas(prepared.project.settings.malloc_arena_max_set)
     queue = LedgerQueue(prepared, factory, list_order)
     loop = SendLoop(queue, lambda: prepared.adapter_cls(prepared.settings), options,
                     total=todo, on_progress=on_progress)
@@ -260,7 +263,7 @@ def _small_sqlite_cache(database: Database) -> None:
     database.engine.dispose()   # pooled connections reopen with the small cache
 
 
-def _fewer_malloc_arenas() -> None:
+def _fewer_malloc_arenas(chosen_by_user: bool) -> None:
     """Let the sending threads share two glibc malloc arenas instead of one each.
 
     Every message is a 50 KB buffer made and freed by a worker thread; with an arena per
@@ -270,7 +273,7 @@ def _fewer_malloc_arenas() -> None:
     import ctypes
     import ctypes.util
 
-    if os.environ.get("MALLOC_ARENA_MAX"):
+    if chosen_by_user:
         return      # the person running it chose
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
@@ -285,7 +288,7 @@ def send_test(prepared: Prepared, address: str) -> tuple[str, str]:
     if not normalised:
         raise NewsletterError(f"--test {address!r} is not a valid email address: {why}")
     ledger.register_issue(prepared.database, prepared.built)
-    factory = MessageFactory(prepared.built, prepared.project, signer_for(prepared.database),
+    factory = MessageFactory(prepared.built, prepared.project, prepared.signer(),
                              test=True)
     slug = prepared.slug
     first = prepared.plan.list_keys[0] if prepared.plan else "test"
@@ -320,7 +323,7 @@ def dry_run(prepared: Prepared) -> int:
     """
     from newsletter.message import PLACEHOLDER_RE
 
-    factory = MessageFactory(prepared.built, prepared.project, signer_for(prepared.database))
+    factory = MessageFactory(prepared.built, prepared.project, prepared.signer())
     plan = prepared.plan
     count = 0
     for index, r in enumerate(plan.recipients if plan else []):

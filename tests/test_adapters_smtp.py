@@ -14,12 +14,14 @@ from newsletter.adapters.smtp import SmtpAdapter, parse_smtp_url
 from newsletter.errors import ConfigurationError
 from newsletter.message import MessageFactory, Recipient
 from newsletter.project import Project
+from newsletter.settings import Settings
 from newsletter.tracking.tokens import Signer
 
 
 @pytest.fixture
 def factory(tmp_path: Path) -> MessageFactory:
-    project = Project(root=tmp_path, settings={"list_id_domain": "news.example.org"})
+    project = Project(root=tmp_path, settings=Settings(root=tmp_path, env={},
+                                                      list_id_domain="news.example.org"))
     return MessageFactory(make_built(), project, Signer({"k1": b"secret"}, "k1"))
 
 

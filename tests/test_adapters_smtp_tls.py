@@ -22,6 +22,7 @@ from newsletter.adapters.smtp import SmtpAdapter
 from newsletter.errors import ConfigurationError
 from newsletter.message import MessageFactory, Recipient
 from newsletter.project import Project
+from newsletter.settings import Settings
 from newsletter.tracking.tokens import Signer
 
 USER, PASSWORD = "news", "s3cret"
@@ -91,7 +92,8 @@ def tls_server(ca: trustme.CA) -> Iterator:  # type: ignore[type-arg]
 
 @pytest.fixture
 def factory(tmp_path: Path) -> MessageFactory:
-    project = Project(root=tmp_path, settings={"list_id_domain": "news.example.org"})
+    project = Project(root=tmp_path, settings=Settings(root=tmp_path, env={},
+                                                      list_id_domain="news.example.org"))
     return MessageFactory(make_built(), project, Signer({"k1": b"secret"}, "k1"))
 
 

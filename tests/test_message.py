@@ -15,15 +15,16 @@ from newsletter.errors import NewsletterError
 from newsletter.links import PLACEHOLDER_RE
 from newsletter.message import MessageFactory, Recipient
 from newsletter.project import Project
+from newsletter.settings import Settings
 from newsletter.tracking.tokens import Signer
 
 SIGNER = Signer({"k1": b"secret"}, "k1")
 
 
 def project(tmp_path: Path) -> Project:
-    return Project(root=tmp_path, settings={"list_id_domain": "news.example.org",
-                                            "unsubscribe_mailto": "leave@example.org",
-                                            "tracking_url": "https://t.example.org"})
+    return Project(root=tmp_path, settings=Settings(
+        root=tmp_path, env={}, list_id_domain="news.example.org",
+        unsubscribe_mailto="leave@example.org", tracking_url="https://t.example.org"))
 
 
 def ann(name: str = "Ann <Lee> & Co", list_key: str = "schools") -> Recipient:

@@ -31,6 +31,7 @@ from newsletter.preview import (
     safe_relative,
 )
 from newsletter.project import Project
+from newsletter.settings import Settings
 
 PNG = bytes.fromhex(
     "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
@@ -99,7 +100,7 @@ def stub_project(tmp_path: Path) -> Project:
     (root / "images" / "logo.png").write_bytes(PNG)
     (root / "images" / "unused.png").write_bytes(PNG)
     (tmp_path / "secret.txt").write_text("secret outside the project\n", encoding="utf-8")
-    return Project(root=root, settings={})
+    return Project(root=root, settings=Settings(root=root, env={}))
 
 
 class Terminal:

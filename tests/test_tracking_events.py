@@ -9,6 +9,7 @@ from conftest import TRACKING_SENT_AT
 from newsletter import db
 from newsletter.cli import main
 from newsletter.errors import NewsletterError
+from newsletter.settings import Settings
 from newsletter.tracking import classify
 from newsletter.tracking.events import EventWriter, Hit, parse_age, purge, store
 
@@ -34,9 +35,10 @@ def test_hit_reasons_each_rule() -> None:
                                 link_kind="honeypot") == ["honeypot"]
 
 
-def test_extra_scanner_networks_from_the_environment(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setenv("NEWSLETTER_SCANNER_NETWORKS", "198.51.100.0/24, not-a-network")
-    rules = classify.Rules()
+def test_extra_scanner_networks_from_the_environment(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    settings = Settings.load(tmp_path, {"NEWSLETTER_SCANNER_NETWORKS":
+                                        "198.51.100.0/24, 2001:db8::/32"})
+    rules = classify.Rules(networks=classify.scanner_networks(settings.scanner_networks))
     assert rules.scanner_network("198.51.100.9")
     assert not rules.scanner_network("198.51.101.9")
 
@@ -167,8 +169,8 @@ def test_close_saves_events_to_a_file_when_the_database_cannot_take_them(
         tracking_db, monkeypatch, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
     import json
 
-    monkeypatch.setenv("NEWSLETTER_SPILL_DIR", str(tmp_path))
-    writer = EventWriter(tracking_db)
+    settings = Settings.load(tmp_path, {"NEWSLETTER_SPILL_DIR": str(tmp_path)})
+    writer = EventWriter(tracking_db, spill_dir=settings.spill_dir)
 
     def down(batch):  # type: ignore[no-untyped-def]
         raise sa.exc.OperationalError("INSERT", {}, Exception("server closed the connection"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 import time
@@ -190,7 +189,7 @@ def send(issue: str, lists: tuple[str, ...], yes: bool, dry_run: bool,
         progress = _Progress()
         options = LoopOptions(concurrency=concurrency, rate=rate, retry_delay=retry_delay,
                               pause_after=pause_after)
-        lease = float(os.environ.get("NEWSLETTER_SEND_LEASE", "") or 900)
+        lease = project.settings.send_lease
         started = time.monotonic()
         try:
             outcome = sending.run(prepared, options, on_start=progress.start,

@@ -49,12 +49,13 @@ def serve(host: str, port: int, db: str | None, workers: int, server: str,
     from newsletter.db import open_db
     from newsletter.tracking.tokens import signer_for
 
-    url = Project.load().db_url(db)
+    project = Project.load()
+    url = project.db_url(db)
     # Open, migrate and make sure a signing key exists once, here, before any worker starts:
     # a bad --db is reported now, and workers never race to create the first key.
     database = open_db(url)
     try:
-        signer_for(database)
+        signer_for(database, project.settings.secret_key)
     finally:
         database.close()
     if workers > 1 and server != "granian":
@@ -63,9 +64,9 @@ def serve(host: str, port: int, db: str | None, workers: int, server: str,
     click.echo(f"Tracking on http://{host}:{port}/ with {server} (database: {_safe(url)}). "
                "Stop with Ctrl+C.", err=True)
     if server == "granian":
-        _serve_granian(url, host, port, workers, forwarded_allow_ips, flush_interval)
+        _serve_granian(project, url, host, port, workers, forwarded_allow_ips, flush_interval)
     else:
-        _serve_uvicorn(url, host, port, forwarded_allow_ips, flush_interval)
+        _serve_uvicorn(project, url, host, port, forwarded_allow_ips, flush_interval)
 
 
 def _check_address(host: str, port: int) -> None:
@@ -85,37 +86,39 @@ def _check_address(host: str, port: int) -> None:
             hint="is another tracker running there? choose another --port or --host") from exc
 
 
-def _serve_granian(url: str, host: str, port: int, workers: int, forwarded_allow_ips: str,
-                   flush_interval: float) -> None:
-    import os
-
+def _serve_granian(project: Project, url: str, host: str, port: int, workers: int,
+                   forwarded_allow_ips: str, flush_interval: float) -> None:
     from granian import Granian
     from granian.constants import Interfaces, Loops
     from granian.http import HTTP1Settings
 
-    from newsletter.tracking import server
+    from newsletter.settings import TrackerWorker
 
     # Granian imports the app in each worker process by name: the settings travel in the
     # environment (see server.app_from_env). Each worker's lifespan shutdown, on SIGTERM or
     # Ctrl+C, stores its queued events and prints how many it stored.
-    os.environ[server.ENV_DB] = url
-    os.environ[server.ENV_FLUSH] = str(flush_interval)
-    os.environ[server.ENV_PROXIES] = forwarded_allow_ips
+    TrackerWorker(url, flush_interval, tuple(p.strip() for p in forwarded_allow_ips.split(",")
+                                             if p.strip())).export()
     Granian("newsletter.tracking.server:app_from_env", factory=True,
             interface=Interfaces.ASGI, address=host, port=port, workers=workers,
             loop=Loops.uvloop, websockets=False, log_access=False, log_level="warning",
             http1_settings=HTTP1Settings(max_buffer_size=64 * 1024)).serve()
 
 
-def _serve_uvicorn(url: str, host: str, port: int, forwarded_allow_ips: str,
-                   flush_interval: float) -> None:
+def _serve_uvicorn(project: Project, url: str, host: str, port: int,
+                   forwarded_allow_ips: str, flush_interval: float) -> None:
     import signal
 
     import uvicorn
 
+    from newsletter.tracking import classify
     from newsletter.tracking.server import create_app
 
-    app = create_app(url, flush_interval=flush_interval)
+    settings = project.settings
+    app = create_app(url, flush_interval=flush_interval, secret_key=settings.secret_key,
+                     spill_dir=settings.spill_dir,
+                     rules=classify.Rules(networks=classify.scanner_networks(
+                         settings.scanner_networks)))
     try:
         config = uvicorn.Config(
             app, host=host, port=port, loop="uvloop", http="httptools", lifespan="on",

@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
-import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -58,10 +57,11 @@ REASONS = ("head", "scanner-agent", "no-agent", "scanner-network", "honeypot", "
            "burst")
 
 
-def _networks() -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-    extra = [n.strip() for n in os.environ.get("NEWSLETTER_SCANNER_NETWORKS", "").split(",")]
+def scanner_networks(extra: Iterable[str] = ()) -> tuple[
+        ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """The built-in scanner networks plus ``extra`` CIDRs (``NEWSLETTER_SCANNER_NETWORKS``)."""
     nets = []
-    for text in (*SCANNER_NETWORKS, *[n for n in extra if n]):
+    for text in (*SCANNER_NETWORKS, *extra):
         try:
             nets.append(ipaddress.ip_network(text, strict=False))
         except ValueError:
@@ -77,7 +77,7 @@ class Rules:
     burst_seconds: float = 2.0
     burst_links: int = 3
     agents: tuple[str, ...] = SCANNER_AGENTS
-    networks: tuple = field(default_factory=_networks)
+    networks: tuple = field(default_factory=scanner_networks)
 
     def __post_init__(self) -> None:
         self._agent_re = re.compile("|".join(re.escape(a) for a in self.agents), re.IGNORECASE)

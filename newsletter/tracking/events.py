@@ -90,8 +90,10 @@ class EventWriter:
     """Queue hits from the request path; insert them in batches from one background thread."""
 
     def __init__(self, database: Database, rules: classify.Rules | None = None, *,
-                 flush_interval: float = 0.05, max_batch: int = 5000) -> None:
+                 flush_interval: float = 0.05, max_batch: int = 5000,
+                 spill_dir: str = "") -> None:
         self.database = database
+        self.spill_dir = spill_dir
         self.rules = rules or classify.Rules()
         self.flush_interval = flush_interval
         self.max_batch = max_batch
@@ -143,7 +145,7 @@ class EventWriter:
 
     def spill(self, folder: Path | None = None) -> Path:
         """Write every queued hit to ``events-unsaved-<pid>-<time>.jsonl`` and empty the queue."""
-        folder = folder or Path(os.environ.get("NEWSLETTER_SPILL_DIR") or tempfile.gettempdir())
+        folder = folder or Path(self.spill_dir or tempfile.gettempdir())
         path = folder / f"events-unsaved-{os.getpid()}-{int(time.time())}.jsonl"
         hits = list(self._queue)
         with path.open("a", encoding="utf-8") as out:

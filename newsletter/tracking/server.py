@@ -37,9 +37,6 @@ from newsletter.tracking import classify
 from newsletter.tracking.events import EventWriter, Hit
 from newsletter.tracking.tokens import InvalidToken, Signer, signer_for
 
-ENV_DB = "NEWSLETTER_TRACKER_DB"
-ENV_FLUSH = "NEWSLETTER_TRACKER_FLUSH"
-ENV_PROXIES = "NEWSLETTER_TRACKER_PROXIES"
 MAX_PATH_BYTES = 2048
 MAX_HEADER_BYTES = 8192
 MAX_BODY_BYTES = 4096
@@ -91,14 +88,16 @@ class TrackerApp:
     """The ASGI callable. Build it with :func:`create_app`."""
 
     def __init__(self, database: Database, *, owns_database: bool, rules: classify.Rules,
-                 flush_interval: float, cache_seconds: float) -> None:
+                 flush_interval: float, cache_seconds: float, secret_key: str = "",
+                 spill_dir: str = "") -> None:
         self.database = database
         self._owns_database = owns_database
         self.rules = rules
-        self.signer: Signer = signer_for(database)
+        self.signer: Signer = signer_for(database, secret_key)
         # IP addresses are kept only as an HMAC keyed by a value derived from the signing key.
         self._ip_key = self.signer.sign("o", "\x00ip-hash-key").encode()
-        self.writer = EventWriter(database, rules, flush_interval=flush_interval)
+        self.writer = EventWriter(database, rules, flush_interval=flush_interval,
+                                  spill_dir=spill_dir)
         self.cache_seconds = cache_seconds
         self._links: dict[tuple[str, str], tuple[float, _Link | None]] = {}
         self._issues: dict[str, tuple[float, _Issue | None]] = {}
@@ -364,7 +363,8 @@ async def _method_not_allowed(send, allow: bytes) -> None:  # type: ignore[no-un
 
 def create_app(database_url: str | None = None, *, database: Database | None = None,
                rules: classify.Rules | None = None, flush_interval: float = 0.05,
-               cache_seconds: float = 30.0) -> TrackerApp:
+               cache_seconds: float = 30.0, secret_key: str = "",
+               spill_dir: str = "") -> TrackerApp:
     """The tracker for the database at ``database_url`` (or an already open ``database``).
 
     Serve it with any ASGI server; its lifespan starts the event writer and, on shutdown, stores
@@ -377,7 +377,8 @@ def create_app(database_url: str | None = None, *, database: Database | None = N
     database = database or open_db(database_url)  # type: ignore[arg-type]
     try:
         return TrackerApp(database, owns_database=owns, rules=rules or classify.Rules(),
-                          flush_interval=flush_interval, cache_seconds=cache_seconds)
+                          flush_interval=flush_interval, cache_seconds=cache_seconds,
+                          secret_key=secret_key, spill_dir=spill_dir)
     except Exception:
         if owns:
             database.close()
@@ -387,18 +388,17 @@ def create_app(database_url: str | None = None, *, database: Database | None = N
 def app_from_env():  # type: ignore[no-untyped-def]
     """The app for a server that imports it by name in each worker (``track serve``, granian).
 
-    Reads the database URL, flush interval and trusted proxies that ``track serve`` put in the
-    environment; trusts X-Forwarded-For only from those proxies.
+    Reads the settings ``track serve`` handed over (see :class:`settings.TrackerWorker`);
+    trusts X-Forwarded-For only from the proxies named there.
     """
-    import os
-
     from granian.utils.proxies import wrap_asgi_with_proxy_headers
 
-    url = os.environ.get(ENV_DB)
-    if not url:
-        raise RuntimeError(f"{ENV_DB} is not set: start the tracker with `newsletter track serve`")
-    app = create_app(url, flush_interval=float(os.environ.get(ENV_FLUSH, "0.05")))
+    from newsletter.settings import TrackerWorker
+
+    worker = TrackerWorker.from_environment()
+    app = create_app(worker.database, flush_interval=worker.flush_interval,
+                     secret_key=worker.secret_key, spill_dir=worker.spill_dir,
+                     rules=classify.Rules(networks=classify.scanner_networks(
+                         worker.scanner_networks)))
     app.announce_stop = True
-    proxies = [p.strip() for p in os.environ.get(ENV_PROXIES, "127.0.0.1").split(",")
-               if p.strip()]
-    return wrap_asgi_with_proxy_headers(app, trusted_hosts=proxies)
+    return wrap_asgi_with_proxy_headers(app, trusted_hosts=list(worker.proxies))

@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import os
 import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
@@ -126,17 +125,17 @@ def new_secret() -> str:
     return secrets.token_urlsafe(32)
 
 
-def signer_from_env() -> Signer | None:
-    """A signer from ``NEWSLETTER_SECRET_KEY``, or None when it is unset."""
-    value = os.environ.get("NEWSLETTER_SECRET_KEY", "").strip()
-    if not value:
+def signer_from_setting(value: str) -> Signer | None:
+    """A signer from the ``NEWSLETTER_SECRET_KEY`` setting, or None when it is unset."""
+    if not value.strip():
         return None
-    keys, current = parse_key_setting(value)
+    keys, current = parse_key_setting(value.strip())
     return Signer(keys, current)
 
 
-def signer_for(database: Database) -> Signer:
-    """The signer every command uses: ``NEWSLETTER_SECRET_KEY`` if set, else the database's key.
+def signer_for(database: Database, secret_key: str = "") -> Signer:
+    """The signer every command uses: ``secret_key`` (the ``NEWSLETTER_SECRET_KEY`` setting)
+    if set, else the database's key.
 
     The database key is created once, on first use, so a project works with no setup; set the
     environment variable to share one key between hosts or to rotate keys.
@@ -145,9 +144,9 @@ def signer_for(database: Database) -> Signer:
 
     from newsletter import db as dbmod
 
-    from_env = signer_from_env()
-    if from_env is not None:
-        return from_env
+    from_setting = signer_from_setting(secret_key)
+    if from_setting is not None:
+        return from_setting
     table = dbmod.signing_keys
     query = sa.select(table.c.kid, table.c.secret).order_by(table.c.created_at.desc())
     with database.engine.connect() as conn:

@@ -1,0 +1,192 @@
+"""One home for settings: ``newsletter.yaml`` plus the environment, read once.
+
+An environment variable wins over the settings file, and built-in defaults fill the rest.
+Secrets (signing keys, SMTP passwords, provider keys) come only from the environment, never
+from a file in the project.
+
+This is the only module that reads ``os.environ``. Every variable the code reads is listed in
+:data:`ENVIRONMENT` and in the README's settings table (``tests/test_settings.py`` fails when
+either misses one). Adapters read their own variables (``NEWSLETTER_SMTP_URL``, provider keys)
+from :attr:`Settings.env`, the environment handed in here, so tests can inject one.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from newsletter.errors import ConfigurationError, InvalidSettings
+
+SETTINGS_FILE = "newsletter.yaml"
+DEFAULT_TRACKING_URL = "http://127.0.0.1:8025"
+DEFAULT_SEND_LEASE = 15 * 60.0
+
+# Every environment variable the code reads, and what it is for (the README table lists them).
+ENVIRONMENT: dict[str, str] = {
+    "NEWSLETTER_TRACKING_URL": "public base URL of the tracker (default http://127.0.0.1:8025)",
+    "NEWSLETTER_DB": "the database: a SQLite path (default newsletter.db) or postgresql://...",
+    "NEWSLETTER_SECRET_KEY": "signing key(s) for tracked links, kid:secret[,kid:secret]",
+    "NEWSLETTER_ADAPTER": "mail adapter (default maildir)",
+    "NEWSLETTER_MAILDIR": "folder for the maildir adapter (default maildir/)",
+    "NEWSLETTER_SMTP_URL": "smtp://user:pass@host:587?starttls=true or smtps://...",
+    "NEWSLETTER_SMTP_CA_FILE": "PEM file of CA certificates to trust for SMTP TLS",
+    "MAILGUN_API_KEY": "Mailgun key", "MAILGUN_DOMAIN": "Mailgun sending domain",
+    "MAILGUN_API_URL": "Mailgun API base URL (EU: https://api.eu.mailgun.net)",
+    "POSTMARK_SERVER_TOKEN": "Postmark server token",
+    "POSTMARK_MESSAGE_STREAM": "Postmark message stream id", "POSTMARK_API_URL": "Postmark API",
+    "SENDGRID_API_KEY": "SendGrid key", "SENDGRID_API_URL": "SendGrid API base URL",
+    "NEWSLETTER_SEND_LEASE": "seconds after which a claim of a send that stopped answering "
+                             "may be taken over (default 900)",
+    "NEWSLETTER_SCANNER_NETWORKS": "extra mail-scanner networks, comma-separated CIDRs",
+    "NEWSLETTER_SPILL_DIR": "where the tracker saves events it could not store on shutdown",
+    "NEWSLETTER_TRACKER_DB": "internal: `track serve` hands the database URL to its workers",
+    "NEWSLETTER_TRACKER_FLUSH": "internal: `track serve` hands --flush-interval to its workers",
+    "NEWSLETTER_TRACKER_PROXIES": "internal: `track serve` hands --forwarded-allow-ips to its "
+                                  "workers",
+    "MALLOC_ARENA_MAX": "glibc's; when set, send leaves its memory arenas as you chose",
+}
+
+# newsletter.yaml keys; each is described in docs/issue-format.md ("Settings").
+FILE_KEYS = ("tracking_url", "theme", "list_id_domain", "unsubscribe_mailto", "assets_url")
+_URL_KEYS = ("tracking_url", "assets_url")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting the code reads, resolved once. Build with :meth:`load`."""
+
+    root: Path
+    env: Mapping[str, str] = field(repr=False)
+    tracking_url: str = DEFAULT_TRACKING_URL
+    theme: str = "theme.yaml"
+    list_id_domain: str = "newsletter.example.org"
+    unsubscribe_mailto: str = "unsubscribe@example.org"
+    assets_url: str = ""
+    database: str = ""
+    secret_key: str = field(default="", repr=False)
+    adapter: str = ""
+    send_lease: float = DEFAULT_SEND_LEASE
+    scanner_networks: tuple[str, ...] = ()
+    spill_dir: str = ""
+    malloc_arena_max_set: bool = False
+
+    @classmethod
+    def load(cls, root: Path, env: Mapping[str, str] | None = None) -> Settings:
+        """Read ``root/newsletter.yaml`` (absent: defaults) and the environment ``env``
+        (default: this process's). Raises InvalidSettings, located, for a bad file."""
+        env = dict(os.environ if env is None else env)
+        values = read_file(root / SETTINGS_FILE)
+
+        def pick(variable: str, key: str, default: str) -> str:
+            return env.get(variable, "").strip() or str(values.get(key) or "") or default
+
+        return cls(
+            root=root, env=env,
+            tracking_url=pick("NEWSLETTER_TRACKING_URL", "tracking_url",
+                              DEFAULT_TRACKING_URL).rstrip("/"),
+            theme=str(values.get("theme") or "theme.yaml"),
+            list_id_domain=str(values.get("list_id_domain") or "newsletter.example.org"),
+            unsubscribe_mailto=str(values.get("unsubscribe_mailto")
+                                   or "unsubscribe@example.org"),
+            assets_url=str(values.get("assets_url") or ""),
+            database=env.get("NEWSLETTER_DB", "").strip(),
+            secret_key=env.get("NEWSLETTER_SECRET_KEY", "").strip(),
+            adapter=env.get("NEWSLETTER_ADAPTER", "").strip(),
+            send_lease=_seconds(env, "NEWSLETTER_SEND_LEASE", DEFAULT_SEND_LEASE),
+            scanner_networks=_networks(env.get("NEWSLETTER_SCANNER_NETWORKS", "")),
+            spill_dir=env.get("NEWSLETTER_SPILL_DIR", "").strip(),
+            malloc_arena_max_set=bool(env.get("MALLOC_ARENA_MAX", "").strip()),
+        )
+
+
+def read_file(path: Path) -> dict[str, Any]:
+    """The checked values of a settings file; {} when it does not exist."""
+    if not path.exists():
+        return {}
+    from newsletter.load import _Checker  # the located-field checker the issue loader uses
+    from newsletter.yamlfile import read_yaml
+
+    data, problems = read_yaml(path, path.name)
+    c = _Checker(path.name)
+    c.problems.extend(problems)
+    settings = c.mapping(data, (1, 1), "the settings") if data is not None else None
+    if settings is not None:
+        c.keys(settings, FILE_KEYS, "the settings")
+        for key in _URL_KEYS:
+            if key in settings:
+                c.url(settings, key, "the settings", schemes=("http", "https"))
+    if any(p.severity == "error" for p in c.problems):
+        raise InvalidSettings(c.problems)
+    return dict(settings or {})
+
+
+def _seconds(env: Mapping[str, str], variable: str, default: float) -> float:
+    text = env.get(variable, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        raise ConfigurationError(
+            f"the environment variable {variable}={text!r} is not a number of seconds",
+            hint=f"set it to a positive number, e.g. {variable}={int(default)}, or unset it")
+    return value
+
+
+def _networks(text: str) -> tuple[str, ...]:
+    # A mistyped network would silently count that scanner's clicks as people's: refuse it.
+    import ipaddress
+
+    networks = _list(text)
+    for network in networks:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ConfigurationError(
+                f"NEWSLETTER_SCANNER_NETWORKS: {network!r} is not a network",
+                hint="write networks in CIDR form separated by commas, "
+                "e.g. 198.51.100.0/24,2001:db8::/32") from None
+    return networks
+
+
+def _list(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class TrackerWorker:
+    """What a tracker worker process needs; ``track serve`` hands it over in the environment
+    because granian imports the app by name in each worker."""
+
+    database: str
+    flush_interval: float
+    proxies: tuple[str, ...]
+    secret_key: str = field(default="", repr=False)
+    scanner_networks: tuple[str, ...] = ()
+    spill_dir: str = ""
+
+    def export(self) -> None:
+        """Put these settings where the workers about to be started will read them."""
+        os.environ["NEWSLETTER_TRACKER_DB"] = self.database
+        os.environ["NEWSLETTER_TRACKER_FLUSH"] = str(self.flush_interval)
+        os.environ["NEWSLETTER_TRACKER_PROXIES"] = ",".join(self.proxies)
+
+    @classmethod
+    def from_environment(cls, env: Mapping[str, str] | None = None) -> TrackerWorker:
+        """In a worker: the settings ``export`` left, or an error saying how to start one."""
+        env = os.environ if env is None else env
+        database = env.get("NEWSLETTER_TRACKER_DB", "")
+        if not database:
+            raise RuntimeError("NEWSLETTER_TRACKER_DB is not set: start the tracker with "
+                               "`newsletter track serve`")
+        return cls(database=database,
+                   flush_interval=float(env.get("NEWSLETTER_TRACKER_FLUSH", "0.05")),
+                   proxies=_list(env.get("NEWSLETTER_TRACKER_PROXIES", "127.0.0.1")),
+                   secret_key=env.get("NEWSLETTER_SECRET_KEY", "").strip(),
+                   scanner_networks=_list(env.get("NEWSLETTER_SCANNER_NETWORKS", "")),
+                   spill_dir=env.get("NEWSLETTER_SPILL_DIR", "").strip())
