@@ -7,7 +7,7 @@ from importlib import resources
 from pathlib import Path
 
 from newsletter.errors import NewsletterError
-from newsletter.load import SLUG_RE
+from newsletter.fields import SLUG_RE
 from newsletter.project import Project
 
 # Twice a year: spring and autumn editions, published mid-March and mid-September.

@@ -106,19 +106,20 @@ def read_file(path: Path) -> dict[str, Any]:
     """The checked values of a settings file; {} when it does not exist."""
     if not path.exists():
         return {}
-    from newsletter.load import _Checker  # the located-field checker the issue loader uses
+    from newsletter.fields import Fields
     from newsletter.yamlfile import read_yaml
 
     data, problems = read_yaml(path, path.name)
-    c = _Checker(path.name)
-    c.problems.extend(problems)
+    c = Fields(path.name, problems)
     settings = c.mapping(data, (1, 1), "the settings") if data is not None else None
     if settings is not None:
         c.keys(settings, FILE_KEYS, "the settings")
-        for key in _URL_KEYS:
-            if key in settings:
+        for key in FILE_KEYS:
+            if key in _URL_KEYS and key in settings:
                 c.url(settings, key, "the settings", schemes=("http", "https"))
-    if any(p.severity == "error" for p in c.problems):
+            elif key in settings:
+                c.text(settings, key, "the settings")
+    if c.has_errors:
         raise InvalidSettings(c.problems)
     return dict(settings or {})
 

@@ -173,7 +173,7 @@ def test_sample_audiences_are_valid() -> None:
     "a@x.123", "a@b@c.example", "@x.example", "a@", "a@x.local", "o'neil@x.example",
 ])
 def test_the_fast_path_agrees_with_email_validator(address: str) -> None:
-    from newsletter.audiences import _validate, normalise_address
+    from newsletter.members import _validate, normalise_address
 
     fast, why_fast = normalise_address(address)
     slow, why_slow = _validate(address)
