@@ -13,18 +13,18 @@ Only the recipient's pseudonym (inside signed tokens) goes into URLs, never the 
 from __future__ import annotations
 
 import binascii
+import datetime as dt
 import html
 import re
 import secrets
 import time
 from dataclasses import dataclass
-from email import policy
 from email.headerregistry import Address
-from email.utils import formataddr, formatdate
+from email.utils import format_datetime
 from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING
 
-from newsletter.errors import NewsletterError
+from newsletter import headers
 from newsletter.links import PLACEHOLDER_RE
 
 if TYPE_CHECKING:
@@ -103,28 +103,29 @@ class OutgoingMessage:
     def html(self) -> str:
         return _join(self.factory._html, self._every_value, html_escape=True)
 
+    def _unsubscribe_urls(self) -> list[str]:
+        f = self.factory
+        return [f"<{f.tracking_url}/u/{self._values[('unsubscribe', '')]}>,",
+                f"<mailto:{f.unsubscribe_mailto}?subject=unsubscribe%20"
+                f"{self.recipient.pseudonym}>"]
+
     @cached_property
     def headers(self) -> list[tuple[str, str]]:
-        """Per-list headers (ASCII, unfolded), as HTTP APIs take them."""
-        f = self.factory
+        """Per-list headers (ASCII, encoded but unfolded), as HTTP APIs take them."""
         return [
-            ("List-Id", f.list_id),
-            ("List-Unsubscribe", f"<{f.tracking_url}/u/{self._values[('unsubscribe', '')]}>, "
-                                 f"<mailto:{f.unsubscribe_mailto}"
-                                 f"?subject=unsubscribe%20{self.recipient.pseudonym}>"),
+            ("List-Id", _unfolded(self.factory.list_id_header)),
+            ("List-Unsubscribe", " ".join(self._unsubscribe_urls())),
             ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
         ]
 
     def _build(self, stuffed: bool) -> bytes:
         r = self.recipient
         f = self.factory
-        to = formataddr((r.name, r.address), "utf-8") if r.name else r.address
         b = f.boundary
-        out = [f.head, b"To: ", to.encode("ascii"), CRLF, b"Date: ", _date_now(), CRLF,
-               b"Message-ID: ", r.message_id.encode("ascii"), CRLF]
-        for name, value in self.headers:
-            # Fold the long List-Unsubscribe between its two URLs.
-            out += [f"{name}: {value}".replace(">, <", ">,\r\n <").encode("ascii"), CRLF]
+        out = [f.head, _to_header(r.name, r.address), b"Date: ", _date_now(), CRLF,
+               b"Message-ID: ", r.message_id.encode("ascii"), CRLF, f.list_id_header,
+               headers.folded("List-Unsubscribe", self._unsubscribe_urls()),
+               b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"]
         out += [CRLF, b"--", b, CRLF, f.part_heads[0]]
         # One join for the whole message: the parts' pieces go straight into it.
         piece = _qp_piece_stuffed if stuffed else _qp_piece
@@ -156,20 +157,55 @@ _date_cache: list = [0, b""]
 
 
 def _date_now() -> bytes:
-    """The Date header's value, formatted once a second rather than once a message."""
+    """The Date header's value, formatted once a second rather than once a message.
+
+    A numeric zone (``+0000``), as RFC 5322 3.3 prefers over the obsolete ``GMT``.
+    """
     now = int(time.time())
     if _date_cache[0] != now:
-        _date_cache[:] = [now, formatdate(now, usegmt=True).encode("ascii")]
+        moment = dt.datetime.fromtimestamp(now, dt.UTC)
+        _date_cache[:] = [now, format_datetime(moment).encode("ascii")]
     return _date_cache[1]
+
+
+_SIMPLE_NAME_RE = re.compile(r"[A-Za-z0-9!#$%&'*+/?^_`{|}~-]+(?: [A-Za-z0-9!#$%&'*+/?^_`{|}~-]+)*")
+
+
+def _to_header(name: str, address: str) -> bytes:
+    """The To line; most names are plain ASCII words and skip the general encoder."""
+    if not name:
+        return headers.mailbox("To", "", address)
+    if len(name) + len(address) < 70 and _SIMPLE_NAME_RE.fullmatch(name):
+        return f"To: {name} <{address}>\r\n".encode("ascii")
+    return headers.mailbox("To", name, address)
+
+
+def _unfolded(header: bytes) -> str:
+    """The value of one encoded header line, unfolded (for APIs that take name and value)."""
+    return header.decode("ascii").partition(":")[2].replace("\r\n", "").strip()
 
 
 Parts = list["str | tuple[str, str]"]
 SOFT_BREAK = b"=" + CRLF
+QP_LINE = 76        # RFC 2045 6.7: encoded lines are at most 76 characters
 
 
 def _qp(text: str) -> bytes:
+    """Quoted-printable whose last line leaves room for the soft break every piece ends with.
+
+    b2a_qp makes lines of up to 76 characters; a 76-character last line followed by our
+    ``=`` would be 77 (RFC 2045 6.7 allows 76), so it is split, never inside an ``=XX``.
+    """
     # b2a_qp keeps "\n" as the line break (istext); SMTP wants CRLF everywhere.
     encoded = binascii.b2a_qp(text.replace("\r\n", "\n").encode("utf-8"), istext=True)
+    start = encoded.rfind(b"\n") + 1
+    if len(encoded) - start > QP_LINE - 1:
+        cut = start + QP_LINE - 1
+        if encoded[cut - 1:cut] == b"=":
+            cut -= 1
+        elif encoded[cut - 2:cut - 1] == b"=":
+            cut -= 2
+        encoded = encoded[:cut] + b"=\n" + encoded[cut:]
     return encoded.replace(b"\n", CRLF)
 
 
@@ -229,11 +265,7 @@ def _qp_piece_stuffed(value: str) -> bytes:
     return dot_stuff(_qp_piece(value))
 
 
-def _check_header(what: str, value: str) -> str:
-    if any(ch in value for ch in "\r\n\0"):
-        raise NewsletterError(f"the {what} contains a line break, which would forge headers",
-                              hint="remove line breaks from it in the issue file")
-    return value
+_check_header = headers.check_header_text
 
 
 class MessageFactory:
@@ -251,11 +283,15 @@ class MessageFactory:
         sender = issue.sender
         self.envelope_from = _check_header("sender address", sender.email)
         self.sender_name = _check_header("sender name", sender.name)
+        self._from_line = headers.mailbox("From", sender.name, sender.email)
+        # HTTP APIs take the display name as text and encode it themselves.
         self.from_header = str(Address(sender.name, addr_spec=sender.email))
         self.reply_to = _check_header("reply-to address", sender.reply_to or sender.email)
         subject = _check_header("subject", issue.subject)
         self.subject = f"[TEST] {subject}" if test else subject
-        self.list_id = f"<{self.slug}.{project.list_id_domain}>"
+        list_name, list_id = project.settings.list_id_parts
+        self.list_id = f"<{list_id}>"
+        self.list_id_header = headers.mailbox("List-Id", list_name, list_id, brackets=True)
         self._text = _split(built.text)
         self._html = _split(built.html)
         self._text_qp = _encode_parts(self._text)
@@ -282,22 +318,18 @@ class MessageFactory:
         self._list_tokens: dict[tuple[str, str, str], str] = {}
 
     def _encode_static_headers(self, language: str) -> bytes:
-        # The email package folds and RFC 2047-encodes these once; they are the same for all.
-        smtp = policy.SMTP
-
-        def fold(name: str, value: str) -> bytes:
-            return smtp.header_factory(name, value).fold(policy=smtp).encode("ascii")
-
-        headers = [("From", self.from_header), ("Reply-To", self.reply_to),
-                   ("Subject", self.subject), ("MIME-Version", "1.0"),
-                   ("Content-Language", language or "en-GB"),
-                   ("Precedence", "bulk"), ("Auto-Submitted", "auto-generated")]
+        # Encoded and folded once: they are the same for every recipient.
+        lines = [self._from_line, headers.mailbox("Reply-To", "", self.reply_to),
+                 headers.unstructured("Subject", self.subject)]
+        for name, value in (("MIME-Version", "1.0"),
+                            ("Content-Language", language or "en-GB"),
+                            ("Precedence", "bulk"), ("Auto-Submitted", "auto-generated")):
+            lines.append(headers.folded(name, [value]))
         if self.test:
-            headers.append(("X-Newsletter-Test", "yes"))
-        encoded = [fold(name, value) for name, value in headers]
-        encoded.append(b'Content-Type: multipart/alternative; boundary="'
-                       + self.boundary + b'"\r\n')
-        return b"".join(encoded)
+            lines.append(b"X-Newsletter-Test: yes\r\n")
+        lines.append(headers.folded("Content-Type", [
+            "multipart/alternative;", f'boundary="{self.boundary.decode("ascii")}"']))
+        return b"".join(lines)
 
     def _token(self, kind: str, argument: str, r: Recipient) -> str:
         if kind == "unsubscribe":

@@ -13,6 +13,7 @@ from :attr:`Settings.env`, the environment handed in here, so tests can inject o
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,7 +51,8 @@ ENVIRONMENT: dict[str, str] = {
 }
 
 # newsletter.yaml keys; each is described in docs/issue-format.md ("Settings").
-FILE_KEYS = ("tracking_url", "theme", "list_id_domain", "unsubscribe_mailto", "assets_url")
+FILE_KEYS = ("tracking_url", "theme", "list_id", "list_id_domain", "unsubscribe_mailto",
+             "assets_url")
 _URL_KEYS = ("tracking_url", "assets_url")
 
 
@@ -63,6 +65,7 @@ class Settings:
     tracking_url: str = DEFAULT_TRACKING_URL
     theme: str = "theme.yaml"
     list_id_domain: str = "newsletter.example.org"
+    list_id: str = ""
     unsubscribe_mailto: str = "unsubscribe@example.org"
     assets_url: str = ""
     database: str = ""
@@ -89,6 +92,7 @@ class Settings:
                               DEFAULT_TRACKING_URL).rstrip("/"),
             theme=str(values.get("theme") or "theme.yaml"),
             list_id_domain=str(values.get("list_id_domain") or "newsletter.example.org"),
+            list_id=str(values.get("list_id") or ""),
             unsubscribe_mailto=str(values.get("unsubscribe_mailto")
                                    or "unsubscribe@example.org"),
             assets_url=str(values.get("assets_url") or ""),
@@ -100,6 +104,29 @@ class Settings:
             spill_dir=env.get("NEWSLETTER_SPILL_DIR", "").strip(),
             malloc_arena_max_set=bool(env.get("MALLOC_ARENA_MAX", "").strip()),
         )
+
+    @property
+    def list_id_parts(self) -> tuple[str, str]:
+        """(name, id) of the newsletter's List-Id (RFC 2919): ``list_id``, else the bare id
+        ``list_id_domain``. The same for every issue, so mail filters see one list."""
+        return split_list_id(self.list_id) or ("", self.list_id_domain)
+
+
+# RFC 2919 2: list-label "." namespace, both dot-atom-text; kept to letters, digits, "-"
+# and "_" so the id reads the same in every mail client's filter rules.
+_LIST_ID_RE = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)+")
+_NAMED_LIST_ID_RE = re.compile(r"(?:(?P<name>[^<>]*?)\s*)?<(?P<id>[^<>]*)>")
+
+
+def split_list_id(value: str) -> tuple[str, str] | None:
+    """``"Name <label.domain>"``, ``"<label.domain>"`` or ``"label.domain"`` as (name, id);
+    None when it is not one of those."""
+    value = value.strip()
+    named = _NAMED_LIST_ID_RE.fullmatch(value)
+    name, list_id = (named["name"] or "", named["id"]) if named else ("", value)
+    if not _LIST_ID_RE.fullmatch(list_id) or len(list_id) > 255 or not name.isprintable():
+        return None
+    return name.strip(), list_id
 
 
 def read_file(path: Path) -> dict[str, Any]:
@@ -117,8 +144,17 @@ def read_file(path: Path) -> dict[str, Any]:
         for key in FILE_KEYS:
             if key in _URL_KEYS and key in settings:
                 c.url(settings, key, "the settings", schemes=("http", "https"))
-            elif key in settings:
+            elif key in settings and key != "list_id":
                 c.text(settings, key, "the settings")
+        if "list_id" in settings:
+            value = c.header_text(settings, "list_id", "the settings")
+            if value and split_list_id(value) is None:
+                c.error(settings.value_at("list_id"),
+                        f"list_id {value!r} is not a name and a list id",
+                        'write the newsletter\'s name and a lasting id in angle brackets, e.g. '
+                        'list_id: "Kent and Medway Prevent Partner Newsletter '
+                        '<prevent-newsletter.example.org>" (the id: a word, a dot and your '
+                        'domain; letters, digits, "-" and "_")')
     if c.has_errors:
         raise InvalidSettings(c.problems)
     return dict(settings or {})

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # System packages the tests run for real: Chromium (browser tests; Liberation fonts stand in
-# for Arial so pages render as partners see them) and PostgreSQL
-# (storage tests). Installed with apt-get when we are root; otherwise we say what is missing.
+# for Arial so pages render as partners see them), PostgreSQL (storage tests), Perl's
+# Email::MIME (a second, independent reader of the messages we send) and SpamAssassin (the
+# message must not look like spam). Installed with apt-get when we are root; otherwise we say
+# what is missing.
 set -euo pipefail
-packages=(chromium chromium-driver fonts-liberation postgresql)
+packages=(chromium chromium-driver fonts-liberation postgresql libemail-mime-perl spamassassin)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import email
+import re
+import shutil
+import subprocess
 from email import policy
 from pathlib import Path
 
 import pytest
 from conftest import make_built
+from helpers import line_problems, perl_parse, python_mailboxes, python_parse
 
 from newsletter.adapters.base import AdapterSettings
 from newsletter.adapters.maildir import MaildirAdapter
@@ -21,9 +25,9 @@ from newsletter.tracking.tokens import Signer
 SIGNER = Signer({"k1": b"secret"}, "k1")
 
 
-def project(tmp_path: Path) -> Project:
+def project(tmp_path: Path, list_id: str = "") -> Project:
     return Project(root=tmp_path, settings=Settings(
-        root=tmp_path, env={}, list_id_domain="news.example.org",
+        root=tmp_path, env={}, list_id_domain="news.example.org", list_id=list_id,
         unsubscribe_mailto="leave@example.org", tracking_url="https://t.example.org"))
 
 
@@ -58,7 +62,7 @@ def test_headers_and_parts_parse_back(tmp_path: Path, monkeypatch: pytest.Monkey
     assert parsed["Subject"] == "Spring update: what’s new"
     assert parsed["Message-ID"] == "<spring.pAnn@news.example.org>"
     assert parsed["Date"].datetime is not None
-    assert parsed["List-Id"] == "<spring.news.example.org>"
+    assert parsed["List-Id"] == "<news.example.org>"     # list_id unset: list_id_domain
     assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     unsubscribe = str(parsed["List-Unsubscribe"])
     token = SIGNER.unsubscribe("spring", "pAnn")
@@ -151,3 +155,77 @@ def test_smtp_data_is_the_message_dot_stuffed(tmp_path: Path) -> None:
 
     assert without_date(message.smtp_data) == without_date(dot_stuff(message.mime) + b".\r\n")
     assert b"\r\n..Dot" in message.smtp_data
+
+
+def test_list_id_is_the_same_for_every_issue(tmp_path: Path) -> None:
+    named = project(tmp_path, list_id="Kent and Medway Prevent Partner Newsletter – Été "
+                                      "<prevent-newsletter.example.org>")
+    seen = set()
+    for slug in ("2026-spring", "2026-summer"):
+        raw = MessageFactory(make_built(slug=slug), named, SIGNER).make(ann()).mime
+        seen.add(perl_parse(raw)["list_id"])
+        assert python_parse(raw)["List-Id"] == ("Kent and Medway Prevent Partner Newsletter – "
+                                                "Été <prevent-newsletter.example.org>")
+    assert seen == {"Kent and Medway Prevent Partner Newsletter – Été "
+                    "<prevent-newsletter.example.org>"}
+
+
+def test_date_has_a_numeric_zone(tmp_path: Path) -> None:
+    raw = MessageFactory(make_built(), project(tmp_path), SIGNER).make(ann()).mime
+    date = python_parse(raw)["Date"]
+    assert re.fullmatch(r"\w{3}, \d{2} \w{3} \d{4} \d{2}:\d{2}:\d{2} \+0000", str(date))
+
+
+def test_long_non_ascii_headers_keep_every_limit(tmp_path: Path) -> None:
+    subject = ("Prevent in Kent: Отчёт о работе партнёрства — 安全保障 — café ✓ Ünïcödé "
+               "and a few more words to pass one line")
+    name = "Zoë Ünïcödé-Łukasiewicz, Organisation für Sicherheit und Schutz der Kinder"
+    factory = MessageFactory(make_built(subject=subject), project(tmp_path), SIGNER)
+    raw = factory.make(ann(name=name)).mime
+    assert line_problems(raw) == []
+    assert python_parse(raw)["Subject"] == subject
+    assert python_mailboxes(raw, "To") == [(name, "ann@school.example")]
+    parsed = perl_parse(raw)
+    assert (parsed["subject"], parsed["to"][0]["name"]) == (subject, name)
+
+
+@pytest.mark.parametrize("tracking", ["aggregate", "individual"])
+def test_quoted_printable_lines_stay_within_76_whatever_the_token_length(
+        tmp_path: Path, tracking: str) -> None:
+    # A literal of every length from 60 to 90 characters before a placeholder puts the fold
+    # at every position around the token; 76 exactly used to become 77 with the soft break.
+    lines = [("x" * width) + "{{name}}|{{unsubscribe}}" for width in range(60, 91)]
+    html = "<p>" + "\n".join(lines) + "</p>"
+    built = make_built(html=html, text="\n".join(lines) + "\n", tracking=tracking)
+    for name in ("A", "Ann Lee", "N" * 75, "Zoë " * 30):
+        message = MessageFactory(built, project(tmp_path), SIGNER).make(ann(name=name))
+        assert line_problems(message.mime) == []
+        parsed = python_parse(message.mime)
+        assert parsed.get_body(("plain",)).get_content().replace("\r\n", "\n") == message.text
+        assert parsed.get_body(("html",)).get_content().replace("\r\n", "\n") == message.html
+
+
+def test_spamassassin_sees_no_hidden_or_low_contrast_text(sample_issue: Path,
+                                                          project: Path) -> None:
+    from newsletter.build import build_issue
+
+    spamassassin = shutil.which("spamassassin")
+    if spamassassin is None:
+        pytest.fail("spamassassin is missing: run `make test` (it installs Debian's package)")
+    proj = Project.load(project)
+    raw = MessageFactory(build_issue(sample_issue, proj), proj, SIGNER).make(ann()).mime
+    report = subprocess.run([spamassassin, "-L", "-t"], input=raw, capture_output=True,
+                            check=True, timeout=120).stdout.decode("utf-8", "replace")
+    assert "HTML_MESSAGE" in report          # it did read the HTML part
+    assert "LOW_CONTRAST" not in report
+    assert "FONT_INVIS" not in report
+
+
+def test_the_html_part_starts_with_a_doctype(tmp_path: Path, sample_issue: Path,
+                                             project: Path) -> None:
+    from newsletter.build import build_issue
+
+    proj = Project.load(project)
+    message = MessageFactory(build_issue(sample_issue, proj), proj, SIGNER).make(ann())
+    html = python_parse(message.mime).get_body(("html",)).get_content()
+    assert html.lower().startswith("<!doctype html>")

@@ -86,3 +86,35 @@ def test_a_bad_setting_in_the_environment_is_a_message_from_any_command(
     result = CliRunner().invoke(main, ["check", "issues/2026-spring.yaml"])
     assert result.exit_code == 1
     assert "NEWSLETTER_SEND_LEASE='soon' is not a number of seconds" in result.output
+
+
+@pytest.mark.parametrize(("value", "parts"), [
+    ('"Kent Prevent Newsletter <prevent-newsletter.example.org>"',
+     ("Kent Prevent Newsletter", "prevent-newsletter.example.org")),
+    ('"<prevent-newsletter.example.org>"', ("", "prevent-newsletter.example.org")),
+    ("prevent-newsletter.example.org", ("", "prevent-newsletter.example.org")),
+])
+def test_list_id_is_a_name_and_an_id(tmp_path: Path, value: str,
+                                     parts: tuple[str, str]) -> None:
+    (tmp_path / "newsletter.yaml").write_text(f"list_id: {value}\n")
+    assert Settings.load(tmp_path, {}).list_id_parts == parts
+
+
+def test_without_list_id_the_list_id_domain_is_the_id(tmp_path: Path) -> None:
+    (tmp_path / "newsletter.yaml").write_text("list_id_domain: news.example.org\n")
+    assert Settings.load(tmp_path, {}).list_id_parts == ("", "news.example.org")
+
+
+@pytest.mark.parametrize("value", ['"Kent Prevent Newsletter"', '"News <not an id>"',
+                                   "2026-spring"])
+def test_a_list_id_that_is_not_one_is_refused_where_it_is_written(
+        project: Path, value: str) -> None:
+    (project / "newsletter.yaml").write_text(f"theme: theme.yaml\nlist_id: {value}\n")
+    result = CliRunner().invoke(main, ["check", "issues/2026-spring.yaml"])
+    assert result.exit_code == 1
+    shown = value.strip('"')
+    assert (f"newsletter.yaml:2:10: error: list_id {shown!r} is not a name and a list id\n"
+            "    hint: write the newsletter's name and a lasting id in angle brackets, e.g. "
+            'list_id: "Kent and Medway Prevent Partner Newsletter '
+            '<prevent-newsletter.example.org>" (the id: a word, a dot and your domain; '
+            'letters, digits, "-" and "_")') in result.output

@@ -31,6 +31,8 @@ def inline_css(html: str) -> str:
     """Inline the stylesheet into style attributes for mail clients that drop <style>.
 
     ``allow_network=False``: a build never fetches anything; media queries stay in <style>.
+    The doctype is written again: premailer drops a lower-case ``<!doctype html>`` (it compares
+    it with lxml's upper-case one), and without it clients render in quirks mode.
     """
     transformer = premailer.Premailer(
         html,
@@ -42,4 +44,4 @@ def inline_css(html: str) -> str:
         cssutils_logging_level=logging.CRITICAL,
         disable_leftover_css=False,
     )
-    return transformer.transform(pretty_print=False)
+    return transformer.transform(pretty_print=False, doctype="<!doctype html>")
