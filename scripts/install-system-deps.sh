@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # System packages the tests run for real: Chromium (browser tests; Liberation fonts stand in
-# for Arial so pages render as partners see them) and PostgreSQL
-# (storage tests). Installed with apt-get when we are root; otherwise we say what is missing.
+# for Arial so pages render as partners see them), PostgreSQL (storage tests) and Dovecot
+# (the bounce mailbox over IMAP: the tests start their own on 127.0.0.1, never the service).
+# Installed with apt-get when we are root; otherwise we say what is missing.
 set -euo pipefail
-packages=(chromium chromium-driver fonts-liberation postgresql)
+packages=(chromium chromium-driver fonts-liberation postgresql dovecot-imapd)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -14,6 +15,11 @@ if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # The tests run Dovecot themselves; where the package started the system's service (it
+  # would listen on every address), stop it.
+  if [[ " ${missing[*]} " == *" dovecot-imapd "* ]] && command -v systemctl >/dev/null; then
+    systemctl disable --now dovecot >/dev/null 2>&1 || true
+  fi
 else
   echo "Missing system packages: ${missing[*]}" >&2
   echo "Install them with: sudo apt-get install ${missing[*]}" >&2
