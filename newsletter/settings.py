@@ -48,11 +48,24 @@ ENVIRONMENT: dict[str, str] = {
     "NEWSLETTER_TRACKER_PROXIES": "internal: `track serve` hands --forwarded-allow-ips to its "
                                   "workers",
     "MALLOC_ARENA_MAX": "glibc's; when set, send leaves its memory arenas as you chose",
+    "NEWSLETTER_BOUNCE_IMAP_URL": "the bounce mailbox: imaps://USER@HOST/FOLDER",
+    "NEWSLETTER_BOUNCE_IMAP_PASSWORD": "the bounce mailbox's password",
+    "NEWSLETTER_BOUNCE_IMAP_CA_FILE": "PEM file of CA certificates to trust for the bounce "
+                                      "mailbox's TLS",
+    "MAILGUN_WEBHOOK_SIGNING_KEY": "Mailgun's HTTP webhook signing key",
+    "SENDGRID_WEBHOOK_PUBLIC_KEY": "SendGrid's Signed Event Webhook verification key",
+    "POSTMARK_WEBHOOK_USER": "user name in the Postmark webhook URL's basic auth",
+    "POSTMARK_WEBHOOK_PASSWORD": "password in the Postmark webhook URL's basic auth",
 }
+
+# The provider webhook secrets the tracker reads (``newsletter.hooks``).
+WEBHOOK_VARIABLES = ("MAILGUN_WEBHOOK_SIGNING_KEY", "SENDGRID_WEBHOOK_PUBLIC_KEY",
+                     "POSTMARK_WEBHOOK_USER", "POSTMARK_WEBHOOK_PASSWORD")
+DEFAULT_SOFT_BOUNCE_LIMIT = 3
 
 # newsletter.yaml keys; each is described in docs/issue-format.md ("Settings").
 FILE_KEYS = ("tracking_url", "theme", "list_id", "list_id_domain", "unsubscribe_mailto",
-             "assets_url")
+             "assets_url", "bounce_address", "soft_bounce_limit")
 _URL_KEYS = ("tracking_url", "assets_url")
 
 
@@ -75,6 +88,16 @@ class Settings:
     scanner_networks: tuple[str, ...] = ()
     spill_dir: str = ""
     malloc_arena_max_set: bool = False
+    bounce_address: str = ""
+    soft_bounce_limit: int = DEFAULT_SOFT_BOUNCE_LIMIT
+    bounce_imap_url: str = ""
+    bounce_imap_password: str = field(default="", repr=False)
+    bounce_imap_ca_file: str = ""
+
+    @property
+    def webhook_env(self) -> dict[str, str]:
+        """The provider webhook secrets, for ``newsletter.hooks``."""
+        return {name: self.env.get(name, "").strip() for name in WEBHOOK_VARIABLES}
 
     @classmethod
     def load(cls, root: Path, env: Mapping[str, str] | None = None) -> Settings:
@@ -103,6 +126,12 @@ class Settings:
             scanner_networks=_networks(env.get("NEWSLETTER_SCANNER_NETWORKS", "")),
             spill_dir=env.get("NEWSLETTER_SPILL_DIR", "").strip(),
             malloc_arena_max_set=bool(env.get("MALLOC_ARENA_MAX", "").strip()),
+            bounce_address=str(values.get("bounce_address") or "").strip().lower(),
+            soft_bounce_limit=int(values.get("soft_bounce_limit")
+                                  or DEFAULT_SOFT_BOUNCE_LIMIT),
+            bounce_imap_url=env.get("NEWSLETTER_BOUNCE_IMAP_URL", "").strip(),
+            bounce_imap_password=env.get("NEWSLETTER_BOUNCE_IMAP_PASSWORD", ""),
+            bounce_imap_ca_file=_path(root, env.get("NEWSLETTER_BOUNCE_IMAP_CA_FILE", "")),
         )
 
     @property
@@ -155,9 +184,45 @@ def read_file(path: Path) -> dict[str, Any]:
                         'list_id: "Kent and Medway Prevent Partner Newsletter '
                         '<prevent-newsletter.example.org>" (the id: a word, a dot and your '
                         'domain; letters, digits, "-" and "_")')
+        _check_bounce_settings(c, settings)
     if c.has_errors:
         raise InvalidSettings(c.problems)
     return dict(settings or {})
+
+
+def _check_bounce_settings(c: Any, settings: Any) -> None:
+    """bounce_address must take a VERP tag; soft_bounce_limit is a whole number from 1."""
+    from newsletter.bounces.verp import check_bounce_address
+
+    if "bounce_address" in settings:
+        value = settings["bounce_address"]
+        problem = check_bounce_address(str(value)) if isinstance(value, str) else \
+            "bounce_address must be an email address"
+        if problem:
+            c.error(settings.value_at("bounce_address"), f"bounce_address: {problem}",
+                    hint="use a mailbox of its own on your sending domain, e.g. "
+                    "bounces@news.example.org")
+    if "soft_bounce_limit" in settings:
+        value = settings["soft_bounce_limit"]
+        try:
+            number = int(str(value))
+        except ValueError:
+            number = 0
+        if number < 1:
+            c.error(settings.value_at("soft_bounce_limit"),
+                    f"soft_bounce_limit must be a whole number from 1, not {str(value)!r}",
+                    hint="soft bounces in a row, across issues, that suppress an address "
+                    "(default 3)")
+        else:
+            settings["soft_bounce_limit"] = number
+
+
+def _path(root: Path, value: str) -> str:
+    value = value.strip()
+    if not value:
+        return ""
+    path = Path(value)
+    return str(path if path.is_absolute() else root / path)
 
 
 def _seconds(env: Mapping[str, str], variable: str, default: float) -> float:

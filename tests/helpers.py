@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import pwd
 import re
 import shutil
+import socket
 import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from email import message_from_bytes, policy
 from email.header import decode_header, make_header
 from email.message import EmailMessage
 from email.utils import getaddresses
+from pathlib import Path
 
 # --- reading what was sent --------------------------------------------------------------
 # Messages are read back twice: by Python's email package and by Perl's Email::MIME (Debian's
@@ -115,3 +123,182 @@ footer:
   reason: You are a Prevent partner.
   privacy_url: https://www.example.org/privacy
 """
+
+
+BOUNCE_CORPUS = Path(__file__).resolve().parent / "bounces"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class ImapServer:
+    """A running Dovecot: where it listens, its one user, and its CA's PEM file."""
+
+    host: str
+    port: int
+    user: str
+    password: str
+    ca_file: str
+    log: Path
+    starttls_port: int = 0
+
+    def url(self, folder: str = "INBOX") -> str:
+        """``NEWSLETTER_BOUNCE_IMAP_URL`` for ``folder``."""
+        return f"imaps://{self.user}@{self.host}:{self.port}/{folder}"
+
+    def _connect(self):  # type: ignore[no-untyped-def]
+        import imaplib
+        import ssl
+
+        context = ssl.create_default_context(cafile=self.ca_file)
+        conn = imaplib.IMAP4_SSL(self.host, self.port, ssl_context=context, timeout=10)
+        conn.login(self.user, self.password)
+        return conn
+
+    def new_folder(self, name: str) -> str:
+        """Create an empty folder (one per test, so tests on one server stay apart)."""
+        with self._connect() as conn:
+            status, data = conn.create(name)
+            assert status == "OK", data
+        return name
+
+    def append(self, raw: bytes, folder: str = "INBOX") -> None:
+        """Deliver ``raw`` into ``folder`` through IMAP APPEND, as a mail server would."""
+        with self._connect() as conn:
+            status, data = conn.append(folder, None, None, raw)
+            assert status == "OK", data
+
+    def keywords(self, folder: str) -> list[bytes]:
+        """The FLAGS of every message in ``folder``, in order."""
+        with self._connect() as conn:
+            conn.select(folder, readonly=True)
+            status, data = conn.fetch("1:*", "(FLAGS)")
+            return [item for item in data if item] if status == "OK" else []
+
+
+_DOVECOT_CONF = """\
+base_dir = {root}/run
+state_dir = {root}/state
+log_path = {root}/dovecot.log
+protocols = imap
+listen = 127.0.0.1
+ssl = required
+ssl_cert = <{root}/cert.pem
+ssl_key = <{root}/key.pem
+ssl_min_protocol = TLSv1.2
+disable_plaintext_auth = yes
+auth_mechanisms = plain
+auth_failure_delay = 0
+login_trusted_networks = 127.0.0.0/8
+default_internal_user = {user}
+default_internal_group = {group}
+default_login_user = {user}
+first_valid_uid = 1
+first_valid_gid = 1
+mail_location = maildir:{root}/mail/%u
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {root}/users
+}}
+userdb {{
+  driver = static
+  args = uid={uid} gid={gid} home={root}/home/%u
+}}
+service imap-login {{
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {starttls_port}
+  }}
+  inet_listener imaps {{
+    port = {port}
+    ssl = yes
+  }}
+}}
+service anvil {{
+  chroot =
+}}
+service imap-login {{
+  chroot =
+}}
+"""
+
+
+@contextlib.contextmanager
+def dovecot(*, user: str = "bounces", password: str = "imap-test-password"
+            ) -> Iterator[ImapServer]:
+    """Run Debian's Dovecot on 127.0.0.1 with a throwaway config and a trustme certificate.
+
+    Its files live in a new folder under /tmp (not pytest's tmp_path, whose parents only root
+    may enter: Dovecot's own processes run as unprivileged users), removed afterwards.
+    """
+    import tempfile
+
+    import trustme
+
+    binary = shutil.which("dovecot") or "/usr/sbin/dovecot"
+    if not Path(binary).exists():
+        raise RuntimeError("dovecot is not installed: run scripts/install-system-deps.sh")
+    root = Path(tempfile.mkdtemp(prefix="newsletter-dovecot-"))
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    cert.private_key_pem.write_to_path(str(root / "key.pem"))
+    cert.cert_chain_pems[0].write_to_path(str(root / "cert.pem"))
+    ca.cert_pem.write_to_path(str(root / "ca.pem"))
+    (root / "users").write_text(f"{user}:{{PLAIN}}{password}::::::\n")
+    if os.geteuid() == 0:
+        # Dovecot refuses mail access as root: the mail belongs to an unprivileged account.
+        account = pwd.getpwnam("nobody")
+        internal = "dovecot"
+    else:
+        account = pwd.getpwuid(os.geteuid())
+        internal = account.pw_name
+    for sub in ("run", "state", "mail", "home"):
+        (root / sub).mkdir(exist_ok=True)
+    if os.geteuid() == 0:
+        for sub in ("mail", "home"):
+            os.chown(root / sub, account.pw_uid, account.pw_gid)
+    os.chmod(root, 0o755)
+    os.chmod(root / "users", 0o644)
+    port, starttls_port = free_port(), free_port()
+    group = internal if os.geteuid() == 0 else _group_name(account.pw_gid)
+    (root / "dovecot.conf").write_text(_DOVECOT_CONF.format(
+        root=root, user=internal, group=group, uid=account.pw_uid, gid=account.pw_gid,
+        port=port, starttls_port=starttls_port))
+    process = subprocess.Popen([binary, "-F", "-c", str(root / "dovecot.conf")],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            if process.poll() is not None:
+                output = process.stdout.read().decode() if process.stdout else ""
+                log = (root / "dovecot.log").read_text() if (root / "dovecot.log").exists() \
+                    else ""
+                raise RuntimeError(f"dovecot stopped at start:\n{output}\n{log}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError("dovecot did not listen within 20 seconds")
+            time.sleep(0.05)
+        yield ImapServer("127.0.0.1", port, user, password, str(root / "ca.pem"),
+                         root / "dovecot.log", starttls_port)
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stdout:
+            process.stdout.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _group_name(gid: int) -> str:
+    import grp
+
+    return grp.getgrgid(gid).gr_name
