@@ -260,3 +260,53 @@ def test_web_version_of_an_untracked_issue_is_served_but_not_counted(app, client
             created_at=0, updated_at=0))
     assert client.get("/v/quiet").text == "<h1>Quiet</h1>"
     assert stored(app) == []
+
+
+def proxied_request(app, peer: str, forwarded: str | bytes | None,  # type: ignore[no-untyped-def]
+                    path: str) -> httpx.Response:
+    """One GET through ``behind_proxies`` (trusting 127.0.0.1) from socket address ``peer``."""
+    from newsletter.tracking.server import behind_proxies
+
+    async def go() -> httpx.Response:
+        transport = httpx.ASGITransport(app=behind_proxies(app, "127.0.0.1"),
+                                        client=(peer, 50123))
+        headers = {"user-agent": "Mozilla/5.0 (Windows NT 10.0) Firefox/140.0"}
+        if forwarded is not None:
+            headers["x-forwarded-for"] = forwarded
+        async with httpx.AsyncClient(transport=transport, base_url="http://t.test",
+                                     headers=headers) as http:
+            return await http.get(path)
+
+    return asyncio.run(go())
+
+
+def test_forwarded_for_from_the_trusted_proxy_names_the_client(app, signer) -> None:  # type: ignore[no-untyped-def]
+    from newsletter.tracking import classify
+
+    path = f"/c/{signer.click('spring', 'a1', pseudonym='p1')}"
+    assert proxied_request(app, "127.0.0.1", "40.107.22.5", path).status_code == 302
+    [event] = stored(app)
+    assert event.ip_hash == classify.hash_ip(app._ip_key, "40.107.22.5")
+    assert event.reasons == "scanner-network"
+
+
+def test_forged_forwarded_for_from_anyone_else_is_ignored(app, signer) -> None:  # type: ignore[no-untyped-def]
+    from newsletter.tracking import classify
+
+    path = f"/c/{signer.click('spring', 'a1', pseudonym='p1')}"
+    # A client claiming to be a gateway address (or hiding behind one) is the address it comes from.
+    assert proxied_request(app, "203.0.113.7", "40.107.22.5", path).status_code == 302
+    [event] = stored(app)
+    assert event.ip_hash == classify.hash_ip(app._ip_key, "203.0.113.7")
+    assert event.reasons == ""
+
+
+@pytest.mark.parametrize("forwarded", ["not-an-address", ", ,", "::::::", "1.2.3.4, x" * 50,
+                                       "\u00e9t\u00e9".encode("latin-1"), ""])
+def test_nothing_in_forwarded_for_stops_a_redirect(app, signer, forwarded: str | bytes) -> None:  # type: ignore[no-untyped-def]
+    path = f"/c/{signer.click('spring', 'a1', pseudonym='p1')}"
+    for peer in ("127.0.0.1", "203.0.113.7"):
+        response = proxied_request(app, peer, forwarded, path)
+        assert response.status_code == 302
+        assert response.headers["location"] == "https://example.org/review"
+    assert len(stored(app)) == 2

@@ -27,6 +27,7 @@ import re
 import sys
 import time
 import traceback
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -89,8 +90,11 @@ class TrackerApp:
 
     def __init__(self, database: Database, *, owns_database: bool, rules: classify.Rules,
                  flush_interval: float, cache_seconds: float, secret_key: str = "",
-                 spill_dir: str = "") -> None:
+                 spill_dir: str = "", clock: Callable[[], float] = time.time) -> None:
         self.database = database
+        # When a hit happened: the wall clock, or a simulated one (bench/simulate_scanners.py
+        # compresses days of traffic into seconds without changing what the rules see).
+        self.clock = clock
         self._owns_database = owns_database
         self.rules = rules
         self.signer: Signer = signer_for(database, secret_key)
@@ -303,7 +307,7 @@ class TrackerApp:
             if len(self._ip_hashes) > 100_000:
                 self._ip_hashes.clear()
             ip_hash = self._ip_hashes[ip] = classify.hash_ip(self._ip_key, ip)
-        self.writer.add(Hit(at=time.time(), issue=issue, kind=kind, link_id=link_id,
+        self.writer.add(Hit(at=self.clock(), issue=issue, kind=kind, link_id=link_id,
                             pseudonym=pseudonym or "", list_key=list_key or "", method=method,
                             user_agent=agent, ip_hash=ip_hash, reasons=reasons))
 
@@ -364,7 +368,7 @@ async def _method_not_allowed(send, allow: bytes) -> None:  # type: ignore[no-un
 def create_app(database_url: str | None = None, *, database: Database | None = None,
                rules: classify.Rules | None = None, flush_interval: float = 0.05,
                cache_seconds: float = 30.0, secret_key: str = "",
-               spill_dir: str = "") -> TrackerApp:
+               spill_dir: str = "", clock: Callable[[], float] = time.time) -> TrackerApp:
     """The tracker for the database at ``database_url`` (or an already open ``database``).
 
     Serve it with any ASGI server; its lifespan starts the event writer and, on shutdown, stores
@@ -378,7 +382,7 @@ def create_app(database_url: str | None = None, *, database: Database | None = N
     try:
         return TrackerApp(database, owns_database=owns, rules=rules or classify.Rules(),
                           flush_interval=flush_interval, cache_seconds=cache_seconds,
-                          secret_key=secret_key, spill_dir=spill_dir)
+                          secret_key=secret_key, spill_dir=spill_dir, clock=clock)
     except Exception:
         if owns:
             database.close()
@@ -391,8 +395,6 @@ def app_from_env():  # type: ignore[no-untyped-def]
     Reads the settings ``track serve`` handed over (see :class:`settings.TrackerWorker`);
     trusts X-Forwarded-For only from the proxies named there.
     """
-    from granian.utils.proxies import wrap_asgi_with_proxy_headers
-
     from newsletter.settings import TrackerWorker
 
     worker = TrackerWorker.from_environment()
@@ -401,4 +403,16 @@ def app_from_env():  # type: ignore[no-untyped-def]
                      rules=classify.Rules(networks=classify.scanner_networks(
                          worker.scanner_networks)))
     app.announce_stop = True
-    return wrap_asgi_with_proxy_headers(app, trusted_hosts=list(worker.proxies))
+    return behind_proxies(app, worker.proxies)
+
+
+def behind_proxies(app, proxies: str | Iterable[str]):  # type: ignore[no-untyped-def]
+    """``app`` taking the client address from ``X-Forwarded-For`` only when the request comes
+    from one of ``proxies`` (addresses or CIDRs, a list or comma-separated); from anyone else the
+    header is ignored and the socket address counts. The simulator wraps the app the same way."""
+    from granian.utils.proxies import wrap_asgi_with_proxy_headers
+
+    if isinstance(proxies, str):
+        proxies = proxies.split(",")
+    trusted = [p.strip() for p in proxies if p.strip()]
+    return wrap_asgi_with_proxy_headers(app, trusted_hosts=trusted)
