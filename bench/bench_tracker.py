@@ -2,12 +2,19 @@
 
     .venv/bin/python bench/bench_tracker.py [--duration 10] [--connections 64] [--db URL]
 
-Starts `newsletter track serve` (one worker; granian, then uvicorn) on a fresh SQLite database
-(or --db, e.g. a postgresql:// URL) and a private nginx (its own config in a temp dir,
-worker_processes 1, access log off) answering a fixed 302 on 127.0.0.1; runs wrk against each
-with the same settings; stops each tracker with SIGTERM and counts the clicks it stored against
-the redirects wrk saw.
-Aims: at least 40% of nginx's rate, every click stored, p99 under 10 ms.
+Starts a private nginx (its own config in a temp dir, worker_processes 1, access log off)
+answering a fixed 302 on 127.0.0.1, then `newsletter track serve` (one worker) on a fresh SQLite
+database (or --db, e.g. a postgresql:// URL): granian with its durable journal (every click
+written to a file before the 302), granian without it (--no-journal: clicks wait in memory),
+and whatever else --servers names; runs wrk against each with the same settings; stops each
+tracker with SIGTERM and counts the clicks it stored against the redirects wrk saw.
+
+Then the crash run: wrk against the journaled tracker, SIGKILL of the tracker and its workers
+halfway, a restart on the same database and journal, and the clicks stored against the 302s wrk
+received (stored may exceed them by the requests in flight at the kill, at most one per
+connection).
+Aims: at least 30% of nginx's rate and p99 under 10 ms with every click durable; every click
+answered stored after SIGKILL.
 Needs wrk and nginx (scripts/install-bench-deps.sh).
 """
 
@@ -49,8 +56,12 @@ def wait_for_port(port: int, limit: float = 30.0) -> None:
 
 
 def wrk(url: str, duration: int, connections: int, threads: int) -> dict:
-    out = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s",
-                          "--latency", url], check=True, capture_output=True, text=True).stdout
+    return parse_wrk(subprocess.run(["wrk", f"-t{threads}", f"-c{connections}",
+                                     f"-d{duration}s", "--latency", url],
+                                    check=True, capture_output=True, text=True).stdout)
+
+
+def parse_wrk(out: str) -> dict:
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     total = int(re.search(r"(\d+) requests in", out).group(1))
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
@@ -107,6 +118,57 @@ http {{
 """
 
 
+def start_tracker(newsletter: str, url: str, port: int, tmp: str, server: str, workers: int,
+                  journal: bool) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k != "NEWSLETTER_DB"}
+    command = [newsletter, "track", "serve", "--port", str(port), "--db", url,
+               "--server", server, "--workers", str(workers),
+               "--journal", str(Path(tmp) / "journal")]
+    if not journal:
+        command.append("--no-journal")
+    tracker = subprocess.Popen(command, cwd=tmp, env=env, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    wait_for_port(port)
+    return tracker
+
+
+def healthy(port: int, limit: float = 300.0) -> None:
+    """Wait until the tracker says nothing waits to be stored."""
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
+                if r.read() == b"ok 0\n":
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.1)
+    raise SystemExit("the restarted tracker never reported an empty backlog")
+
+
+def fresh(args: argparse.Namespace, tmp: str, name: str) -> tuple[str, str]:
+    """A database URL with no events, and a click token for it."""
+    if args.db:
+        database = db.open_db(args.db)
+        with database.engine.begin() as conn:
+            conn.execute(db.events.delete())
+        database.close()
+        return args.db, seed_token(args.db)
+    url = "sqlite:///" + str(Path(tmp) / f"{name}.db")
+    return url, seed(url)
+
+
+def seed_token(url: str) -> str:
+    database = db.open_db(url)
+    try:
+        return signer_for(database).click("bench", "a1", list_key="partners")
+    finally:
+        database.close()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=10)
@@ -115,8 +177,11 @@ def main() -> int:
     parser.add_argument("--db", default="",
                         help="database URL (default: a fresh SQLite file per server); its "
                         "events are deleted before each run")
-    parser.add_argument("--servers", default="granian,uvicorn")
+    parser.add_argument("--servers", default="granian,granian-no-journal",
+                        help="comma-separated: granian, granian-no-journal, uvicorn, "
+                        "uvicorn-no-journal")
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--no-crash", action="store_true", help="skip the SIGKILL run")
     args = parser.parse_args()
     for tool in ("wrk", "nginx"):
         if not shutil.which(tool) and not Path(f"/usr/sbin/{tool}").exists():
@@ -126,7 +191,7 @@ def main() -> int:
     stored: dict[str, int] = {}
     with tempfile.TemporaryDirectory() as tmp:
         base = args.db or "sqlite:///" + str(Path(tmp) / "nginx.db")
-        token = seed(base)
+        token = seed(base) if not args.db else seed_token(base)
         # nginx first: the reference, on the same machine, in the same run
         nginx_port = free_port()
         conf = Path(tmp) / "nginx.conf"
@@ -141,41 +206,31 @@ def main() -> int:
         finally:
             nginx.send_signal(signal.SIGQUIT)
             nginx.wait(timeout=30)
-        for server in args.servers.split(","):
-            if args.db:
-                url = args.db
-                database = db.open_db(url)
-                with database.engine.begin() as conn:
-                    conn.execute(db.events.delete())
-                database.close()
-            else:
-                url = "sqlite:///" + str(Path(tmp) / f"{server}.db")
-                token = seed(url)
+        for name in args.servers.split(","):
+            server, _, rest = name.partition("-")
+            url, token = fresh(args, tmp, name)
             port = free_port()
-            env = {k: v for k, v in os.environ.items() if k != "NEWSLETTER_DB"}
-            tracker = subprocess.Popen(
-                [newsletter, "track", "serve", "--port", str(port), "--db", url,
-                 "--server", server, "--workers", str(args.workers)],
-                cwd=tmp, env=env, stderr=subprocess.DEVNULL)
+            tracker = start_tracker(newsletter, url, port, tmp, server, args.workers,
+                                    journal=rest != "no-journal")
             try:
-                wait_for_port(port)
                 time.sleep(0.5)
-                results[server] = wrk(f"http://127.0.0.1:{port}/c/{token}", args.duration,
-                                      args.connections, args.threads)
+                results[name] = wrk(f"http://127.0.0.1:{port}/c/{token}", args.duration,
+                                    args.connections, args.threads)
             finally:
                 tracker.send_signal(signal.SIGTERM)
                 tracker.wait(timeout=120)
-            stored[server] = stored_clicks(url)
+            stored[name] = stored_clicks(url)
+        crash = None if args.no_crash else crash_run(args, newsletter, tmp)
     n = results["nginx"]
     print(f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s --latency on 127.0.0.1; "
           f"{os.cpu_count()} CPUs; tracker workers {args.workers}; database "
           f"{(args.db or 'sqlite').split(':')[0]}")
-    print(f"{'':18} {'requests/s':>11} {'% nginx':>8} {'p99 ms':>8} {'redirects':>10} "
+    print(f"{'':28} {'requests/s':>11} {'% nginx':>8} {'p99 ms':>8} {'redirects':>10} "
           f"{'stored':>10}")
     for name, r in results.items():
         redirects = r["total"] - r["bad"]
         kept = stored.get(name)
-        print(f"{name if name == 'nginx' else 'tracker/' + name:18} {r['rps']:>11,.0f} "
+        print(f"{name if name == 'nginx' else 'tracker/' + name:28} {r['rps']:>11,.0f} "
               f"{r['rps'] / n['rps'] * 100:>7.0f}% {r['p99_ms']:>8.2f} {redirects:>10,} "
               f"{'' if kept is None else f'{kept:,}':>10} {r['errors']}")
     for name, kept in stored.items():
@@ -183,7 +238,46 @@ def main() -> int:
         verdict = "every click stored" if kept >= redirects else f"{redirects - kept} MISSING"
         print(f"{name}: {verdict} (stored can exceed wrk's count: wrk does not count requests "
               "in flight when it stops)")
+    if crash is not None:
+        answered, before, after = crash
+        verdict = ("every click answered stored" if after >= answered
+                   else f"{answered - after} ANSWERED BUT LOST")
+        print(f"SIGKILL halfway through wrk (journal on): {answered:,} 302s received by wrk, "
+              f"{before:,} stored at the kill, {after:,} stored after the restart: {verdict} "
+              f"({after - answered} in flight at the kill; at most {args.connections})")
     return 0
+
+
+def crash_run(args: argparse.Namespace, newsletter: str, tmp: str) -> tuple[int, int, int]:
+    """wrk against the journaled tracker, SIGKILL halfway, restart: (answered, stored before
+    the restart, stored after it)."""
+    url, token = fresh(args, tmp, "crash")
+    port = free_port()
+    tracker = start_tracker(newsletter, url, port, tmp, "granian", args.workers, journal=True)
+    load = subprocess.Popen(["wrk", f"-t{args.threads}", f"-c{args.connections}",
+                             f"-d{args.duration}s", "--latency",
+                             f"http://127.0.0.1:{port}/c/{token}"],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(args.duration / 2)
+        os.killpg(tracker.pid, signal.SIGKILL)
+        tracker.wait(timeout=30)
+        out, _ = load.communicate(timeout=args.duration * 4 + 30)
+    finally:
+        if load.poll() is None:
+            load.kill()
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    answered = total - (int(bad.group(1)) if bad else 0)
+    before = stored_clicks(url)
+    port = free_port()
+    again = start_tracker(newsletter, url, port, tmp, "granian", args.workers, journal=True)
+    try:
+        healthy(port)
+    finally:
+        again.send_signal(signal.SIGTERM)
+        again.wait(timeout=120)
+    return answered, before, stored_clicks(url)
 
 
 if __name__ == "__main__":

@@ -115,6 +115,24 @@ events = sa.Table(
     sa.Index("ix_events_issue_at", "issue", "at"),
 )
 
+# How far the database holds each tracker journal segment (and each imported spill file): the
+# position is written in the same transaction as the events, so a replay after a crash starts
+# exactly where the stored hits end. Rows go when their segment is deleted (m040).
+journal_segments = sa.Table(
+    "journal_segments", metadata,
+    sa.Column("segment", sa.String(200), primary_key=True),
+    sa.Column("position", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+# Small facts about this database itself, e.g. the random id that tracker journal segments
+# carry so that one is never stored into another database (m040).
+meta = sa.Table(
+    "meta", metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
 
 @dataclass
 class Database:
@@ -149,11 +167,13 @@ def create_db_engine(url: str) -> Engine:
     """An engine for ``url`` with the settings each backend needs."""
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    # hide_parameters: a failed statement's message must never carry its values (addresses,
+    # IP hashes, user agents, pseudonyms) to a terminal or a log.
     if url.startswith("sqlite"):
-        engine = sa.create_engine(url, connect_args={"timeout": 30})
+        engine = sa.create_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return sa.create_engine(url, pool_pre_ping=True)
+    return sa.create_engine(url, pool_pre_ping=True, hide_parameters=True)
 
 
 def open_db(url: str) -> Database:
@@ -191,6 +211,47 @@ def open_db(url: str) -> Database:
             hint="check the path or server is reachable (--db or NEWSLETTER_DB)",
         ) from exc
     return Database(engine=engine, url=url)
+
+
+def database_id(database: Database) -> str:
+    """A random id made once per database, to recognise it whatever URL names it."""
+    import secrets
+
+    with database.engine.begin() as conn:
+        found = conn.execute(sa.select(meta.c.value).where(meta.c.key == "database_id")).scalar()
+        if found is None:
+            conn.execute(_insert_ignoring(conn, meta),
+                         [{"key": "database_id", "value": secrets.token_hex(16)}])
+            found = conn.execute(sa.select(meta.c.value)
+                                 .where(meta.c.key == "database_id")).scalar_one()
+    return found
+
+
+def _insert_ignoring(conn: sa.Connection, table: sa.Table):  # type: ignore[no-untyped-def]
+    """INSERT that skips rows whose key exists (two processes may create the same row)."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table).on_conflict_do_nothing()
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table).on_conflict_do_nothing()
+
+
+def describe_error(exc: BaseException) -> str:
+    """What went wrong with the database, in one line, without the statement or its values.
+
+    For a driver error that is the driver's own first line ("database or disk is full",
+    "connection refused"); PostgreSQL's DETAIL lines, which can quote a row's values, are left
+    out.
+    """
+    if isinstance(exc, sa.exc.DBAPIError) and exc.orig is not None:
+        text = str(exc.orig)
+    elif isinstance(exc, sa.exc.SQLAlchemyError):
+        text = type(exc).__name__
+    else:
+        text = str(exc) or type(exc).__name__
+    return (text.strip().splitlines() or [type(exc).__name__])[0]
 
 
 def now() -> float:

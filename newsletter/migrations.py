@@ -153,7 +153,21 @@ def m002_report_indexes(conn: Connection) -> None:
         conn.execute(sa.text(f"CREATE INDEX IF NOT EXISTS {name} ON events ({columns})"))
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [m001_initial, m002_report_indexes]
+def m040_tracker_journal(conn: Connection) -> None:
+    """Where the tracker's journal segments are stored up to, and the database's own id."""
+    conn.execute(sa.text(
+        "CREATE TABLE IF NOT EXISTS journal_segments ("
+        "segment VARCHAR(200) NOT NULL PRIMARY KEY, "
+        "position BIGINT NOT NULL, "
+        "updated_at DOUBLE PRECISION NOT NULL)"))
+    conn.execute(sa.text(
+        "CREATE TABLE IF NOT EXISTS meta ("
+        "key VARCHAR(64) NOT NULL PRIMARY KEY, "
+        "value TEXT NOT NULL)"))
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [m001_initial, m002_report_indexes,
+                                                  m040_tracker_journal]
 
 
 def migrate(engine: Engine) -> list[str]:

@@ -42,11 +42,13 @@ ENVIRONMENT: dict[str, str] = {
     "NEWSLETTER_SEND_LEASE": "seconds after which a claim of a send that stopped answering "
                              "may be taken over (default 900)",
     "NEWSLETTER_SCANNER_NETWORKS": "extra mail-scanner networks, comma-separated CIDRs",
-    "NEWSLETTER_SPILL_DIR": "where the tracker saves events it could not store on shutdown",
+    "NEWSLETTER_SPILL_DIR": "where trackers before the journal saved events they could not "
+                            "store (track serve names them; track import stores them)",
     "NEWSLETTER_TRACKER_DB": "internal: `track serve` hands the database URL to its workers",
     "NEWSLETTER_TRACKER_FLUSH": "internal: `track serve` hands --flush-interval to its workers",
     "NEWSLETTER_TRACKER_PROXIES": "internal: `track serve` hands --forwarded-allow-ips to its "
                                   "workers",
+    "NEWSLETTER_TRACKER_JOURNAL": "internal: `track serve` hands --journal to its workers",
     "MALLOC_ARENA_MAX": "glibc's; when set, send leaves its memory arenas as you chose",
     "NEWSLETTER_BOUNCE_IMAP_URL": "the bounce mailbox: imaps://USER@HOST/FOLDER",
     "NEWSLETTER_BOUNCE_IMAP_PASSWORD": "the bounce mailbox's password",
@@ -271,12 +273,14 @@ class TrackerWorker:
     secret_key: str = field(default="", repr=False)
     scanner_networks: tuple[str, ...] = ()
     spill_dir: str = ""
+    journal: str = ""  # the journal folder ("" for none: benchmarks only)
 
     def export(self) -> None:
         """Put these settings where the workers about to be started will read them."""
         os.environ["NEWSLETTER_TRACKER_DB"] = self.database
         os.environ["NEWSLETTER_TRACKER_FLUSH"] = str(self.flush_interval)
         os.environ["NEWSLETTER_TRACKER_PROXIES"] = ",".join(self.proxies)
+        os.environ["NEWSLETTER_TRACKER_JOURNAL"] = self.journal
 
     @classmethod
     def from_environment(cls, env: Mapping[str, str] | None = None) -> TrackerWorker:
@@ -291,4 +295,5 @@ class TrackerWorker:
                    proxies=_list(env.get("NEWSLETTER_TRACKER_PROXIES", "127.0.0.1")),
                    secret_key=env.get("NEWSLETTER_SECRET_KEY", "").strip(),
                    scanner_networks=_list(env.get("NEWSLETTER_SCANNER_NETWORKS", "")),
-                   spill_dir=env.get("NEWSLETTER_SPILL_DIR", "").strip())
+                   spill_dir=env.get("NEWSLETTER_SPILL_DIR", "").strip(),
+                   journal=env.get("NEWSLETTER_TRACKER_JOURNAL", "").strip())

@@ -137,11 +137,11 @@ def test_a_failed_write_keeps_the_hits_queued_for_the_next_flush(tracking_db, mo
     real_write = writer._write
     calls = []
 
-    def failing_once(batch):  # type: ignore[no-untyped-def]
+    def failing_once(batch, *rest):  # type: ignore[no-untyped-def]
         calls.append(len(batch))
         if len(calls) == 1:
             raise sa.exc.OperationalError("INSERT", {}, Exception("database is locked"))
-        return real_write(batch)
+        return real_write(batch, *rest)
 
     monkeypatch.setattr(writer, "_write", failing_once)
     for i in range(3):
@@ -172,7 +172,7 @@ def test_close_saves_events_to_a_file_when_the_database_cannot_take_them(
     settings = Settings.load(tmp_path, {"NEWSLETTER_SPILL_DIR": str(tmp_path)})
     writer = EventWriter(tracking_db, spill_dir=settings.spill_dir)
 
-    def down(batch):  # type: ignore[no-untyped-def]
+    def down(batch, *rest):  # type: ignore[no-untyped-def]
         raise sa.exc.OperationalError("INSERT", {}, Exception("server closed the connection"))
 
     monkeypatch.setattr(writer, "_write", down)

@@ -230,10 +230,65 @@ def test_request_limits(client, signer) -> None:
 
 
 def test_healthz_and_unknown_paths(client) -> None:
-    assert client.get("/healthz").text.startswith("ok")
+    assert client.get("/healthz").text == "ok 0\n"
+    assert client.head("/healthz").status_code == 200
+    refused = client.post("/healthz")
+    assert refused.status_code == 405 and refused.headers["allow"] == "GET, HEAD"
     missing = client.get("/")
     assert missing.status_code == 404
     assert "Traceback" not in missing.text
+
+
+def test_healthz_counts_hits_waiting_and_answers_503_over_the_limit(tracking_db, signer,
+                                                                     tmp_path) -> None:  # type: ignore[no-untyped-def]
+    app = create_app(database=tracking_db, journal_dir=tmp_path, max_backlog=2)
+    try:
+        client = Client(app)
+        app.writer.replay()  # what the writer thread does first when the server starts
+        for link in ("a1", "d1"):
+            assert client.get(f"/c/{signer.click('spring', link)}").status_code == 302
+        assert client.get("/healthz").text == "ok 2\n"
+        client.get(f"/c/{signer.click('spring', 'e1')}")
+        full = client.get("/healthz")
+        assert full.status_code == 503
+        assert full.text == "unwell 3: 3 hits waiting to be stored, over the limit of 2\n"
+        app.flush()
+        assert client.get("/healthz").text == "ok 0\n"
+    finally:
+        app.close()
+
+
+def test_healthz_answers_503_until_an_earlier_run_journal_is_stored(tracking_db,
+                                                                      tmp_path) -> None:  # type: ignore[no-untyped-def]
+    app = create_app(database=tracking_db, journal_dir=tmp_path)
+    try:
+        client = Client(app)
+        starting = client.get("/healthz")
+        assert starting.status_code == 503
+        assert "storing the hits an earlier run left in the journal" in starting.text
+        app.writer.replay()
+        assert client.get("/healthz").status_code == 200
+    finally:
+        app.close()
+
+
+def test_a_database_outage_gets_503_and_a_line_without_values(app, client, signer, tracking_db,
+                                                              capfd) -> None:  # type: ignore[no-untyped-def]
+    token = signer.click("spring", "a1", pseudonym="p1")
+    with tracking_db.engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE links RENAME TO links_away"))
+    try:
+        response = client.get(f"/c/{token}")
+    finally:
+        with tracking_db.engine.begin() as conn:
+            conn.execute(sa.text("ALTER TABLE links_away RENAME TO links"))
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "5"
+    assert "Please try the link again" in response.text
+    err = capfd.readouterr().err
+    assert "tracker: database unavailable (" in err
+    assert "Traceback" not in err and "spring" not in err and "SELECT" not in err
+    assert client.get(f"/c/{token}").status_code == 302
 
 
 def test_unsubscribed_address_is_left_out_of_the_next_send(client, signer, tracking_db,

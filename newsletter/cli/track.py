@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from newsletter.project import Project
@@ -36,10 +38,18 @@ def track() -> None:
               help="Reverse proxies whose X-Forwarded-For is trusted for the client address.")
 @click.option("--flush-interval", default=0.05, show_default=True, type=click.FloatRange(0.001),
               help="Seconds between batched writes of queued events.")
+@click.option("--journal", "journal", metavar="DIR", default=None, type=click.Path(file_okay=False),
+              help="Folder where each hit is written before it is answered, so that a crash "
+              "loses none (default: tracker-journal in the project).")
+@click.option("--no-journal", is_flag=True, hidden=True,
+              help="Benchmarks only: answer hits before they are on disk.")
 def serve(host: str, port: int, db: str | None, workers: int, server: str,
-          forwarded_allow_ips: str, flush_interval: float) -> None:
+          forwarded_allow_ips: str, flush_interval: float, journal: str | None,
+          no_journal: bool) -> None:
     """Serve tracked links (/c/), the web version (/v/), opens (/o/) and unsubscribe (/u/).
 
+    Every hit is written to a journal file before it is answered and stored in the database
+    in batches; after a crash (even SIGKILL) the next start stores what the journal holds.
     Stops cleanly on Ctrl+C or SIGTERM, storing every click it has redirected.
 
     Example:
@@ -51,11 +61,13 @@ def serve(host: str, port: int, db: str | None, workers: int, server: str,
 
     project = Project.load()
     url = project.db_url(db)
+    journal_dir = None if no_journal else Path(journal or project.root / "tracker-journal")
     # Open, migrate and make sure a signing key exists once, here, before any worker starts:
     # a bad --db is reported now, and workers never race to create the first key.
     database = open_db(url)
     try:
         signer_for(database, project.settings.secret_key)
+        _name_unsaved_files(database, project.settings.spill_dir)
     finally:
         database.close()
     if workers > 1 and server != "granian":
@@ -64,9 +76,26 @@ def serve(host: str, port: int, db: str | None, workers: int, server: str,
     click.echo(f"Tracking on http://{host}:{port}/ with {server} (database: {_safe(url)}). "
                "Stop with Ctrl+C.", err=True)
     if server == "granian":
-        _serve_granian(project, url, host, port, workers, forwarded_allow_ips, flush_interval)
+        _serve_granian(project, url, host, port, workers, forwarded_allow_ips, flush_interval,
+                       journal_dir)
     else:
-        _serve_uvicorn(project, url, host, port, forwarded_allow_ips, flush_interval)
+        _serve_uvicorn(project, url, host, port, forwarded_allow_ips, flush_interval,
+                       journal_dir)
+
+
+def _name_unsaved_files(database, spill_dir: str) -> None:  # type: ignore[no-untyped-def]
+    """Point at events older versions saved to files and that are not imported yet."""
+    import tempfile
+
+    from newsletter.tracking import events
+
+    folder = Path(spill_dir or tempfile.gettempdir())
+    waiting = [path for path in sorted(folder.glob(events.SPILL_PATTERN))
+               if not events.spill_imported(database, path)]
+    if waiting:
+        click.echo(f"Found {len(waiting)} file(s) of events an older tracker could not store: "
+                   f"{', '.join(str(p) for p in waiting)}\n    hint: store them with "
+                   "`newsletter track import FILE...` (each file is imported once)", err=True)
 
 
 def _check_address(host: str, port: int) -> None:
@@ -87,7 +116,8 @@ def _check_address(host: str, port: int) -> None:
 
 
 def _serve_granian(project: Project, url: str, host: str, port: int, workers: int,
-                   forwarded_allow_ips: str, flush_interval: float) -> None:
+                   forwarded_allow_ips: str, flush_interval: float,
+                   journal_dir: Path | None) -> None:
     from granian import Granian
     from granian.constants import Interfaces, Loops
     from granian.http import HTTP1Settings
@@ -98,7 +128,8 @@ def _serve_granian(project: Project, url: str, host: str, port: int, workers: in
     # environment (see server.app_from_env). Each worker's lifespan shutdown, on SIGTERM or
     # Ctrl+C, stores its queued events and prints how many it stored.
     TrackerWorker(url, flush_interval, tuple(p.strip() for p in forwarded_allow_ips.split(",")
-                                             if p.strip())).export()
+                                             if p.strip()),
+                  journal=str(journal_dir.resolve()) if journal_dir else "").export()
     Granian("newsletter.tracking.server:app_from_env", factory=True,
             interface=Interfaces.ASGI, address=host, port=port, workers=workers,
             loop=Loops.uvloop, websockets=False, log_access=False, log_level="warning",
@@ -106,7 +137,8 @@ def _serve_granian(project: Project, url: str, host: str, port: int, workers: in
 
 
 def _serve_uvicorn(project: Project, url: str, host: str, port: int,
-                   forwarded_allow_ips: str, flush_interval: float) -> None:
+                   forwarded_allow_ips: str, flush_interval: float,
+                   journal_dir: Path | None) -> None:
     import signal
 
     import uvicorn
@@ -116,7 +148,7 @@ def _serve_uvicorn(project: Project, url: str, host: str, port: int,
 
     settings = project.settings
     app = create_app(url, flush_interval=flush_interval, secret_key=settings.secret_key,
-                     spill_dir=settings.spill_dir,
+                     spill_dir=settings.spill_dir, journal_dir=journal_dir,
                      rules=classify.Rules(networks=classify.scanner_networks(
                          settings.scanner_networks)))
     try:
@@ -165,6 +197,38 @@ def purge(older_than: str, issue: str | None, db: str | None) -> None:
     finally:
         database.close()
     click.echo(f"Deleted {count} event(s) older than {older_than}.")
+
+
+@track.command("import")
+@click.argument("files", nargs=-1, required=True,
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@db_option
+def import_unsaved(files: tuple[Path, ...], db: str | None) -> None:
+    """Store events an older tracker saved to events-unsaved-*.jsonl files.
+
+    Older versions wrote clicks the database could not take at shutdown to such files (named
+    on stderr). Each file is imported once: importing it again stores nothing twice.
+
+    Example:
+
+        newsletter track import /tmp/events-unsaved-4242-1780000000.jsonl
+    """
+    from newsletter.db import open_db
+    from newsletter.report import require_database
+    from newsletter.tracking import events
+
+    url = Project.load().db_url(db)
+    require_database(url)
+    database = open_db(url)
+    try:
+        for path in files:
+            count, before = events.import_spill(database, path)
+            if before:
+                click.echo(f"{path}: already imported; nothing stored twice.")
+            else:
+                click.echo(f"{path}: stored {count} event(s); the file may now be deleted.")
+    finally:
+        database.close()
 
 
 def _safe(url: str) -> str:

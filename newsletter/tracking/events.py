@@ -14,7 +14,9 @@ around it, kept here in a small per-sender window.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import operator
 import os
 import re
 import sys
@@ -22,16 +24,18 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from newsletter import db
 from newsletter.db import Database
 from newsletter.errors import NewsletterError
 from newsletter.tracking import classify
+from newsletter.tracking.journal import Journal, Segment, count_lines, read_lines
 
 
 @dataclass(slots=True)
@@ -54,6 +58,65 @@ class Hit:
         reasons = classify.join_reasons(self.reasons) if self.reasons else ""
         return (self.at, self.issue, self.kind, self.link_id, self.pseudonym, self.list_key,
                 self.method, self.user_agent[:512], self.ip_hash, bool(reasons), reasons)
+
+
+# A journal line is a JSON array of these, in this order (each segment's header lists them, so
+# a later version can still read an older segment).
+HIT_FIELDS: tuple[str, ...] = tuple(Hit.__slots__)  # type: ignore[attr-defined]
+_hit_values = operator.attrgetter(*HIT_FIELDS)
+# The request path's one serialisation: no circularity check needed for a hit's plain values.
+_encode = json.JSONEncoder(check_circular=False).encode
+
+
+def _journal_parser(fields: tuple[str, ...]) -> Callable[[bytes], Hit | None]:
+    """Reads a journal line written with ``fields`` (None for a line that cannot be read)."""
+    def parse(line: bytes) -> Hit | None:
+        try:
+            data = dict(zip(fields, json.loads(line), strict=True))
+            return Hit(**{name: data[name] for name in HIT_FIELDS if name in data})
+        except (ValueError, TypeError):
+            return None
+    return parse
+
+
+def _spill_line(line: bytes) -> Hit | None:
+    """A line of an ``events-unsaved-*.jsonl`` file (older versions): the columns of events."""
+    try:
+        row = json.loads(line)
+        reasons = row.get("reasons") or ""
+        return Hit(at=float(row["at"]), issue=str(row["issue"]), kind=str(row["kind"]),
+                   link_id=str(row.get("link_id") or ""),
+                   pseudonym=str(row.get("pseudonym") or ""),
+                   list_key=str(row.get("list_key") or ""), method=str(row.get("method") or "GET"),
+                   user_agent=str(row.get("user_agent") or ""),
+                   ip_hash=str(row.get("ip_hash") or ""),
+                   reasons=[r for r in str(reasons).split(",") if r])
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+
+
+def _positions(database: Database, names: list[str]) -> dict[str, int]:
+    """How far the database holds each of the segments ``names``."""
+    if not names:
+        return {}
+    t = db.journal_segments
+    with database.engine.connect() as conn:
+        return {row.segment: row.position for row in conn.execute(
+            sa.select(t.c.segment, t.c.position).where(t.c.segment.in_(names)))}
+
+
+def _record_positions(conn: sa.Connection, positions: dict[str, int],
+                      forget: list[str]) -> None:
+    t = db.journal_segments
+    if positions:
+        insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(t)
+        conn.execute(insert.on_conflict_do_update(
+            index_elements=[t.c.segment],
+            set_={"position": insert.excluded.position, "updated_at": insert.excluded.updated_at}),
+            [{"segment": name, "position": end, "updated_at": db.now()}
+             for name, end in positions.items()])
+    if forget:
+        conn.execute(t.delete().where(t.c.segment.in_(forget)))
 
 
 _COLUMNS = ("at", "issue", "kind", "link_id", "pseudonym", "list_key", "method", "user_agent",
@@ -87,36 +150,102 @@ class _Window:
 
 
 class EventWriter:
-    """Queue hits from the request path; insert them in batches from one background thread."""
+    """Take hits from the request path; insert them in batches from one background thread.
+
+    With a :class:`~newsletter.tracking.journal.Journal`, :meth:`add` writes each hit to this
+    process's journal segment before it returns, so the caller may answer the request knowing
+    the hit survives a crash; the batches then also record how far each segment is stored.
+    Without one (library use, tests) hits wait in memory only, as before.
+    """
 
     def __init__(self, database: Database, rules: classify.Rules | None = None, *,
                  flush_interval: float = 0.05, max_batch: int = 5000,
-                 spill_dir: str = "") -> None:
+                 spill_dir: str = "", journal: Journal | None = None,
+                 max_queue: int = 200_000, patience: float = 60.0) -> None:
         self.database = database
         self.spill_dir = spill_dir
         self.rules = rules or classify.Rules()
         self.flush_interval = flush_interval
         self.max_batch = max_batch
-        self.stored = 0
-        self._queue: deque[Hit] = deque()
+        self.batch_size = max_batch     # shrinks while writes fail, grows back as they succeed
+        self._successes = 0
+        self.journal = journal
+        self.max_queue = max_queue      # beyond this, hits wait in the journal file only
+        self.patience = patience        # seconds of failed writes before /healthz says 503
+        self.stored = 0                 # hits written by this process, replayed ones included
+        self.received = 0               # hits added (request side only)
+        self._stored_own = 0            # of the hits added here (writer side only)
+        self.replay_waiting = 0         # hits of dead processes' segments not yet stored
+        self.failing_since: float | None = None
+        self.last_error = ""
+        self.replayed = journal is None  # dead processes' segments stored (after start-up)
+        self._queue: deque[tuple[Hit, Segment | None, int]] = deque()
+        self._closed_segments: list[Segment] = []
+        self._forget: list[str] = []    # journal_segments rows of deleted segments
         self._wake = threading.Event()
         self._stop = False
         self._thread: threading.Thread | None = None
         self._flush_lock = threading.Lock()
         self._sent_at: dict[tuple[str, str], float] = {}
         self._windows: dict[tuple[str, ...], _Window] = {}
+        self._said_at = 0.0
+        self._said = ""
+        self._journal_trouble = ""
         self.pending_spilled = 0
 
     # -- request side ---------------------------------------------------------------------
     def add(self, hit: Hit) -> None:
-        """Queue one hit (cheap, thread-safe: deque.append is atomic)."""
-        self._queue.append(hit)
-        if len(self._queue) >= self.max_batch:
+        """Take one hit: in the journal (when there is one) before this returns, then queued.
+
+        Called from the server's event loop; cheap (one ``write()`` of one line) and
+        thread-safe. If the journal cannot be written (a full disk), the hit is kept in
+        memory only and the trouble is reported on stderr and by ``/healthz``.
+        """
+        entry: tuple[Hit, Segment | None, int] | None = (hit, None, 0)  # None: file only
+        journal = self.journal
+        if journal is not None:
+            line = (_encode(_hit_values(hit)) + "\n").encode()
+            with journal.lock:
+                try:
+                    segment, end = journal.append(line)
+                except OSError as exc:
+                    self._journal_failed(exc)
+                else:
+                    self._journal_trouble = ""
+                    if segment.file_only_from is None and len(self._queue) >= self.max_queue:
+                        segment.file_only_from = end - len(line)
+                    entry = (hit, segment, end) if segment.file_only_from is None else None
+                if entry is not None:
+                    self._queue.append(entry)
+        else:
+            self._queue.append(entry)
+        self.received += 1
+        if len(self._queue) >= self.max_batch and self.failing_since is None:
             self._wake.set()
+
+    def _journal_failed(self, exc: OSError) -> None:
+        text = exc.strerror or str(exc)
+        if text != self._journal_trouble:
+            self._journal_trouble = text
+            print(f"tracker: cannot write the journal ({text}); hits are kept in memory only "
+                  "until it can be written again", file=sys.stderr, flush=True)
 
     @property
     def pending(self) -> int:
-        return len(self._queue)
+        """Hits answered but not yet in the database: queued, in the journal, or orphaned."""
+        return self.received - self._stored_own + self.replay_waiting
+
+    def health(self) -> str | None:
+        """Why the tracker is unwell (for /healthz), or None."""
+        if self._journal_trouble:
+            return f"cannot write the journal: {self._journal_trouble}"
+        if self.failing_since is not None and time.monotonic() - self.failing_since >= \
+                self.patience:
+            return (f"cannot store events for {time.monotonic() - self.failing_since:.0f} s: "
+                    f"{self.last_error}")
+        if not self.replayed:
+            return "storing the hits an earlier run left in the journal"
+        return None
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
@@ -126,9 +255,10 @@ class EventWriter:
             self._thread.start()
 
     def close(self) -> None:
-        """Stop the thread and write everything still queued.
+        """Stop the thread and write everything still waiting.
 
-        If the database cannot take them (it is down, or the disk is full), the events go to a
+        If the database cannot take them (it is down, or the disk is full), the hits stay in
+        the journal, stored when the tracker next starts; without a journal they go to a
         JSON-lines file instead, named on stderr, so that stopping never loses a click.
         """
         self._stop = True
@@ -139,58 +269,241 @@ class EventWriter:
         try:
             self.flush()
         except Exception as exc:
+            if self.journal is not None:
+                print(f"tracker: could not store {self.pending} event(s) "
+                      f"({db.describe_error(exc)}); they are kept in the journal in "
+                      f"{self.journal.folder} and stored when the tracker next starts",
+                      file=sys.stderr, flush=True)
+                self.journal.close()
+                return
             path = self.spill()
-            print(f"tracker: could not store {self.pending_spilled} event(s) ({exc}); "
-                  f"saved them to {path}", file=sys.stderr)
+            print(f"tracker: could not store {self.pending_spilled} event(s) "
+                  f"({db.describe_error(exc)}); saved them to {path}", file=sys.stderr)
+            return
+        if self.journal is not None:
+            current = self.journal.current
+            self.journal.close()
+            if current is not None and current.stored_to >= current.size:
+                self.journal.remove(current)
+                self._forget.append(current.name)
+            with contextlib.suppress(Exception):  # only tidiness: stale rows are harmless
+                with self.database.engine.begin() as conn:
+                    _record_positions(conn, {}, self._forget)
+                self._forget = []
 
     def spill(self, folder: Path | None = None) -> Path:
         """Write every queued hit to ``events-unsaved-<pid>-<time>.jsonl`` and empty the queue."""
         folder = folder or Path(self.spill_dir or tempfile.gettempdir())
         path = folder / f"events-unsaved-{os.getpid()}-{int(time.time())}.jsonl"
-        hits = list(self._queue)
+        hits = [entry[0] for entry in self._queue]
         with path.open("a", encoding="utf-8") as out:
             for hit in hits:
                 out.write(json.dumps(dict(zip(_COLUMNS, hit.values(), strict=True))) + "\n")
         self._queue.clear()
+        self._stored_own += len(hits)
         self.pending_spilled = len(hits)
         return path
 
     def _run(self) -> None:
-        while not self._stop:
-            self._wake.wait(self.flush_interval)
-            self._wake.clear()
+        delay = self.flush_interval
+        while True:
             try:
+                if not self.replayed:
+                    self.replay()
                 self.flush()
-            except Exception as exc:  # keep the hits queued and try again next round
-                print(f"tracker: could not store events yet ({exc}); will retry",
-                      file=sys.stderr)
-                time.sleep(min(1.0, self.flush_interval * 10))
+            except Exception as exc:  # keep the hits and try again, a smaller batch, later
+                self._failed(exc, delay)
+                delay = min(delay * 2, 5.0)
+            else:
+                if self.failing_since is not None:
+                    self._recovered()
+                delay = self.flush_interval
+            if self.journal is not None:
+                self.journal.sync()
+            if self._stop:
+                return
+            self._wake.wait(delay)
+            self._wake.clear()
+
+    def _failed(self, exc: BaseException, delay: float) -> None:
+        """Say what the writer waits for: at once, then at most every 10 s unless it changes."""
+        text = db.describe_error(exc)
+        now = time.monotonic()
+        if self.failing_since is None:
+            self.failing_since = now
+        self.last_error = text
+        if text != self._said or now - self._said_at >= 10:
+            self._said, self._said_at = text, now
+            print(f"tracker: cannot store events yet ({text}); {self.pending} waiting"
+                  f"{' in the journal' if self.journal else ''}, retrying in {delay:.1f} s",
+                  file=sys.stderr, flush=True)
+
+    def _recovered(self) -> None:
+        seconds = time.monotonic() - (self.failing_since or time.monotonic())
+        self.failing_since = None
+        self._said = ""
+        print(f"tracker: storing events again after {seconds:.0f} s", file=sys.stderr,
+              flush=True)
 
     # -- writing --------------------------------------------------------------------------
     def flush(self) -> int:
-        """Write every queued hit now; return how many were written."""
+        """Write every waiting hit now; return how many were written.
+
+        A batch that fails goes back whole; the next try takes half as many, down to one, so
+        a nearly full disk or an oversized transaction still lets hits through. Success grows
+        the batch back.
+        """
         written = 0
         with self._flush_lock:
             while self._queue:
-                batch: list[Hit] = []
-                while self._queue and len(batch) < self.max_batch:
-                    batch.append(self._queue.popleft())
+                entries = [self._queue.popleft()
+                           for _ in range(min(self.batch_size, len(self._queue)))]
+                positions: dict[str, int] = {}
+                for _, segment, end in entries:
+                    if segment is not None:
+                        positions[segment.name] = end
                 try:
-                    self._write(batch)
+                    self._commit([entry[0] for entry in entries], positions)
                 except Exception:
-                    self._queue.extendleft(reversed(batch))
+                    self._queue.extendleft(reversed(entries))
                     raise
-                written += len(batch)
-        self.stored += written
+                for _, segment, end in entries:
+                    if segment is not None:
+                        segment.stored_to = end
+                self._stored_own += len(entries)
+                written += len(entries)
+            written += self._flush_journal_files()
         return written
 
-    def _write(self, batch: list[Hit]) -> None:
+    def _commit(self, batch: list[Hit], positions: dict[str, int]) -> None:
+        """One transaction: the hits, and how far their segments are now stored."""
+        forget = self._forget
+        try:
+            self._write(batch, positions, forget)
+        except Exception:
+            self.batch_size = max(1, len(batch) // 2)
+            self._successes = 0
+            raise
+        self._forget = self._forget[len(forget):]
+        self.stored += len(batch)
+        # Grow back slowly: straight after a failure the cause (a nearly full disk) is
+        # likely still there, and a batch that fails every other time never catches up.
+        self._successes += 1
+        if self._successes >= 8 and self.batch_size < self.max_batch:
+            self.batch_size = min(self.max_batch, self.batch_size * 2)
+            self._successes = 0
+
+    def _flush_journal_files(self) -> int:
+        """Store hits that wait only in this process's segments; delete finished segments."""
+        journal = self.journal
+        if journal is None:
+            return 0
+        written = 0
+        current = journal.current
+        if current is not None and (current.file_only_from is not None
+                                    or current.size >= journal.max_segment_bytes):
+            self._closed_segments.append(journal.rotate())
+        for segment in list(self._closed_segments):
+            if segment.file_only_from is not None and segment.stored_to >= \
+                    segment.file_only_from:
+                written += self._store_lines(segment.path, segment.name, segment.stored_to,
+                                             _journal_parser(HIT_FIELDS), segment=segment)
+            if segment.stored_to >= segment.size:
+                journal.remove(segment)
+                self._forget.append(segment.name)
+                self._closed_segments.remove(segment)
+        return written
+
+    def replay(self) -> int:
+        """Store the hits of journal segments left by processes that died; return how many.
+
+        Each is stored from where the database says it was reached, then deleted. A segment
+        written for another database is left alone, with a warning naming it.
+        """
+        journal = self.journal
+        if journal is None:
+            return 0
+        written = 0
+        orphans = list(journal.orphans())
+        try:
+            ours = [o for o in orphans if o.header["database"] == journal.database_id]
+            positions = _positions(self.database, [o.name for o in ours])
+            starts = {o.name: max(o.start, positions.get(o.name, 0)) for o in ours}
+            self.replay_waiting = sum(count_lines(o.path, starts[o.name]) for o in ours)
+            for orphan in orphans:
+                if orphan.header["database"] is None:  # died before writing a hit
+                    orphan.remove()
+                elif orphan.header["database"] != journal.database_id:
+                    print(f"tracker: {orphan.path} holds hits for another database; start the "
+                          "tracker on that database to store them", file=sys.stderr,
+                          flush=True)
+                    orphan.release()
+                else:
+                    count = self._store_lines(
+                        orphan.path, orphan.name, starts[orphan.name],
+                        _journal_parser(tuple(orphan.header["fields"])), replay=True)
+                    written += count
+                    orphan.remove()
+                    self._forget.append(orphan.name)
+                    if count:
+                        print(f"tracker: stored {count} hit(s) left in the journal by an "
+                              f"earlier run ({orphan.name})", file=sys.stderr, flush=True)
+        finally:
+            for orphan in orphans:
+                orphan.release()
+        self.replay_waiting = 0
+        self.replayed = True
+        return written
+
+    def _store_lines(self, path: Path, name: str, offset: int,
+                     parse: Callable[[bytes], Hit | None], *, segment: Segment | None = None,
+                     replay: bool = False, tail: bool = False) -> int:
+        """Store the hits of a journal file from ``offset``, recording each batch's end."""
+        written = 0
+        batch: list[Hit] = []
+        start = end = offset
+        for line, position in read_lines(path, offset, tail=tail):
+            if not line.strip():
+                end = position
+                continue
+            hit = parse(line)
+            if hit is None:
+                print(f"tracker: {path}: the unreadable line at byte {end} is left out",
+                      file=sys.stderr, flush=True)
+            else:
+                batch.append(hit)
+            end = position
+            if len(batch) >= self.batch_size:
+                self._commit(batch, {name: end})
+                written += self._stored_lines(batch, end, segment, replay)
+                batch = []
+                start = end
+        if end > start:
+            self._commit(batch, {name: end})
+            written += self._stored_lines(batch, end, segment, replay)
+        return written
+
+    def _stored_lines(self, batch: list[Hit], end: int, segment: Segment | None,
+                      replay: bool) -> int:
+        if segment is not None:
+            segment.stored_to = end
+            self._stored_own += len(batch)
+        if replay:
+            self.replay_waiting = max(0, self.replay_waiting - len(batch))
+        return len(batch)
+
+    def _write(self, batch: list[Hit], positions: dict[str, int] | None = None,
+               forget: list[str] | None = None) -> None:
         with self.database.engine.begin() as conn:
-            self._mark_after_delivery(conn, batch)
-            # the driver's executemany with plain tuples: one prepared statement for the batch,
-            # none of the per-row parameter processing of a Core insert (the hot loop here)
-            conn.exec_driver_sql(_insert_sql(conn), [hit.values() for hit in batch])
-            self._mark_bursts(conn, batch)
+            if batch:
+                self._mark_after_delivery(conn, batch)
+                # the driver's executemany with plain tuples: one prepared statement for the
+                # batch, none of the per-row parameter processing of a Core insert (the hot
+                # loop here)
+                conn.exec_driver_sql(_insert_sql(conn), [hit.values() for hit in batch])
+                self._mark_bursts(conn, batch)
+            # in the same transaction: a replay after a crash starts where these hits end
+            _record_positions(conn, positions or {}, forget or [])
 
     def _mark_after_delivery(self, conn: sa.Connection, batch: list[Hit]) -> None:
         wanted = {(h.issue, h.pseudonym) for h in batch
@@ -249,6 +562,42 @@ class EventWriter:
             latest = batch[-1].at
             self._windows = {k: w for k, w in self._windows.items()
                              if w.hits and latest - w.hits[-1][0] <= span}
+
+
+SPILL_PATTERN = "events-unsaved-*.jsonl"
+
+
+def _spill_name(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return "spill:" + digest.hexdigest()
+
+
+def spill_imported(database: Database, path: Path) -> bool:
+    """Whether :func:`import_spill` has stored the whole of ``path``."""
+    name = _spill_name(path)
+    return _positions(database, [name]).get(name, 0) >= path.stat().st_size
+
+
+def import_spill(database: Database, path: Path) -> tuple[int, bool]:
+    """Store the events of a file older versions saved when the database could not take them.
+
+    Returns ``(events stored, already imported)``. Each file is imported once: its content's
+    SHA-256 and how far it was stored are kept in ``journal_segments``, in the same transaction
+    as its events, so a second import (or one after an interruption) stores nothing twice.
+    """
+    name = _spill_name(path)
+    size = path.stat().st_size
+    done = _positions(database, [name]).get(name, 0)
+    if done >= size:
+        return 0, True
+    writer = EventWriter(database)
+    count = writer._store_lines(path, name, done, _spill_line, tail=True)
+    return count, False
 
 
 def store(database: Database, hits: Iterable[Hit], rules: classify.Rules | None = None) -> int:

@@ -7,7 +7,7 @@ Routes::
     GET      /o/{token}   open pixel (only when the issue turns opens on)
     GET      /u/{token}   unsubscribe page with a button (changes nothing)
     POST     /u/{token}   unsubscribe (RFC 8058 one-click and the button): adds a suppression
-    GET      /healthz     "ok" and the writer's queue length
+    GET|HEAD /healthz     "ok N" with N hits waiting to be stored; 503 when over a limit
 
 No framework: the click route is the hot path, and a raw ASGI callable with a cached registry
 lookup does the least work per request. The redirect destination only ever comes from the link
@@ -29,15 +29,19 @@ import time
 import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import sqlalchemy as sa
 
 from newsletter import db
 from newsletter.db import Database, open_db
 from newsletter.tracking import classify
-from newsletter.tracking.events import EventWriter, Hit
+from newsletter.tracking.events import HIT_FIELDS, EventWriter, Hit
+from newsletter.tracking.journal import Journal
 from newsletter.tracking.tokens import InvalidToken, Signer, signer_for
 
+MAX_BACKLOG = 100_000            # hits waiting to be stored before /healthz answers 503
+MAX_JOURNAL_BYTES = 1 << 30      # bytes of journal on disk before /healthz answers 503
 MAX_PATH_BYTES = 2048
 MAX_HEADER_BYTES = 8192
 MAX_BODY_BYTES = 4096
@@ -69,6 +73,8 @@ def _page(title: str, body: str) -> bytes:
 
 _NOT_FOUND = _page("Link not found", "<p>This link is not valid, or has expired.</p>")
 _BAD_REQUEST = _page("Bad request", "<p>The address of this request is not valid.</p>")
+_UNAVAILABLE = _page("Please try again", "<p>This service is busy for a moment. Please try the "
+                     "link again in a minute.</p>")
 
 
 @dataclass(frozen=True)
@@ -90,7 +96,9 @@ class TrackerApp:
 
     def __init__(self, database: Database, *, owns_database: bool, rules: classify.Rules,
                  flush_interval: float, cache_seconds: float, secret_key: str = "",
-                 spill_dir: str = "", clock: Callable[[], float] = time.time) -> None:
+                 spill_dir: str = "", journal_dir: Path | None = None,
+                 max_backlog: int = MAX_BACKLOG, max_journal_bytes: int = MAX_JOURNAL_BYTES,
+                 patience: float = 60.0, clock: Callable[[], float] = time.time) -> None:
         self.database = database
         # When a hit happened: the wall clock, or a simulated one (bench/simulate_scanners.py
         # compresses days of traffic into seconds without changing what the rules see).
@@ -100,8 +108,14 @@ class TrackerApp:
         self.signer: Signer = signer_for(database, secret_key)
         # IP addresses are kept only as an HMAC keyed by a value derived from the signing key.
         self._ip_key = self.signer.sign("o", "\x00ip-hash-key").encode()
+        self.journal: Journal | None = None
+        if journal_dir is not None:
+            self.journal = Journal(journal_dir, db.database_id(database), HIT_FIELDS)
+            self.journal.open()
         self.writer = EventWriter(database, rules, flush_interval=flush_interval,
-                                  spill_dir=spill_dir)
+                                  spill_dir=spill_dir, journal=self.journal, patience=patience)
+        self.max_backlog = max_backlog
+        self.max_journal_bytes = max_journal_bytes
         self.cache_seconds = cache_seconds
         self._links: dict[tuple[str, str], tuple[float, _Link | None]] = {}
         self._issues: dict[str, tuple[float, _Issue | None]] = {}
@@ -127,12 +141,33 @@ class TrackerApp:
         """Write queued events now (tests, benchmarks)."""
         return self.writer.flush()
 
+    def health(self) -> tuple[int, str]:
+        """``(200, "ok N")`` with N hits waiting to be stored, or 503 and what is wrong."""
+        waiting = self.writer.pending
+        trouble = self.writer.health()
+        if trouble is None and waiting > self.max_backlog:
+            trouble = f"{waiting} hits waiting to be stored, over the limit of {self.max_backlog}"
+        if trouble is None and self.journal is not None:
+            size = self.journal.bytes_on_disk
+            if size > self.max_journal_bytes:
+                trouble = (f"the journal holds {size} bytes, over the limit of "
+                           f"{self.max_journal_bytes}")
+        if trouble is not None:
+            return 503, f"unwell {waiting}: {trouble}\n"
+        return 200, f"ok {waiting}\n"
+
     # -- ASGI -----------------------------------------------------------------------------
     async def __call__(self, scope, receive, send) -> None:  # type: ignore[no-untyped-def]
         kind = scope["type"]
         if kind == "http":
             try:
                 await self._http(scope, receive, send)
+            except sa.exc.SQLAlchemyError as exc:
+                # The database is down, locked or full: a one-line reason (never the statement's
+                # values: IP hashes, user agents, pseudonyms), and "try again" for the visitor.
+                print(f"tracker: database unavailable ({db.describe_error(exc)}); answered 503",
+                      file=sys.stderr, flush=True)
+                await _respond(send, 503, _UNAVAILABLE, [_HTML, (b"retry-after", b"5")])
             except Exception:
                 traceback.print_exc(file=sys.stderr)
                 await _respond(send, 500, _page("Server error", "<p>Please try again later.</p>"),
@@ -182,8 +217,11 @@ class TrackerApp:
                 return await self._unsubscribe(scope, receive, send, raw[3:])
             return await _method_not_allowed(send, b"GET, HEAD, POST")
         if raw == b"/healthz":
-            body = f"ok {self.writer.pending}\n".encode()
-            return await _respond(send, 200, body, [(b"content-type", b"text/plain")], head)
+            if method not in ("GET", "HEAD"):
+                return await _method_not_allowed(send, b"GET, HEAD")
+            status, body = self.health()
+            return await _respond(send, status, body.encode(),
+                                  [(b"content-type", b"text/plain; charset=utf-8")], head)
         return await _respond(send, 404, _NOT_FOUND, [_HTML], head)
 
     # -- routes ---------------------------------------------------------------------------
@@ -368,12 +406,20 @@ async def _method_not_allowed(send, allow: bytes) -> None:  # type: ignore[no-un
 def create_app(database_url: str | None = None, *, database: Database | None = None,
                rules: classify.Rules | None = None, flush_interval: float = 0.05,
                cache_seconds: float = 30.0, secret_key: str = "",
-               spill_dir: str = "", clock: Callable[[], float] = time.time) -> TrackerApp:
+               spill_dir: str = "", journal_dir: Path | None = None,
+               max_backlog: int = MAX_BACKLOG, max_journal_bytes: int = MAX_JOURNAL_BYTES,
+               patience: float = 60.0, clock: Callable[[], float] = time.time) -> TrackerApp:
     """The tracker for the database at ``database_url`` (or an already open ``database``).
 
     Serve it with any ASGI server; its lifespan starts the event writer and, on shutdown, stores
     every queued event before the database is closed. Without a lifespan (some test clients),
     call :meth:`TrackerApp.close` when done.
+
+    With ``journal_dir``, every hit is written to this process's journal there before it is
+    answered (``track serve`` always gives one), and the journals of processes that died are
+    stored at start-up. ``/healthz`` answers 503 when more than ``max_backlog`` hits wait, the
+    journal folder holds more than ``max_journal_bytes``, or writes have failed for longer than
+    ``patience`` seconds.
     """
     if (database_url is None) == (database is None):
         raise ValueError("give exactly one of database_url and database")
@@ -382,7 +428,9 @@ def create_app(database_url: str | None = None, *, database: Database | None = N
     try:
         return TrackerApp(database, owns_database=owns, rules=rules or classify.Rules(),
                           flush_interval=flush_interval, cache_seconds=cache_seconds,
-                          secret_key=secret_key, spill_dir=spill_dir, clock=clock)
+                          secret_key=secret_key, spill_dir=spill_dir,
+                          journal_dir=journal_dir, max_backlog=max_backlog,
+                          max_journal_bytes=max_journal_bytes, patience=patience, clock=clock)
     except Exception:
         if owns:
             database.close()
@@ -400,6 +448,7 @@ def app_from_env():  # type: ignore[no-untyped-def]
     worker = TrackerWorker.from_environment()
     app = create_app(worker.database, flush_interval=worker.flush_interval,
                      secret_key=worker.secret_key, spill_dir=worker.spill_dir,
+                     journal_dir=Path(worker.journal) if worker.journal else None,
                      rules=classify.Rules(networks=classify.scanner_networks(
                          worker.scanner_networks)))
     app.announce_stop = True
