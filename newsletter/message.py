@@ -115,6 +115,13 @@ class OutgoingMessage:
             ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
         ]
 
+    @property
+    def api_headers(self) -> list[tuple[str, str]]:
+        """Every header an HTTP API must add besides From, To, Subject and Reply-To: the
+        Message-ID, the ones the same for everyone (``Precedence``, ``Auto-Submitted``,
+        ``Content-Language``, ``X-Newsletter-Test`` on test copies) and the per-list ones."""
+        return [("Message-ID", self.message_id), *self.factory.fixed_headers, *self.headers]
+
     def _build(self, stuffed: bool) -> bytes:
         r = self.recipient
         f = self.factory
@@ -271,7 +278,13 @@ class MessageFactory:
         self._personal = [p for p in self._placeholders if self._is_personal(p)]
         self._compiled_cache: dict[tuple[str, str, bool], list[bytes | tuple[str, str]]] = {}
         self.boundary = f"==newsletter-{secrets.token_hex(12)}==".encode("ascii")
-        self.head = self._encode_static_headers(issue.language)
+        # Headers the same for every recipient beyond From, Reply-To and Subject: in the MIME
+        # head, and given one by one to HTTP APIs that build the MIME themselves.
+        self.fixed_headers = [("Content-Language", issue.language or "en-GB"),
+                              ("Precedence", "bulk"), ("Auto-Submitted", "auto-generated")]
+        if test:
+            self.fixed_headers.append(("X-Newsletter-Test", "yes"))
+        self.head = self._encode_static_headers()
         self.part_heads = (
             b'Content-Type: text/plain; charset="utf-8"\r\n'
             b"Content-Transfer-Encoding: quoted-printable\r\n\r\n",
@@ -281,7 +294,7 @@ class MessageFactory:
         # Aggregate tracking signs per list, not per person: sign each link once per list.
         self._list_tokens: dict[tuple[str, str, str], str] = {}
 
-    def _encode_static_headers(self, language: str) -> bytes:
+    def _encode_static_headers(self) -> bytes:
         # The email package folds and RFC 2047-encodes these once; they are the same for all.
         smtp = policy.SMTP
 
@@ -289,11 +302,7 @@ class MessageFactory:
             return smtp.header_factory(name, value).fold(policy=smtp).encode("ascii")
 
         headers = [("From", self.from_header), ("Reply-To", self.reply_to),
-                   ("Subject", self.subject), ("MIME-Version", "1.0"),
-                   ("Content-Language", language or "en-GB"),
-                   ("Precedence", "bulk"), ("Auto-Submitted", "auto-generated")]
-        if self.test:
-            headers.append(("X-Newsletter-Test", "yes"))
+                   ("Subject", self.subject), ("MIME-Version", "1.0"), *self.fixed_headers]
         encoded = [fold(name, value) for name, value in headers]
         encoded.append(b'Content-Type: multipart/alternative; boundary="'
                        + self.boundary + b'"\r\n')

@@ -112,10 +112,11 @@ class FakeProvider:
 def compose(headers: list[tuple[str, str]], text: str, html: str) -> EmailMessage:
     """A message as a provider would build it from parts (text first, then HTML)."""
     message = EmailMessage(policy=policy.SMTP)
-    for name, value in headers:
-        message[name] = value
+    # Body first: set_content would drop Content-* headers such as Content-Language.
     message.set_content(text)
     message.add_alternative(html, subtype="html")
+    for name, value in headers:
+        message[name] = value
     return message
 
 
@@ -214,6 +215,8 @@ class Mailgun(FakeProvider):
         self.domains = {d.name: d for d in (domains or [MailgunDomain("mg.example.org")])}
         self.refuse: set[str] = set()          # addresses Mailgun finds not valid
         self.events_hidden = 0                 # event searches that do not see new events yet
+        # The key is a Domain Sending Key: Mailgun lets it send messages, and nothing else.
+        self.sending_key = False
 
     def _domain(self, request: Request) -> MailgunDomain | Response:
         expected = "Basic " + base64.b64encode(f"api:{self.key}".encode()).decode()
@@ -301,6 +304,8 @@ class Mailgun(FakeProvider):
 
     async def domain_info(self, request: Request) -> Response:
         self.note(request)
+        if self.sending_key:
+            return PlainTextResponse("Forbidden", status_code=401)
         domain = self._domain(request)
         if isinstance(domain, Response):
             return domain
@@ -310,6 +315,8 @@ class Mailgun(FakeProvider):
 
     async def tracking(self, request: Request) -> Response:
         self.note(request)
+        if self.sending_key:
+            return PlainTextResponse("Forbidden", status_code=401)
         domain = self._domain(request)
         if isinstance(domain, Response):
             return domain
@@ -324,6 +331,8 @@ class Mailgun(FakeProvider):
 
     async def events(self, request: Request) -> Response:
         self.note(request)
+        if self.sending_key:
+            return PlainTextResponse("Forbidden", status_code=401)
         domain = self._domain(request)
         if isinstance(domain, Response):
             return domain

@@ -10,89 +10,20 @@ import json
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 from fake_providers import Mailgun, Postmark, Sendgrid
+from helpers import (
+    ledger_rows,
+    mailgun_env,
+    postmark_env,
+    prepare_send,
+    run_send,
+    sendgrid_env,
+)
 
 from newsletter import send as sending
-from newsletter.adapters.base import LoopOptions
 from newsletter.adapters.http import retry_after_seconds
-from newsletter.db import deliveries, open_db
-from newsletter.errors import ConfigurationError
+from newsletter.errors import ConfigurationError, NewsletterError
 from newsletter.project import Project
-
-from conftest import SEND_ADDRESSES  # isort: skip
-
-
-def run_send(project_root: Path, env: dict[str, str], adapter: str,
-             **options) -> sending.Outcome:  # type: ignore[no-untyped-def]
-    project = Project.load(project_root)
-    prepared = sending.prepare(project, "2026-spring", ("schools", "councils"), adapter=adapter,
-                               env=env)
-    try:
-        return sending.run(prepared, LoopOptions(retry_delay=0, **options))
-    finally:
-        prepared.close()
-
-
-def mailgun_env(url: str, key: str = "key-test", domain: str = "mg.example.org") -> dict:
-    return {"MAILGUN_API_KEY": key, "MAILGUN_DOMAIN": domain, "MAILGUN_API_URL": url}
-
-
-def postmark_env(url: str, token: str = "server-token", stream: str = "newsletter") -> dict:
-    return {"POSTMARK_SERVER_TOKEN": token, "POSTMARK_API_URL": url,
-            "POSTMARK_MESSAGE_STREAM": stream}
-
-
-def sendgrid_env(url: str, key: str = "SG.test") -> dict:
-    return {"SENDGRID_API_KEY": key, "SENDGRID_API_URL": url}
-
-
-def attempts(project_root: Path) -> set[int]:
-    database = open_db(Project.load(project_root).db_url())
-    try:
-        with database.engine.connect() as conn:
-            return {r[0] for r in conn.execute(sa.select(deliveries.c.attempts))}
-    finally:
-        database.close()
-
-
-def test_mailgun_sends_the_mime_as_a_file_with_basic_auth(send_project: Path,
-                                                          http_server) -> None:  # type: ignore[no-untyped-def]
-    fake = Mailgun()
-    outcome = run_send(send_project, mailgun_env(http_server(fake.app())), "mailgun")
-    assert outcome.complete and outcome.counts["sent"] == 5
-    assert set(fake.recipients) == SEND_ADDRESSES
-    first = fake.accepted[0]
-    parsed = first.request["parsed"]
-    assert parsed["To"].addresses[0].addr_spec == first.recipient
-    assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-    assert first.provider_id == parsed["Message-ID"].strip("<>")
-
-
-def test_mailgun_400_fails_one_and_500_is_retried(send_project: Path, http_server) -> None:  # type: ignore[no-untyped-def]
-    fake = Mailgun()
-    fake.refuse = {"cat@council.example"}
-    fake.script = [(500, {}, {"message": "Internal error"})]
-    outcome = run_send(send_project, mailgun_env(http_server(fake.app())), "mailgun")
-    assert outcome.counts["sent"] == 4 and outcome.counts["failed"] == 1
-    assert outcome.problems[0][:2] == ("cat@council.example", "failed")
-    assert "'to' parameter is not a valid address" in outcome.problems[0][2]
-
-
-def test_postmark_batches_and_records_each_error_code(send_project: Path, http_server) -> None:  # type: ignore[no-untyped-def]
-    fake = Postmark()
-    fake.inactive = {"bob@school.example"}
-    outcome = run_send(send_project, postmark_env(http_server(fake.app())), "postmark")
-    assert fake.sends == 1                           # one batch for all five
-    assert outcome.counts["sent"] == 4 and outcome.counts["failed"] == 1
-    assert outcome.problems[0][:2] == ("bob@school.example", "failed")
-    assert "Postmark error 406" in outcome.problems[0][2]
-    message = fake.accepted[0].request
-    assert message["MessageStream"] == "newsletter"
-    names = {h["Name"]: h["Value"] for h in message["Headers"]}
-    assert names["Message-ID"].startswith("<2026-spring.")
-    assert names["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-    assert "{{" not in message["HtmlBody"] and message["TextBody"]
 
 
 def test_429_waits_retry_after_and_is_not_an_attempt(send_project: Path, http_server) -> None:  # type: ignore[no-untyped-def]
@@ -101,37 +32,47 @@ def test_429_waits_retry_after_and_is_not_an_attempt(send_project: Path, http_se
     outcome = run_send(send_project, postmark_env(http_server(fake.app())), "postmark")
     assert outcome.complete and fake.sends == 2
     assert outcome.tally.deferred == 0 and outcome.tally.failed == 0
-    assert attempts(send_project) == {1}
+    assert {row["attempts"] for row in ledger_rows(send_project).values()} == {1}
 
 
-@pytest.mark.parametrize("adapter", ["mailgun", "postmark", "sendgrid"])
+@pytest.mark.parametrize("adapter", ["mailgun", "sendgrid"])
 def test_a_wrong_key_stops_the_run_and_fails_nobody(send_project: Path, http_server,  # type: ignore[no-untyped-def]
                                                     adapter) -> None:
-    fake = {"mailgun": Mailgun, "postmark": Postmark, "sendgrid": Sendgrid}[adapter]()
+    fake = {"mailgun": Mailgun, "sendgrid": Sendgrid}[adapter]()
     url = http_server(fake.app())
-    env = {"mailgun": mailgun_env(url, key="wrong"), "postmark": postmark_env(url, "wrong"),
-           "sendgrid": sendgrid_env(url, "wrong")}[adapter]
+    env = {"mailgun": mailgun_env(url, key="wrong"), "sendgrid": sendgrid_env(url, "wrong")}[
+        adapter]
     outcome = run_send(send_project, env, adapter)
     assert isinstance(outcome.stopped_by, ConfigurationError)
     assert "answered 401" in outcome.stopped_by.message
-    key = {"mailgun": "MAILGUN_API_KEY", "postmark": "POSTMARK_SERVER_TOKEN",
-           "sendgrid": "SENDGRID_API_KEY"}[adapter]
+    key = {"mailgun": "MAILGUN_API_KEY", "sendgrid": "SENDGRID_API_KEY"}[adapter]
     assert key in outcome.stopped_by.hint
     assert outcome.counts["pending"] == 5
     assert outcome.counts["failed"] == outcome.counts["deferred"] == 0
-    assert fake.sends == 0 and fake.accepted == []
+    assert fake.accepted == []
 
 
-def test_sendgrid_sends_each_message_with_its_headers(send_project: Path, http_server) -> None:  # type: ignore[no-untyped-def]
-    fake = Sendgrid()
-    fake.invalid = {"dan@district.example"}
-    outcome = run_send(send_project, sendgrid_env(http_server(fake.app())), "sendgrid")
-    assert outcome.counts["sent"] == 4 and outcome.counts["failed"] == 1
-    assert fake.sends == 5
-    payload = fake.accepted[0].request
-    assert payload["headers"]["Message-ID"].startswith("<2026-spring.")
-    assert [c["type"] for c in payload["content"]] == ["text/plain", "text/html"]
-    assert payload["tracking_settings"]["click_tracking"] == {"enable": False}
+def test_a_wrong_postmark_token_is_found_before_anything_is_written(send_project: Path,  # type: ignore[no-untyped-def]
+                                                                    http_server) -> None:
+    fake = Postmark()
+    with pytest.raises(ConfigurationError) as info:
+        prepare_send(send_project, postmark_env(http_server(fake.app()), "wrong"), "postmark")
+    assert "Postmark answered 401" in info.value.message
+    assert "The Server Token you provided" in info.value.message
+    assert "POSTMARK_SERVER_TOKEN" in info.value.hint
+    assert fake.sends == 0 and not (send_project / "newsletter.db").exists()
+
+
+@pytest.mark.parametrize(("adapter", "env", "variable"), [
+    ("mailgun", mailgun_env, "MAILGUN_API_URL"), ("postmark", postmark_env, "POSTMARK_API_URL")])
+def test_a_provider_that_cannot_be_reached_for_its_settings_is_a_message(  # type: ignore[no-untyped-def]
+        send_project: Path, adapter, env, variable) -> None:
+    from conftest import _free_port
+
+    with pytest.raises(NewsletterError) as info:
+        prepare_send(send_project, env(f"http://127.0.0.1:{_free_port()}"), adapter)
+    assert info.value.message.startswith("cannot check ")
+    assert variable in info.value.hint and "nothing was sent" in info.value.hint
 
 
 def test_unreachable_provider_defers(send_project: Path) -> None:
