@@ -118,6 +118,13 @@ class OutgoingMessage:
             ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
         ]
 
+    @property
+    def api_headers(self) -> list[tuple[str, str]]:
+        """Every header an HTTP API must add besides From, To, Subject and Reply-To: the
+        Message-ID, the ones the same for everyone (``Precedence``, ``Auto-Submitted``,
+        ``Content-Language``, ``X-Newsletter-Test`` on test copies) and the per-list ones."""
+        return [("Message-ID", self.message_id), *self.factory.fixed_headers, *self.headers]
+
     def _build(self, stuffed: bool) -> bytes:
         r = self.recipient
         f = self.factory
@@ -307,7 +314,13 @@ class MessageFactory:
         self._personal = [p for p in self._placeholders if self._is_personal(p)]
         self._compiled_cache: dict[tuple[str, str, bool], list[bytes | tuple[str, str]]] = {}
         self.boundary = f"==newsletter-{secrets.token_hex(12)}==".encode("ascii")
-        self.head = self._encode_static_headers(issue.language)
+        # Headers the same for every recipient beyond From, Reply-To and Subject: in the MIME
+        # head, and given one by one to HTTP APIs that build the MIME themselves.
+        self.fixed_headers = [("Content-Language", issue.language or "en-GB"),
+                              ("Precedence", "bulk"), ("Auto-Submitted", "auto-generated")]
+        if test:
+            self.fixed_headers.append(("X-Newsletter-Test", "yes"))
+        self.head = self._encode_static_headers()
         self.part_heads = (
             b'Content-Type: text/plain; charset="utf-8"\r\n'
             b"Content-Transfer-Encoding: quoted-printable\r\n\r\n",
@@ -317,16 +330,12 @@ class MessageFactory:
         # Aggregate tracking signs per list, not per person: sign each link once per list.
         self._list_tokens: dict[tuple[str, str, str], str] = {}
 
-    def _encode_static_headers(self, language: str) -> bytes:
+    def _encode_static_headers(self) -> bytes:
         # Encoded and folded once: they are the same for every recipient.
         lines = [self._from_line, headers.mailbox("Reply-To", "", self.reply_to),
-                 headers.unstructured("Subject", self.subject)]
-        for name, value in (("MIME-Version", "1.0"),
-                            ("Content-Language", language or "en-GB"),
-                            ("Precedence", "bulk"), ("Auto-Submitted", "auto-generated")):
-            lines.append(headers.folded(name, [value]))
-        if self.test:
-            lines.append(b"X-Newsletter-Test: yes\r\n")
+                 headers.unstructured("Subject", self.subject),
+                 headers.folded("MIME-Version", ["1.0"])]
+        lines += [headers.folded(name, [value]) for name, value in self.fixed_headers]
         lines.append(headers.folded("Content-Type", [
             "multipart/alternative;", f'boundary="{self.boundary.decode("ascii")}"']))
         return b"".join(lines)

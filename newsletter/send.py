@@ -58,6 +58,7 @@ class Prepared:
     settings: AdapterSettings
     adapter_description: str
     statuses: tuple[str, ...] = ledger.RETRYABLE
+    adapter_notes: list[str] = field(default_factory=list)   # what the adapter could not check
 
     @property
     def slug(self) -> str:
@@ -90,7 +91,12 @@ def prepare(project: Project, issue: str, lists: tuple[str, ...], *,
     settings = AdapterSettings(root=project.root, env=env, maildir=maildir,
                                concurrency=concurrency)
     cls.check_settings(settings)
-    description = cls(settings).describe()
+    adapter_ = cls(settings)
+    description = adapter_.describe()
+    try:
+        notes = adapter_.preflight()
+    finally:
+        adapter_.close()
     database = open_db(project.db_url(db_url))
     try:
         if audiences is not None:
@@ -102,7 +108,7 @@ def prepare(project: Project, issue: str, lists: tuple[str, ...], *,
         raise
     statuses = ledger.RETRYABLE + (("failed",) if resend_failed else ())
     return Prepared(project, built, list_names, plan, database, cls, settings, description,
-                    statuses)
+                    statuses, notes)
 
 
 def summary(prepared: Prepared) -> list[str]:
@@ -125,6 +131,7 @@ def summary(prepared: Prepared) -> list[str]:
         lines.append("Already in the ledger: " + ", ".join(
             f"{status} {n}" for status, n in counts.items() if n)
             + " (this send resumes; nobody gets a second copy)")
+    lines += prepared.adapter_notes
     for warning in getattr(prepared.built, "warnings", []):
         lines.append(warning.format())
     local_images = getattr(prepared.built, "images", [])

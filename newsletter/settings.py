@@ -37,7 +37,8 @@ ENVIRONMENT: dict[str, str] = {
     "MAILGUN_API_KEY": "Mailgun key", "MAILGUN_DOMAIN": "Mailgun sending domain",
     "MAILGUN_API_URL": "Mailgun API base URL (EU: https://api.eu.mailgun.net)",
     "POSTMARK_SERVER_TOKEN": "Postmark server token",
-    "POSTMARK_MESSAGE_STREAM": "Postmark message stream id", "POSTMARK_API_URL": "Postmark API",
+    "POSTMARK_MESSAGE_STREAM": "id of the Postmark server's Broadcasts stream (required)",
+    "POSTMARK_API_URL": "Postmark API base URL",
     "SENDGRID_API_KEY": "SendGrid key", "SENDGRID_API_URL": "SendGrid API base URL",
     "NEWSLETTER_SEND_LEASE": "seconds after which a claim of a send that stopped answering "
                              "may be taken over (default 900)",

@@ -8,12 +8,17 @@ run on a configuration error (wrong password, revoked key) without marking anybo
 
 Every failure is one of::
 
-    TransientError   the server said "later" (4xx, dropped connection)   -> deferred, backoff
-    PermanentError   the server said "never" (5xx)                        -> failed
-    OutcomeUnknown   sent, but no answer came back                         -> unknown, retried
-                     with the same Message-ID
-    RateLimited      slow down (HTTP 429); not counted as an attempt      -> retried after the wait
-    ConfigurationError (newsletter.errors): stops the run; rows go back as they were
+    TransientError   try later                                     -> deferred, backoff
+    PermanentError   this recipient can never get it               -> failed
+    OutcomeUnknown   handed over, but no answer came back          -> unknown, retried with
+                                                                      the same Message-ID
+    RateLimited      slow down; not counted as an attempt          -> retried after the wait
+    ConfigurationError (newsletter.errors): a setting is wrong (key, sender, domain, stream):
+                     the run stops, nobody is marked failed, rows go back as they were
+
+What counts as which is the adapter's to say, from what its server documents: over SMTP a
+4xx reply is temporary and a 5xx permanent (RFC 5321); HTTP providers answer with their own
+status codes and error codes, read in ``http.py`` and each provider's module.
 
 Third-party adapters register a subclass of :class:`Adapter` under the entry-point group
 ``newsletter.adapters``, e.g. in their pyproject.toml::
@@ -60,6 +65,9 @@ class Outcome:
     error: str = ""
     provider_id: str = ""
     retry_after: float | None = None
+    # A "failed" the provider said is about the recipient (an address it refuses, one that
+    # bounced or complained before): the kind of failure that belongs on the suppression list.
+    recipient_problem: bool = False
 
 
 class DeliveryError(Exception):
@@ -76,15 +84,23 @@ class DeliveryError(Exception):
 
 
 class TransientError(DeliveryError):
-    """Try again later: SMTP 4xx (and 552), a dropped connection, HTTP 5xx."""
+    """Try again later: SMTP 4xx (and 552), a dropped connection, an HTTP provider's 5xx."""
 
     status = "deferred"
 
 
 class PermanentError(DeliveryError):
-    """Do not try again: SMTP 5xx, HTTP 400/422, an address the provider refuses."""
+    """Do not try again: SMTP 5xx, or an address an HTTP provider refuses for good."""
 
     status = "failed"
+
+    def __init__(self, message: str, retry_after: float | None = None,
+                 recipient_problem: bool = False) -> None:
+        super().__init__(message, retry_after)
+        self.recipient_problem = recipient_problem
+
+    def outcome(self) -> Outcome:
+        return Outcome(self.status, str(self), recipient_problem=self.recipient_problem)
 
 
 class OutcomeUnknown(DeliveryError):
@@ -216,6 +232,14 @@ class Adapter:
     def describe(self) -> str:
         """Where messages go, for the summary (never includes a secret)."""
         return self.name
+
+    def preflight(self) -> list[str]:
+        """Check the server's or provider's own settings before anything is sent.
+
+        Raise ConfigurationError when sending would go wrong (a provider that would add its
+        own unsubscribe or rewrite our links); return warnings for what cannot be checked.
+        """
+        return []
 
     def open(self) -> None:
         """Prepare (e.g. create an HTTP session). Connections may also open lazily in send."""
