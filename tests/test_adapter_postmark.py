@@ -46,7 +46,8 @@ def test_our_list_headers_reach_postmark(send_project: Path, http_server) -> Non
     run_send(send_project, postmark_env(http_server(fake.app())), "postmark")
     headers = {h["Name"]: h["Value"] for h in fake.accepted[0].request["Headers"]}
     assert headers["Message-ID"].startswith("<2026-spring.")
-    assert headers["List-Id"] == "<2026-spring.prevent-newsletter.example.org>"
+    assert headers["List-Id"] == ("Kent and Medway Prevent Partner Newsletter "
+                                  "<prevent-newsletter.example.org>")
     assert headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert (headers["Precedence"], headers["Auto-Submitted"],
             headers["Content-Language"]) == ("bulk", "auto-generated", "en-GB")

@@ -39,7 +39,8 @@ def test_our_list_headers_reach_sendgrid_and_none_is_reserved(send_project: Path
     headers = fake.accepted[0].request["headers"]
     assert not {name.lower() for name in headers} & SENDGRID_RESERVED
     assert headers["Message-ID"].startswith("<2026-spring.")
-    assert headers["List-Id"] == "<2026-spring.prevent-newsletter.example.org>"
+    assert headers["List-Id"] == ("Kent and Medway Prevent Partner Newsletter "
+                                  "<prevent-newsletter.example.org>")
     assert (headers["Precedence"], headers["Auto-Submitted"],
             headers["Content-Language"]) == ("bulk", "auto-generated", "en-GB")
     assert [c["type"] for c in fake.accepted[0].request["content"]] == ["text/plain",
