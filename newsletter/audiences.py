@@ -27,13 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from newsletter.errors import InvalidAudiences, NewsletterError, Problem
-from newsletter.members import (
-    MEMBER_FIELDS,
-    Member,
-    MemberChecker,
-    normalise_address,
-    read_members_file,
-)
+from newsletter.members import MEMBER_FIELDS, Member, MemberChecker, normalise_address
+from newsletter.members_file import read_members_file
 from newsletter.theme import display_path
 from newsletter.yamlfile import LocDict, LocList, read_yaml
 
@@ -151,10 +146,13 @@ def _read_list(checker: MemberChecker, base: Path, key: Any, spec: Any,
     name = checker.text(c, spec.value_at("name"), spec.get("name", key), "list name") or key
     seen: dict[str, int] = {}
     checker.lists = (key,)
+    before = len(checker.problems)
     members = _inline_members(checker, key, spec, seen)
     members += _members_file(checker, base, key, spec, seen)
-    if not members and "members" not in spec and "members_file" not in spec:
-        c.warn(at, f"list {key!r} has no members", hint="add 'members:' or 'members_file:'")
+    if not members and not any(p.severity == "error" for p in checker.problems[before:]):
+        c.warn(at, f"list {key!r} has no members",
+               hint="add members under 'members:' or rows to its 'members_file:'; "
+               "`newsletter send` refuses to send to nobody")
     return AudienceList(key, name, tuple(members))
 
 

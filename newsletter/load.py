@@ -5,14 +5,14 @@ The validator is hand-written rather than generated so that messages speak the e
 ("missing required field 'subject'", "did you mean 'heading'?"). Reading one field by its type
 is :mod:`newsletter.fields`; Markdown bodies are :mod:`newsletter.body_check`; image sources are
 :mod:`newsletter.images`; the theme is :mod:`newsletter.theme`. This module holds the issue's
-own rules: its keys and sections.
+own rules: its keys, sections, greeting, and that no skeleton text is left in.
 """
 
 from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,8 +21,9 @@ from newsletter.body_check import check_body, link_text_warning
 from newsletter.errors import Problem
 from newsletter.fields import SLUG_RE, Fields, kind
 from newsletter.images import check_image_src
+from newsletter.scaffold import SKELETON_PLACEHOLDERS
 from newsletter.theme import display_path, load_theme
-from newsletter.yamlfile import LocDict, Mark, read_yaml
+from newsletter.yamlfile import LocDict, LocList, Mark, read_yaml
 
 if TYPE_CHECKING:
     from newsletter.project import Project
@@ -34,6 +35,10 @@ TRACKING_MODES = ("aggregate", "individual", "off")
 SUBJECT_LIMIT = 78
 ISSUE_KEYS = ("slug", "edition", "title", "subject", "preheader", "date", "language", "sender",
               "greeting", "tracking", "opens", "untracked_links", "sections", "footer")
+# The one placeholder a greeting may hold; anything else that looks like one is sent as typed.
+GREETING_NAME = "{name}"
+_PLACEHOLDER_LIKE_RE = re.compile(r"\{+[^{}]*\}+|[{}]|\[[^\]]*\]|<[^>]*>|%\w+%|\$\{?\w+\}?")
+
 
 def slugify(text: str) -> str:
     """A lower-case, hyphenated id for a heading (used for section ids and anchors)."""
@@ -283,8 +288,19 @@ def _header_fields(c: Fields, issue: LocDict, default_slug: str) -> dict[str, An
         c.error(issue.value_at("language"), f"'{language}' is not a language tag",
                 "write e.g. en-GB or cy-GB")
     return {"slug": slug, "subject": subject, "preheader": preheader, "tracking": tracking,
-            "language": language,
-            "greeting": c.text(issue, "greeting", "the issue", required=False)}
+            "language": language, "greeting": _greeting(c, issue)}
+
+
+def _greeting(c: Fields, issue: LocDict) -> str:
+    greeting = c.text(issue, "greeting", "the issue", required=False)
+    for match in _PLACEHOLDER_LIKE_RE.finditer(greeting):
+        if match.group() != GREETING_NAME:
+            c.error(issue.value_at("greeting"),
+                    f"greeting has '{match.group()}', which is not a placeholder: it would be "
+                    "sent as typed", f"the only placeholder is {GREETING_NAME} (the recipient's "
+                    "name, or 'colleague' when it is unknown), e.g. 'greeting: Dear {name},'")
+            break
+    return greeting
 
 
 def _untracked_links(c: Fields, issue: LocDict) -> tuple[str, ...]:
@@ -298,6 +314,39 @@ def _untracked_links(c: Fields, issue: LocDict) -> tuple[str, ...]:
             c.check_url(text, urls.item_at(index))
             untracked.append(text)
     return tuple(untracked)
+
+
+def _texts(data: Any) -> Iterator[tuple[str, Callable[[int], Mark]]]:
+    """Every text value under ``data``, with a way to locate each of its lines."""
+    if isinstance(data, LocDict):
+        for key, value in data.items():
+            if isinstance(value, str):
+                yield value, lambda offset, key=key: _body_line(data, key, offset)
+            else:
+                yield from _texts(value)
+    elif isinstance(data, LocList):
+        for index, value in enumerate(data):
+            mark = data.item_at(index)
+            if isinstance(value, str):
+                yield value, lambda offset, mark=mark: (mark[0] + offset, mark[1])
+            else:
+                yield from _texts(value)
+
+
+def _skeleton_text(c: Fields, issue: LocDict) -> None:
+    """Report every placeholder from ``newsletter new``'s skeleton still in the issue."""
+    for text, locate in _texts(issue):
+        folded = " ".join(text.split()).lower()
+        for placeholder in SKELETON_PLACEHOLDERS:
+            index = folded.find(placeholder.lower())
+            if index < 0:
+                continue
+            # Find the line in the original text where the placeholder's first word stands.
+            first_word = placeholder.split()[0].lower()
+            offset = next((n for n, line in enumerate(text.splitlines())
+                           if first_word in line.lower()), 0)
+            c.error(locate(offset), f"skeleton text left in: '{placeholder}'",
+                    "replace the skeleton's sample text with your own before sending")
 
 
 def parse_issue(data: Any, file: str, root: Path, theme: model.Theme, default_slug: str,
@@ -322,6 +371,7 @@ def parse_issue(data: Any, file: str, root: Path, theme: model.Theme, default_sl
         untracked_links=_untracked_links(c, issue),
         source=file,
     )
+    _skeleton_text(c, issue)
     return (None if c.has_errors else result), c.problems
 
 

@@ -1,7 +1,5 @@
-"""Members: one person on a partner list, validated and normalised; and members files.
-
-A members file is a CSV export from a spreadsheet, whose first line names the columns
-``email,name,organisation``. Every row is checked and located (``file:line:field``).
+"""Members: one person on a partner list, validated and normalised (members files are read
+by :mod:`newsletter.members_file`).
 
 Addresses are checked with email-validator (syntax only, no DNS) and normalised: the address
 is lower-cased whole, so ``Sam@School.example`` and ``sam@school.example`` are one recipient
@@ -11,11 +9,9 @@ and a double copy is the worse error).
 
 from __future__ import annotations
 
-import csv
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
@@ -157,78 +153,3 @@ class MemberChecker:
         # Many members share an organisation: keep one copy of each name in memory.
         org_text = self.shared.setdefault(org_text, org_text)
         return Member(address, name_text, org_text, self.lists)
-
-
-# --- members files -----------------------------------------------------------------------
-
-
-def _undecodable_line(csv_path: Path) -> int:
-    raw = csv_path.read_bytes()
-    try:
-        raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        return raw[: exc.start].count(b"\n") + 1
-    return 1
-
-
-def read_members_file(checker: MemberChecker, csv_path: Path, shown: str, key: str,
-                      seen: dict[str, int]) -> list[Member]:
-    """The members in the CSV file at ``csv_path`` (named ``shown`` in messages)."""
-    c = checker.fields(shown)
-    try:
-        # Streamed, not read whole: a 100,000-line file should not sit in memory three times.
-        with open(csv_path, encoding="utf-8-sig", newline="") as handle:
-            return _read_rows(checker, c, csv.reader(handle), key, seen)
-    except OSError as exc:
-        c.error((1, 1), f"cannot read the members file: {exc.strerror}")
-    except UnicodeDecodeError:
-        c.error((_undecodable_line(csv_path), 1), "the members file is not UTF-8 text",
-                hint="save it as 'CSV UTF-8' from your spreadsheet program")
-    return []
-
-
-def _read_rows(checker: MemberChecker, c: Fields, reader, key: str,  # type: ignore[no-untyped-def]
-               seen: dict[str, int]) -> list[Member]:
-    try:
-        header = next(reader)
-    except StopIteration:
-        c.error((1, 1), "the members file is empty",
-                      hint="its first line must be the column names: email,name,organisation")
-        return []
-    except csv.Error as exc:
-        c.error((reader.line_num, 1), f"cannot read the CSV: {exc}")
-        return []
-    columns = [c.strip().lower() for c in header]
-    if "email" not in columns:
-        c.error((1, 1), "the members file has no 'email' column",
-                      hint="its first line must be the column names: email,name,organisation")
-        return []
-    for index, column in enumerate(columns):
-        if column not in MEMBER_FIELDS:
-            c.warn((1, index + 1), f"column {header[index]!r} is not used",
-                         hint="the columns used are email, name and organisation")
-    position = {name: columns.index(name) for name in MEMBER_FIELDS if name in columns}
-    members: list[Member] = []
-    while True:
-        # A quoted field may span lines: report the line the row starts on.
-        line = reader.line_num + 1
-        try:
-            row = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            c.error((reader.line_num, 1), f"cannot read the CSV: {exc}")
-            break
-        if not any(cell.strip() for cell in row):
-            continue
-        def cell(name: str, row: list[str] = row) -> str:
-            index = position.get(name)
-            return row[index] if index is not None and index < len(row) else ""
-
-        where = {name: (line, position.get(name, 0) + 1) for name in MEMBER_FIELDS}
-        member = checker.member(c, where, cell("email"), cell("name"), cell("organisation"))
-        if member is not None:
-            checker.add(members, seen, key, member, c, where["email"])
-    return members
-
-

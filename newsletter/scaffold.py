@@ -13,6 +13,13 @@ from newsletter.project import Project
 # Twice a year: spring and autumn editions, published mid-March and mid-September.
 EDITIONS = (("spring", 3, 17), ("autumn", 9, 15))
 
+# The skeleton's sample text, which `check` refuses until it is replaced (matched
+# case-insensitively, with any line breaks and runs of spaces read as one space).
+SKELETON_PLACEHOLDERS = (
+    "Write the introduction here",
+    "[links](https://www.example.org/) are written in Markdown",
+)
+
 
 def next_edition(today: dt.date) -> tuple[str, str, dt.date]:
     """(slug, edition name, date) of the first edition dated after ``today``."""

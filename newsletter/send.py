@@ -87,6 +87,8 @@ def prepare(project: Project, issue: str, lists: tuple[str, ...], *,
         audiences = load_audiences(project.audiences_path)
         for key in lists:                 # unknown lists fail here, before the database opens
             audiences.get(key)
+        if not test and not any(audiences.lists[key].members for key in lists):
+            raise _nobody(lists, "no members")
     cls = load_adapter(adapter_name(adapter, env))
     settings = AdapterSettings(root=project.root, env=env, maildir=maildir,
                                concurrency=concurrency)
@@ -101,6 +103,8 @@ def prepare(project: Project, issue: str, lists: tuple[str, ...], *,
     try:
         if audiences is not None:
             plan = plan_send(audiences, lists, ledger.suppressed_addresses(database))
+            if not test and not plan.recipients:
+                raise _nobody(lists, "only suppressed members (unsubscribed or bounced)")
             list_names = {key: audiences.lists[key].name for key in plan.list_keys}
             audiences = None      # the plan holds what is needed; let the members go
     except BaseException:
@@ -109,6 +113,14 @@ def prepare(project: Project, issue: str, lists: tuple[str, ...], *,
     statuses = ledger.RETRYABLE + (("failed",) if resend_failed else ())
     return Prepared(project, built, list_names, plan, database, cls, settings, description,
                     statuses, notes)
+
+
+def _nobody(lists: tuple[str, ...], why: str) -> NewsletterError:
+    named = ", ".join(repr(key) for key in lists)
+    return NewsletterError(f"nothing to send: {'list' if len(lists) == 1 else 'lists'} {named} "
+                           f"{'has' if len(lists) == 1 else 'have'} {why}",
+                           hint="add members in audiences.yaml or its members files, and check "
+                           "them with `newsletter audiences check`; nothing was sent")
 
 
 def summary(prepared: Prepared) -> list[str]:

@@ -83,8 +83,8 @@ lists:
 def test_csv_problems(tmp_path: Path) -> None:
     path = write(tmp_path, "lists:\n  a:\n    members_file: members.csv\n",
                  "name,organisation\nAnn,Hill\n")
-    assert "members.csv:1:1: error: the members file has no 'email' column" in \
-        "\n".join(problems(path))
+    assert "members.csv:1:1: error: the members file has no email column (found: 'name', " \
+        "'organisation')" in "\n".join(problems(path))
     (tmp_path / "members.csv").write_bytes(b"email,name\nann@x.example,Ren\xe9\n")
     assert "members.csv:2:1: error: the members file is not UTF-8 text" in \
         "\n".join(problems(path))
@@ -196,7 +196,9 @@ def test_members_file_that_is_not_a_csv(tmp_path: Path) -> None:
     path = write(tmp_path, "lists:\n  a:\n    members_file: members.csv\n",
                  "email,name,organisation\n" + "x" * 200_000 + "\n")
     assert problems(path) == ["members.csv:2:1: error: cannot read the CSV: field larger "
-                              "than field limit (131072)"]
+                              "than field limit (131072)\n    hint: save it from your "
+                              'spreadsheet program as "CSV UTF-8 (Comma delimited)" (Excel: '
+                              "File > Save As)"]
 
 
 def test_list_that_is_not_a_mapping(tmp_path: Path) -> None:

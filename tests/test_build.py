@@ -103,14 +103,37 @@ def test_next_edition(today: dt.date, expected: tuple) -> None:
     assert next_edition(today) == expected
 
 
-def test_new_scaffolds_a_valid_issue(project: Path, runner) -> None:
+def test_new_scaffolds_an_issue_that_check_holds_until_edited(project: Path, runner) -> None:
     result = runner.invoke(main, ["new", "--slug", "2027-spring", "--date", "2027-03-16"])
     assert result.exit_code == 0, result.output
-    text = (project / "issues" / "2027-spring.yaml").read_text()
+    path = project / "issues" / "2027-spring.yaml"
+    text = path.read_text()
     assert "edition: Spring 2027" in text and "date: 2027-03-16" in text
     assert "# " in text  # commented for the editor
     check = runner.invoke(main, ["check", "issues/2027-spring.yaml"])
+    assert check.exit_code == 1
+    assert check.output == (
+        "issues/2027-spring.yaml:25:7: error: skeleton text left in: 'Write the introduction "
+        "here'\n    hint: replace the skeleton's sample text with your own before sending\n"
+        "issues/2027-spring.yaml:25:7: error: skeleton text left in: '[links](https://www."
+        "example.org/) are written in Markdown'\n    hint: replace the skeleton's sample text "
+        "with your own before sending\n"
+        "issues/2027-spring.yaml: 2 error(s), 0 warning(s); fix the errors above and run check "
+        "again\n")
+    body = text[text.index("      Write the introduction"):text.index("\n\n  - type: key_messages")]
+    path.write_text(text.replace(body, "      Welcome to the spring issue."))
+    check = runner.invoke(main, ["check", "issues/2027-spring.yaml"])
     assert check.exit_code == 0, check.output
+
+
+def test_every_skeleton_placeholder_is_in_the_skeleton() -> None:
+    from importlib import resources
+
+    from newsletter.scaffold import SKELETON_PLACEHOLDERS
+
+    skeleton = resources.files("newsletter").joinpath("skeleton/issue.yaml").read_text("utf-8")
+    folded = " ".join(skeleton.split())
+    assert all(placeholder in folded for placeholder in SKELETON_PLACEHOLDERS)
 
 
 def test_new_defaults_to_the_next_edition(project: Path, runner) -> None:
