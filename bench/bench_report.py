@@ -46,7 +46,8 @@ def seed(database: db.Database, events: int, recipients: int = 10_000) -> None:
              "created_at": SENT_AT} for i in range(1, recipients + 1)])
         conn.execute(db.deliveries.insert(), [
             {"issue": SLUG, "recipient_id": i, "status": "sent", "message_id": f"<{i}@b>",
-             "sent_at": SENT_AT, "updated_at": SENT_AT} for i in range(1, recipients + 1)])
+             "pseudonym": f"p{i:05d}", "sent_at": SENT_AT, "updated_at": SENT_AT}
+            for i in range(1, recipients + 1)])
         conn.execute(db.delivery_lists.insert(), [
             {"issue": SLUG, "recipient_id": i, "list_key": key}
             for i in range(1, recipients + 1)

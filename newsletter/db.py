@@ -25,7 +25,8 @@ signing_keys = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
 )
 
-# One row per address ever planned; the pseudonym is what goes into URLs, never the address.
+# One row per address ever planned. ``pseudonym`` is the recipient's random secret: it is
+# never sent; each issue's pseudonym is derived from it and kept on the delivery row.
 recipients = sa.Table(
     "recipients", metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -72,6 +73,10 @@ deliveries = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column("last_error", sa.Text, nullable=False, server_default=""),
     sa.Column("message_id", sa.String(255), nullable=False),
+    # The recipient's pseudonym in this issue (tokens, Message-ID, unsubscribe mailto): the
+    # only way from a token back to a recipient. Rows from before m010 keep the pseudonym
+    # their messages carried (the recipient's one for every issue, then).
+    sa.Column("pseudonym", sa.String(64), nullable=False, server_default=""),
     sa.Column("provider_message_id", sa.String(255), nullable=False, server_default=""),
     sa.Column("next_attempt_at", sa.Float, nullable=False, server_default="0"),
     sa.Column("claimed_by", sa.String(64), nullable=False, server_default=""),
@@ -79,6 +84,7 @@ deliveries = sa.Table(
     sa.Column("sent_at", sa.Float, nullable=True),
     sa.Column("updated_at", sa.Float, nullable=False),
     sa.Index("ix_deliveries_status", "issue", "status"),
+    sa.Index("ix_deliveries_pseudonym", "issue", "pseudonym"),
 )
 
 # Every list through which a recipient was reached for an issue (per-list reports).

@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import secrets
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -66,12 +66,14 @@ class Result:
 
 
 def new_pseudonym() -> str:
-    """A random, meaningless name for a recipient: what goes into URLs instead of the address."""
+    """A recipient's random secret (``recipients.pseudonym``), never sent anywhere: each
+    issue's pseudonym is derived from it (:meth:`Signer.pseudonym`)."""
     return secrets.token_urlsafe(12)
 
 
 def message_id_for(slug: str, pseudonym: str, domain: str) -> str:
-    """The Message-ID of ``slug`` to one recipient: the same on every retry."""
+    """The Message-ID of ``slug`` to one recipient (``pseudonym`` is this issue's): written
+    into the ledger with the row, so it is the same on every retry."""
     return f"<{slug}.{pseudonym}@{domain}>"
 
 
@@ -140,11 +142,13 @@ def _known(conn: Connection, addresses: list[str]) -> dict[str, tuple]:
                 .where(recipients.c.address.in_(addresses)))}
 
 
-def write_plan(database: Database, slug: str, plan: SendPlan, domain: str) -> int:
+def write_plan(database: Database, slug: str, plan: SendPlan, domain: str,
+               pseudonym: Callable[[str, str], str]) -> int:
     """Write one ``pending`` row per planned recipient that has none yet; return how many.
 
-    Existing rows are left as they are: a second run resumes, it never starts over. Work goes
-    in chunks so memory stays flat however long the lists are.
+    Each row gets the recipient's pseudonym for this issue, ``pseudonym(slug, secret)``, and
+    the Message-ID made from it. Existing rows are left as they are: a second run resumes, it
+    never starts over. Work goes in chunks so memory stays flat however long the lists are.
     """
     t = db.now()
     count = sa.select(sa.func.count()).select_from(deliveries).where(deliveries.c.issue == slug)
@@ -169,10 +173,14 @@ def write_plan(database: Database, slug: str, plan: SendPlan, domain: str) -> in
                 conn.execute(recipients.update().where(recipients.c.id == sa.bindparam("rid"))
                              .values(name=sa.bindparam("new_name"),
                                      organisation=sa.bindparam("new_org")), changed)
-            conn.execute(_insert_ignoring_duplicates(conn, deliveries), [
-                {"issue": slug, "recipient_id": known[r.address][0], "status": "pending",
-                 "message_id": message_id_for(slug, known[r.address][1], domain),
-                 "updated_at": t} for r in chunk])
+            rows = []
+            for r in chunk:
+                rid, secret = known[r.address][:2]
+                name = pseudonym(slug, secret)
+                rows.append({"issue": slug, "recipient_id": rid, "status": "pending",
+                             "pseudonym": name, "message_id": message_id_for(slug, name, domain),
+                             "updated_at": t})
+            conn.execute(_insert_ignoring_duplicates(conn, deliveries), rows)
             conn.execute(_insert_ignoring_duplicates(conn, delivery_lists), [
                 {"issue": slug, "recipient_id": known[r.address][0], "list_key": key}
                 for r in chunk for key in r.lists])
@@ -206,7 +214,7 @@ def _not_suppressed():  # type: ignore[no-untyped-def]
 # call cost more CPU than running them.
 _d = deliveries
 _CLAIM_CANDIDATES = (
-    sa.select(_d.c.recipient_id, recipients.c.address, recipients.c.name, recipients.c.pseudonym)
+    sa.select(_d.c.recipient_id, recipients.c.address, recipients.c.name, _d.c.pseudonym)
     .join(recipients, recipients.c.id == _d.c.recipient_id)
     .where(_d.c.issue == sa.bindparam("slug"),
            _d.c.status.in_(sa.bindparam("statuses", expanding=True)),

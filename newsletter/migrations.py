@@ -153,6 +153,19 @@ def m002_report_indexes(conn: Connection) -> None:
         conn.execute(sa.text(f"CREATE INDEX IF NOT EXISTS {name} ON events ({columns})"))
 
 
+def m010_delivery_pseudonyms(conn: Connection) -> None:
+    """Each delivery carries the recipient's pseudonym for that issue.
+
+    Rows already written keep the pseudonym their messages carried, the recipient's single
+    one, so tokens and unsubscribe links of issues already sent still resolve.
+    """
+    conn.execute(sa.text("ALTER TABLE deliveries ADD COLUMN pseudonym VARCHAR(64) "
+                         "DEFAULT '' NOT NULL"))
+    conn.execute(sa.text("UPDATE deliveries SET pseudonym = (SELECT recipients.pseudonym "
+                         "FROM recipients WHERE recipients.id = deliveries.recipient_id)"))
+    conn.execute(sa.text("CREATE INDEX ix_deliveries_pseudonym ON deliveries (issue, pseudonym)"))
+
+
 def m040_tracker_journal(conn: Connection) -> None:
     """Where the tracker's journal segments are stored up to, and the database's own id."""
     conn.execute(sa.text(
@@ -167,7 +180,7 @@ def m040_tracker_journal(conn: Connection) -> None:
 
 
 MIGRATIONS: list[Callable[[Connection], None]] = [m001_initial, m002_report_indexes,
-                                                  m040_tracker_journal]
+                                                  m010_delivery_pseudonyms, m040_tracker_journal]
 
 
 def migrate(engine: Engine) -> list[str]:

@@ -251,7 +251,7 @@ class _Builder:
     def _load_recipients(self) -> list:
         r, d, dl = db.recipients, db.deliveries, db.delivery_lists
         return list(self.conn.execute(
-            sa.select(r.c.pseudonym, r.c.domain, r.c.organisation, d.c.status, dl.c.list_key)
+            sa.select(d.c.pseudonym, r.c.domain, r.c.organisation, d.c.status, dl.c.list_key)
             .join(d, d.c.recipient_id == r.c.id)
             .outerjoin(dl, sa.and_(dl.c.issue == d.c.issue, dl.c.recipient_id == d.c.recipient_id))
             .where(d.c.issue == self.slug)))

@@ -226,10 +226,12 @@ def run(prepared: Prepared, options: LoopOptions, *,
     db = prepared.database
     slug = prepared.slug
     ledger.register_issue(db, prepared.built)
+    signer = prepared.signer()
     list_order: tuple[str, ...] = ()
     if prepared.plan is not None:
         list_order = prepared.plan.list_keys
-        ledger.write_plan(db, slug, prepared.plan, prepared.project.list_id_domain)
+        ledger.write_plan(db, slug, prepared.plan, prepared.project.list_id_domain,
+                          signer.pseudonym)
         # From here the ledger is the truth; let the plan's memory go before sending.
         prepared.plan = None
     ledger.recover_stale(db, slug, lease)
@@ -238,7 +240,7 @@ def run(prepared: Prepared, options: LoopOptions, *,
     todo = sum(counts[s] for s in prepared.statuses)
     if on_start:
         on_start(todo)
-    factory = MessageFactory(prepared.built, prepared.project, prepared.signer())
+    factory = MessageFactory(prepared.built, prepared.project, signer)
     _small_sqlite_cache(db)
     _fewer_malloc_arenas(prepared.project.settings.malloc_arena_max_set)
     queue = LedgerQueue(prepared, factory, list_order)
@@ -311,8 +313,10 @@ def send_test(prepared: Prepared, address: str) -> tuple[str, str]:
                              test=True)
     slug = prepared.slug
     first = prepared.plan.list_keys[0] if prepared.plan else "test"
-    message = factory.make(Recipient(normalised, "", "test",
-                                     ledger.message_id_for(slug, "test-" + _nonce(),
+    # A pseudonym no delivery has: the test copy's links work, its unsubscribe link does not.
+    pseudonym = "test-" + _nonce()
+    message = factory.make(Recipient(normalised, "", pseudonym,
+                                     ledger.message_id_for(slug, pseudonym,
                                                            prepared.project.list_id_domain),
                                      first))
     adapter = prepared.adapter_cls(prepared.settings)

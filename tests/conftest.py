@@ -148,7 +148,8 @@ def seed_tracking(database, sent_at: float = TRACKING_SENT_AT) -> None:  # type:
         rows += [("autumn", i, "sent") for i in range(1, 5)]
         conn.execute(db.deliveries.insert(), [
             {"issue": s, "recipient_id": i, "status": st, "message_id": f"<{s}.{i}@test>",
-             "sent_at": sent_at if st == "sent" else None, "updated_at": sent_at}
+             "pseudonym": f"p{i}", "sent_at": sent_at if st == "sent" else None,
+             "updated_at": sent_at}
             for s, i, st in rows])
         memberships = {"spring": {"schools": [1, 2], "partners": [1, 2, 3, 4, 5],
                                   "police": [3, 4], "charities": [6]},

@@ -373,3 +373,21 @@ def adapter(name: str, project_root: Path, env: dict[str, str], timeout: float =
     made.control = Control(pause_after=0)
     made.open()
     return made
+
+
+# --- tokens as the code before encrypted tokens made them --------------------------------
+
+
+def legacy_token(secret: bytes, kid: str, kind: str, issue: str, link: str = "",
+                 who: str = "") -> str:
+    """A token exactly as the code before tokens were encrypted made it: readable base64 of
+    the payload, a dot, a 12-byte HMAC-SHA256. ``who`` is ``r:PSEUDONYM``, ``l:LIST`` or ''."""
+    import base64
+    import hashlib
+    import hmac
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+    payload = "\x1f".join((kid, kind, issue, link, who)).encode("utf-8")
+    return b64(payload) + "." + b64(hmac.new(secret, payload, hashlib.sha256).digest()[:12])

@@ -13,7 +13,9 @@ from conftest import make_built
 from newsletter import db, ledger
 from newsletter.audiences import PlannedRecipient, SendPlan
 from newsletter.db import open_db
+from newsletter.tracking.tokens import Signer
 
+SIGNER = Signer({"k1": b"secret"}, "k1")
 
 def plan(n: int, lists: tuple[str, ...] = ("a",)) -> SendPlan:
     people = [PlannedRecipient(f"r{i}@x.example", f"R {i}", "Org", lists) for i in range(n)]
@@ -30,18 +32,22 @@ def database(storage_url: str):  # type: ignore[no-untyped-def]
 def rows(database) -> dict[str, dict]:  # type: ignore[no-untyped-def]
     with database.engine.connect() as conn:
         return {r.address: r._asdict() for r in conn.execute(
-            sa.select(db.recipients.c.address, db.recipients.c.pseudonym, db.deliveries)
+            sa.select(db.recipients.c.address, db.recipients.c.pseudonym.label("secret"),
+                      db.deliveries)
             .join(db.deliveries, db.deliveries.c.recipient_id == db.recipients.c.id))}
 
 
 def test_plan_rows_are_written_once_with_fixed_message_ids(database) -> None:  # type: ignore[no-untyped-def]
-    assert ledger.write_plan(database, "spring", plan(3, ("a", "b")), "news.example.org") == 3
+    assert ledger.write_plan(database, "spring", plan(3, ("a", "b")), "news.example.org",
+                             SIGNER.pseudonym) == 3
     first = rows(database)
     assert {r["status"] for r in first.values()} == {"pending"}
     for r in first.values():
+        assert r["pseudonym"] == SIGNER.pseudonym("spring", r["secret"])
         assert r["message_id"] == f"<spring.{r['pseudonym']}@news.example.org>"
     # Running again adds nothing and changes no pseudonym or Message-ID.
-    assert ledger.write_plan(database, "spring", plan(4, ("a", "b")), "news.example.org") == 1
+    assert ledger.write_plan(database, "spring", plan(4, ("a", "b")), "news.example.org",
+                             SIGNER.pseudonym) == 1
     second = rows(database)
     for address, r in first.items():
         assert (second[address]["pseudonym"], second[address]["message_id"]) == \
@@ -53,7 +59,7 @@ def test_plan_rows_are_written_once_with_fixed_message_ids(database) -> None:  #
 
 def test_claims_never_overlap(storage_url: str) -> None:
     setup = open_db(storage_url)
-    ledger.write_plan(setup, "spring", plan(200), "d")
+    ledger.write_plan(setup, "spring", plan(200), "d", SIGNER.pseudonym)
     setup.close()
     taken: list[list[int]] = []
     errors: list[BaseException] = []
@@ -88,7 +94,7 @@ def test_claims_never_overlap(storage_url: str) -> None:
 
 
 def test_record_release_and_counts(database) -> None:  # type: ignore[no-untyped-def]
-    ledger.write_plan(database, "spring", plan(4), "d")
+    ledger.write_plan(database, "spring", plan(4), "d", SIGNER.pseudonym)
     claimed = ledger.claim(database, "spring", "t1", 3)
     assert len(claimed) == 3 and all(c.previous_status == "pending" for c in claimed)
     assert ledger.claim(database, "spring", "t2", 10)[0].recipient_id not in \
@@ -113,7 +119,7 @@ def test_record_release_and_counts(database) -> None:  # type: ignore[no-untyped
 
 
 def test_a_row_held_too_long_becomes_unknown(database) -> None:  # type: ignore[no-untyped-def]
-    ledger.write_plan(database, "spring", plan(2), "d")
+    ledger.write_plan(database, "spring", plan(2), "d", SIGNER.pseudonym)
     ledger.claim(database, "spring", "somewhere-else:1:x:1", 1)
     assert ledger.recover_stale(database, "spring", lease=3600) == 0
     assert ledger.recover_stale(database, "spring", lease=-1) == 1
@@ -123,7 +129,7 @@ def test_a_row_held_too_long_becomes_unknown(database) -> None:  # type: ignore[
 
 
 def test_a_dead_senders_rows_become_unknown_at_once(database) -> None:  # type: ignore[no-untyped-def]
-    ledger.write_plan(database, "spring", plan(1), "d")
+    ledger.write_plan(database, "spring", plan(1), "d", SIGNER.pseudonym)
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True).stdout.strip()
     host = ledger.worker_token().split(":")[0]
@@ -132,7 +138,7 @@ def test_a_dead_senders_rows_become_unknown_at_once(database) -> None:  # type: 
 
 
 def test_suppressed_addresses_are_never_claimed(database) -> None:  # type: ignore[no-untyped-def]
-    ledger.write_plan(database, "spring", plan(2), "d")
+    ledger.write_plan(database, "spring", plan(2), "d", SIGNER.pseudonym)
     with database.engine.begin() as conn:
         conn.execute(db.suppressions.insert().values(address="r1@x.example",
                                                      reason="unsubscribed", created_at=0))
@@ -156,3 +162,34 @@ def test_register_issue_adds_and_updates_links(database) -> None:  # type: ignor
     # Links are never removed: messages already out still point at them.
     assert [tuple(link) for link in links] == [("aaa111", "https://example.org/review"),
                                                ("bbb222", "https://example.org/guide.pdf")]
+
+
+def test_each_issue_gives_a_recipient_another_pseudonym_and_message_id(database) -> None:  # type: ignore[no-untyped-def]
+    ledger.write_plan(database, "spring", plan(3), "d", SIGNER.pseudonym)
+    ledger.write_plan(database, "summer", plan(3), "d", SIGNER.pseudonym)
+    with database.engine.connect() as conn:
+        found = conn.execute(sa.select(db.deliveries.c.issue, db.deliveries.c.recipient_id,
+                                       db.deliveries.c.pseudonym, db.deliveries.c.message_id,
+                                       db.recipients.c.pseudonym.label("secret"))
+                             .join(db.recipients)).all()
+    by_issue = {issue: {r.recipient_id: r for r in found if r.issue == issue}
+                for issue in ("spring", "summer")}
+    assert len(by_issue["spring"]) == len(by_issue["summer"]) == 3
+    for rid, spring in by_issue["spring"].items():
+        summer = by_issue["summer"][rid]
+        assert spring.pseudonym != summer.pseudonym
+        assert spring.message_id != summer.message_id
+        # The recipient's own secret goes into no message.
+        assert spring.secret not in spring.message_id + summer.message_id
+    assert len({r.pseudonym for r in found}) == 6
+
+
+def test_a_new_key_changes_no_pseudonym_or_message_id_already_written(database) -> None:  # type: ignore[no-untyped-def]
+    ledger.write_plan(database, "spring", plan(2), "d", SIGNER.pseudonym)
+    before = rows(database)
+    rotated = Signer({"k2": b"new secret", "k1": b"secret"}, "k2")
+    assert ledger.write_plan(database, "spring", plan(3), "d", rotated.pseudonym) == 1
+    after = rows(database)
+    for address, row in before.items():
+        assert (after[address]["pseudonym"], after[address]["message_id"]) == \
+            (row["pseudonym"], row["message_id"])

@@ -167,3 +167,53 @@ def test_migrating_twice_changes_nothing(storage_url: str) -> None:
         assert pending(engine) == []
     finally:
         engine.dispose()
+
+
+def test_links_and_unsubscribes_sent_before_tokens_were_per_issue_keep_working(
+        storage_url: str) -> None:
+    # Messages already sent carry tokens in the old form, naming the recipient's one
+    # pseudonym of those days: after migrating, each delivery row holds that pseudonym, so the
+    # tracker still resolves them through the ledger.
+    import asyncio
+
+    import httpx
+    from helpers import legacy_token
+
+    from newsletter.tracking.server import create_app
+
+    _load_first_release(storage_url)
+    database = open_db(storage_url)
+    try:
+        with database.engine.connect() as conn:
+            kid, secret = conn.execute(sa.select(db.signing_keys.c.kid,
+                                                 db.signing_keys.c.secret)).one()
+            old_pseudonym, message_id = conn.execute(
+                sa.select(db.deliveries.c.pseudonym, db.deliveries.c.message_id)
+                .where(db.deliveries.c.recipient_id == 3)).one()
+            address = conn.execute(sa.select(db.recipients.c.address, db.recipients.c.pseudonym)
+                                   .where(db.recipients.c.id == 3)).one()
+        assert old_pseudonym == address.pseudonym
+        assert message_id == f"<2026-spring.{old_pseudonym}@prevent-newsletter.example.org>"
+        click = legacy_token(secret.encode(), kid, "c", "2026-spring", "3rzsd72l", "l:kscmp")
+        unsubscribe = legacy_token(secret.encode(), kid, "u", "2026-spring", "",
+                                   f"r:{old_pseudonym}")
+        app = create_app(database=database)
+
+        async def visit() -> tuple[httpx.Response, httpx.Response]:
+            transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 50123))
+            async with httpx.AsyncClient(transport=transport, base_url="http://t.test") as http:
+                return (await http.get(f"/c/{click}"), await http.post(f"/u/{unsubscribe}"))
+
+        try:
+            clicked, unsubscribed = asyncio.run(visit())
+        finally:
+            app.close()
+        assert clicked.status_code == 302
+        assert clicked.headers["location"] == \
+            "https://www.example.org/prevent/downloads/what-is-prevent.pdf"
+        assert unsubscribed.status_code == 200
+        with database.engine.connect() as conn:
+            assert conn.execute(sa.select(db.suppressions.c.address)
+                                .where(db.suppressions.c.address == address.address)).all()
+    finally:
+        database.close()

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from newsletter import db
 from newsletter.tracking.server import create_app
-from newsletter.tracking.tokens import signer_for
+from newsletter.tracking.tokens import Signer, signer_for
 
 
 @pytest.fixture
@@ -95,17 +95,22 @@ def test_responses_carry_privacy_headers(client, signer) -> None:
 def test_forged_truncated_unknown_and_wrong_tokens_get_404_and_nothing_recorded(
         app, client, signer) -> None:
     good = signer.click("spring", "a1", pseudonym="p1")
-    body, mac = good.split(".")
-    flipped = mac[:-1] + ("A" if mac[-1] != "A" else "B")
+    middle = len(good) // 2
+    flipped = good[:middle] + ("A" if good[middle] != "A" else "B") + good[middle + 1:]
+    legacy = "azEfYx9zcHJpbmcfYTEfcjpwMQ.RueMNXFzSD_EkIgV"   # the old format, key b"secret"
     bad = [
-        f"{body}.{flipped}",                              # forged signature
+        flipped,                                          # changed in transit or forged
         good[:-3],                                        # truncated
-        body,                                             # signature cut off
-        signer.click("spring", "zz"),                     # signed, but no such link
+        good[:22],                                        # hardly anything left
+        Signer({"k9": b"other"}, "k9").click("spring", "a1", pseudonym="p1"),  # another key
+        legacy,                                           # old format, another key
+        legacy.split(".")[0] + ".AAAAAAAAAAAAAAAA",       # old format, forged signature
+        signer.click("spring", "zz"),                     # made right, but no such link
         signer.click("autumn", "e1"),                     # a link of another issue
         signer.click("nope", "a1"),                       # an issue never registered
         signer.unsubscribe("spring", "p1"),               # a token for something else
         "x.y",
+        "AAAA",
     ]
     for token in bad:
         response = client.get(f"/c/{token}")
@@ -217,6 +222,22 @@ def test_unsubscribe_refuses_bad_tokens(client, signer, tracking_db) -> None:
     assert client.get("/u/not-a-token").status_code == 404
     assert client.post("/u/bad%2Ftoken").status_code == 400
     assert suppressions(tracking_db) == []
+
+
+def test_unsubscribe_finds_the_recipient_only_through_the_issues_ledger(
+        client, signer, tracking_db) -> None:
+    # The pseudonym is per issue: the tracker looks it up in that issue's deliveries, never
+    # in the recipients table and never in another issue's rows.
+    with tracking_db.engine.begin() as conn:
+        conn.execute(db.deliveries.update().where(db.deliveries.c.issue == "spring",
+                                                  db.deliveries.c.recipient_id == 3)
+                     .values(pseudonym="Spring3Only"))
+    assert client.post(f"/u/{signer.unsubscribe('spring', 'p3')}").status_code == 404
+    assert client.post(f"/u/{signer.unsubscribe('autumn', 'Spring3Only')}").status_code == 404
+    assert client.post(f"/u/{signer.unsubscribe('draft', 'p1')}").status_code == 404
+    assert suppressions(tracking_db) == []
+    assert client.post(f"/u/{signer.unsubscribe('spring', 'Spring3Only')}").status_code == 200
+    assert suppressions(tracking_db) == [("cat@police.example", "unsubscribed")]
 
 
 def test_request_limits(client, signer) -> None:

@@ -512,10 +512,9 @@ class EventWriter:
         for issue, pseudonym in wanted:
             by_issue.setdefault(issue, []).append(pseudonym)
         for issue, names in by_issue.items():
-            query = (sa.select(db.recipients.c.pseudonym, db.deliveries.c.sent_at)
-                     .join(db.deliveries, db.deliveries.c.recipient_id == db.recipients.c.id)
+            query = (sa.select(db.deliveries.c.pseudonym, db.deliveries.c.sent_at)
                      .where(db.deliveries.c.issue == issue,
-                            db.recipients.c.pseudonym.in_(names),
+                            db.deliveries.c.pseudonym.in_(names),
                             db.deliveries.c.sent_at.is_not(None)))
             for pseudonym, sent_at in conn.execute(query):
                 if len(self._sent_at) > 200_000:

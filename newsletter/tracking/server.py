@@ -107,7 +107,7 @@ class TrackerApp:
         self.rules = rules
         self.signer: Signer = signer_for(database, secret_key)
         # IP addresses are kept only as an HMAC keyed by a value derived from the signing key.
-        self._ip_key = self.signer.sign("o", "\x00ip-hash-key").encode()
+        self._ip_key = self.signer.ip_hash_key()
         self.journal: Journal | None = None
         if journal_dir is not None:
             self.journal = Journal(journal_dir, db.database_id(database), HIT_FIELDS)
@@ -314,9 +314,13 @@ class TrackerApp:
         return await _respond(send, 200, body, [_HTML, _PAGE_CSP])
 
     def _suppress(self, pseudonym: str, issue: str) -> bool:
+        # The pseudonym is the recipient's for this issue: only the ledger knows whose it is.
+        d, r = db.deliveries, db.recipients
         with self.database.engine.begin() as conn:
-            address = conn.execute(sa.select(db.recipients.c.address)
-                                   .where(db.recipients.c.pseudonym == pseudonym)).scalar()
+            address = conn.execute(sa.select(r.c.address)
+                                   .join(d, d.c.recipient_id == r.c.id)
+                                   .where(d.c.issue == issue, d.c.pseudonym == pseudonym)
+                                   .limit(1)).scalar()
             if address is None:
                 return False
             exists = conn.execute(sa.select(db.suppressions.c.address)

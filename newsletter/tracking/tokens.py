@@ -1,30 +1,47 @@
-"""Signed, opaque tokens for tracked links, open pixels and unsubscribe URLs.
+"""Opaque tokens for tracked links, open pixels and unsubscribe URLs.
 
-A token names what it is for (click, open, unsubscribe), the issue, the link's click ID, and
-*who*: a recipient pseudonym (``r:...``, individual tracking and every unsubscribe token), the
-list the message went through (``l:...``, aggregate tracking), or nobody. It never names an
-address or a person. Tokens are signed with HMAC-SHA256; the key id inside lets keys rotate:
-old tokens verify while their key is still listed.
+A token says what it is for (click, open, unsubscribe), the issue, the link's click ID, and
+*who*: the recipient's pseudonym for this issue (``r:...``, individual tracking and every
+unsubscribe token), the list the message went through (``l:...``, aggregate tracking), or
+nobody. It never names an address or a person, and nothing in it can be read: the whole
+payload is encrypted and authenticated with AES-SIV (RFC 5297), so a link scanner or a
+forwarded copy sees only random-looking characters, and a changed or forged token does not
+verify. AES-SIV is deterministic: the same payload gives the same token, so a list's token for
+a link is made once, and nothing per recipient is needed to keep a token short (no nonce).
 
-Keys come from ``NEWSLETTER_SECRET_KEY`` (``kid:secret[,kid:secret...]``, the first signs) or,
-when that is unset, from one key created once and kept in the database.
+The pseudonym is per issue (:meth:`Signer.pseudonym`, a keyed hash of the issue and the
+recipient's secret), so two messages of different issues share no per-recipient value; only
+the ledger (``deliveries.pseudonym``) turns one back into a recipient.
+
+Tokens made before this format (``payload.mac``: readable base64 signed with a truncated
+HMAC-SHA256) still verify, so links in issues already sent keep working.
+
+Keys come from ``NEWSLETTER_SECRET_KEY`` (``kid:secret[,kid:secret...]``, the first makes new
+tokens, every one listed still opens old ones) or, when that is unset, from one key created
+once and kept in the database.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESSIV
+
 if TYPE_CHECKING:
     from newsletter.db import Database
 
 TokenKind = Literal["c", "o", "u"]
 _SEP = "\x1f"
-_MAC_BYTES = 12
+_MAC_BYTES = 12                 # legacy tokens' truncated HMAC
+_PSEUDONYM_BYTES = 12           # 96 bits: no two recipients of one issue share one
+_TOKEN_CONTEXT = b"newsletter token v2"
 
 
 def _b64(data: bytes) -> str:
@@ -47,21 +64,54 @@ class TokenData:
 
 
 class InvalidToken(Exception):
-    """A token that is malformed, forged, or signed with an unknown key."""
+    """A token that is malformed, forged, or made with an unknown key."""
+
+
+def _derive(secret: bytes, purpose: bytes, size: int = 32) -> bytes:
+    """A key for one purpose from a configured secret (the secret itself is used for none)."""
+    return hmac.new(secret, purpose, hashlib.sha512).digest()[:size]
 
 
 class Signer:
-    """Makes and verifies tokens with a set of keys; the first key signs."""
+    """Makes and opens tokens with a set of keys; the first key makes new ones."""
 
     def __init__(self, keys: dict[str, bytes], current: str) -> None:
         if current not in keys:
             raise ValueError(f"current key {current!r} is not among the keys")
         self._keys = dict(keys)
         self._current = current
+        # 64 bytes: AES-256-SIV. The current key is tried first when opening a token.
+        order = [current] + [kid for kid in keys if kid != current]
+        self._ciphers = [AESSIV(_derive(keys[kid], b"newsletter token encryption v2", 64))
+                         for kid in order]
+        self._pseudonym_key = _derive(keys[current], b"newsletter recipient pseudonym v1")
 
+    # -- legacy tokens (before v2): readable payload + truncated HMAC ----------------------
     def _mac(self, kid: str, payload: bytes) -> bytes:
         return hmac.new(self._keys[kid], payload, hashlib.sha256).digest()[:_MAC_BYTES]
 
+    def _verify_legacy(self, token: str) -> tuple[str, str, str, str]:
+        try:
+            body, mac = token.split(".", 1)
+            payload = _unb64(body)
+            given = _unb64(mac)
+            kid, tkind, issue, link, who = payload.decode("utf-8").split(_SEP)
+        except (ValueError, UnicodeDecodeError, binascii.Error) as exc:
+            raise InvalidToken("malformed token") from exc
+        if kid not in self._keys or not hmac.compare_digest(given, self._mac(kid, payload)):
+            raise InvalidToken("signature does not verify")
+        return tkind, issue, link, who
+
+    def ip_hash_key(self) -> bytes:
+        """The key for hashing IP addresses, derived from the current key.
+
+        The same bytes as before tokens were encrypted (it was a legacy token of a fixed
+        payload), so hashes stored earlier still match the same addresses.
+        """
+        payload = _SEP.join((self._current, "o", "\x00ip-hash-key", "", "")).encode("utf-8")
+        return (_b64(payload) + "." + _b64(self._mac(self._current, payload))).encode()
+
+    # -- tokens ----------------------------------------------------------------------------
     def sign(
         self,
         kind: TokenKind,
@@ -73,8 +123,8 @@ class Signer:
     ) -> str:
         """A token for ``kind`` on ``issue``'s ``link``, naming a pseudonym, a list or neither."""
         who = f"r:{pseudonym}" if pseudonym else (f"l:{list_key}" if list_key else "")
-        payload = _SEP.join((self._current, kind, issue, link, who)).encode("utf-8")
-        return _b64(payload) + "." + _b64(self._mac(self._current, payload))
+        payload = _SEP.join((kind, issue, link, who)).encode("utf-8")
+        return _b64(self._ciphers[0].encrypt(payload, [_TOKEN_CONTEXT]))
 
     def click(self, issue: str, link: str, *, pseudonym: str | None = None,
               list_key: str | None = None) -> str:
@@ -90,21 +140,47 @@ class Signer:
         return self.sign("u", issue, pseudonym=pseudonym)
 
     def verify(self, token: str, kind: TokenKind | None = None) -> TokenData:
-        """Check the signature and return what the token says, or raise :class:`InvalidToken`."""
-        try:
-            body, mac = token.split(".", 1)
-            payload = _unb64(body)
-            given = _unb64(mac)
-            kid, tkind, issue, link, who = payload.decode("utf-8").split(_SEP)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise InvalidToken("malformed token") from exc
-        if kid not in self._keys or not hmac.compare_digest(given, self._mac(kid, payload)):
-            raise InvalidToken("signature does not verify")
+        """Open ``token`` and return what it says, or raise :class:`InvalidToken`."""
+        if "." in token:               # made before tokens were encrypted
+            tkind, issue, link, who = self._verify_legacy(token)
+        else:
+            tkind, issue, link, who = self._open(token)
         if tkind not in ("c", "o", "u") or (kind and tkind != kind):
             raise InvalidToken("token is for something else")
         pseudonym = who[2:] if who.startswith("r:") else None
         list_key = who[2:] if who.startswith("l:") else None
         return TokenData(tkind, issue, link, pseudonym, list_key)  # type: ignore[arg-type]
+
+    def _open(self, token: str) -> tuple[str, str, str, str]:
+        try:
+            sealed = _unb64(token)
+        except (ValueError, binascii.Error) as exc:
+            raise InvalidToken("malformed token") from exc
+        if len(sealed) <= 16:          # the synthetic IV alone
+            raise InvalidToken("malformed token")
+        for cipher in self._ciphers:
+            try:
+                payload = cipher.decrypt(sealed, [_TOKEN_CONTEXT])
+            except InvalidTag:
+                continue
+            try:
+                tkind, issue, link, who = payload.decode("utf-8").split(_SEP)
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise InvalidToken("malformed token") from exc
+            return tkind, issue, link, who
+        raise InvalidToken("token does not verify")
+
+    # -- pseudonyms ------------------------------------------------------------------------
+    def pseudonym(self, issue: str, recipient_secret: str) -> str:
+        """The recipient's pseudonym in ``issue``: a keyed hash of the issue and the
+        recipient's own random secret, so the same person has an unrelated one in each issue.
+
+        Written into the ledger when the send is planned, so a later change of keys never
+        changes a delivery's pseudonym (nor its Message-ID).
+        """
+        digest = hmac.new(self._pseudonym_key, f"{issue}{_SEP}{recipient_secret}".encode(),
+                          hashlib.sha256).digest()
+        return _b64(digest[:_PSEUDONYM_BYTES])
 
 
 def parse_key_setting(value: str) -> tuple[dict[str, bytes], str]:
