@@ -197,6 +197,7 @@ def test_a_lost_batch_answer_is_looked_up_not_resent(send_project: Path, http_se
     rows = ledger_rows(send_project)
     assert {r["provider_message_id"] for r in rows.values()} == \
         {a.provider_id for a in fake.accepted}
+    assert outcome.possible_repeats == 0
 
 
 def test_a_lost_answer_postmark_has_no_record_of_is_resent_marked_unknown(  # type: ignore[no-untyped-def]
