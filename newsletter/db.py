@@ -83,6 +83,8 @@ deliveries = sa.Table(
     sa.Column("claimed_at", sa.Float, nullable=False, server_default="0"),
     sa.Column("sent_at", sa.Float, nullable=True),
     sa.Column("updated_at", sa.Float, nullable=False),
+    # Once handed over without an answer (unknown): a later copy may be a second one.
+    sa.Column("repeat_possible", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Index("ix_deliveries_status", "issue", "status"),
     sa.Index("ix_deliveries_pseudonym", "issue", "pseudonym"),
 )

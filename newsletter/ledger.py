@@ -240,6 +240,8 @@ _RECORD = (
     .values(status=sa.bindparam("new_status"), attempts=_d.c.attempts + sa.bindparam("inc"),
             last_error=sa.bindparam("error"), provider_message_id=sa.bindparam("pid"),
             next_attempt_at=sa.bindparam("due"), sent_at=sa.bindparam("sent"),
+            repeat_possible=sa.or_(_d.c.repeat_possible,
+                                   sa.bindparam("unanswered", type_=sa.Boolean)),
             claimed_by="", claimed_at=0, updated_at=sa.bindparam("now")))
 _LISTS_OF = (
     sa.select(delivery_lists.c.recipient_id, delivery_lists.c.list_key)
@@ -280,7 +282,8 @@ def record(database: Database, slug: str, token: str, results: Iterable[Result])
     params = [{"slug": slug, "token": token, "now": t, "rid": r.recipient_id,
                "new_status": r.status, "error": r.error[:2000], "pid": r.provider_id[:255],
                "due": r.next_attempt_at, "inc": 1 if r.counts_as_attempt else 0,
-               "sent": t if r.status == "sent" else None} for r in results]
+               "sent": t if r.status == "sent" else None,
+               "unanswered": r.status == "unknown"} for r in results]
     if not params:
         return
     with database.engine.begin() as conn:
@@ -333,6 +336,7 @@ def recover_stale(database: Database, slug: str, lease: float = DEFAULT_LEASE) -
         result = conn.execute(d.update()
                               .where(d.c.issue == slug, d.c.status == "sending", stale)
                               .values(status="unknown", attempts=d.c.attempts + 1,
+                                      repeat_possible=True,
                                       last_error="the sender stopped before recording the "
                                       "server's answer; it may have been delivered",
                                       claimed_by="", claimed_at=0, next_attempt_at=0,
@@ -372,6 +376,15 @@ def status_counts(database: Database, slug: str) -> dict[str, int]:
             sa.select(sa.func.count()).select_from(d)
             .where(d.c.issue == slug, d.c.status != "sent", ~_not_suppressed())).scalar_one()
     return counts
+
+
+def possible_repeats(database: Database, slug: str) -> int:
+    """Recipients sent after an earlier attempt went unanswered: they may have two copies
+    (both with the same Message-ID, so mail systems and people can recognise the second)."""
+    d = deliveries
+    with database.engine.connect() as conn:
+        return conn.execute(sa.select(sa.func.count()).select_from(d).where(
+            d.c.issue == slug, d.c.status == "sent", d.c.repeat_possible)).scalar_one()
 
 
 def failures(database: Database, slug: str, limit: int = 20) -> list[tuple[str, str, str]]:

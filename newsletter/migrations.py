@@ -179,8 +179,24 @@ def m040_tracker_journal(conn: Connection) -> None:
         "value TEXT NOT NULL)"))
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [m001_initial, m002_report_indexes,
-                                                  m010_delivery_pseudonyms, m040_tracker_journal]
+def m060_repeat_possible(conn: Connection) -> None:
+    """deliveries.repeat_possible: once a row was handed over without an answer (unknown),
+    a later copy may be the recipient's second; the ledger keeps saying so after it is sent."""
+    d = Dialect(conn.dialect.name)
+    run(conn, f"ALTER TABLE deliveries ADD COLUMN repeat_possible BOOLEAN DEFAULT {d.false} "
+              "NOT NULL")
+    # Rows unknown when this arrives were handed over without an answer already.
+    run(conn, f"UPDATE deliveries SET repeat_possible = {d.true} WHERE status = 'unknown'")
+
+
+# One a line, in the order they apply (several streams append here at once).
+MIGRATIONS: list[Callable[[Connection], None]] = [
+    m001_initial,
+    m002_report_indexes,
+    m010_delivery_pseudonyms,
+    m040_tracker_journal,
+    m060_repeat_possible,
+]
 
 
 def migrate(engine: Engine) -> list[str]:

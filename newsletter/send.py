@@ -209,6 +209,7 @@ class Outcome:
     tally: Tally
     stopped_by: NewsletterError | None = None
     problems: list[tuple[str, str, str]] = field(default_factory=list)
+    possible_repeats: int = 0        # sent after an unanswered attempt: may have two copies
 
     @property
     def complete(self) -> bool:
@@ -262,7 +263,8 @@ def run(prepared: Prepared, options: LoopOptions, *,
             time.sleep(0.2)
             ledger.recover_stale(db, slug, lease)
             counts = ledger.status_counts(db, slug)
-    return Outcome(counts, tally, stopped, ledger.failures(db, slug))
+    return Outcome(counts, tally, stopped, ledger.failures(db, slug),
+                   ledger.possible_repeats(db, slug))
 
 
 def _small_sqlite_cache(database: Database) -> None:

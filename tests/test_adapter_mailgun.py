@@ -148,6 +148,7 @@ def test_a_lost_answer_is_looked_up_not_resent(send_project: Path, http_server, 
     assert outcome.complete
     assert sorted(fake.recipients) == sorted(SEND_ADDRESSES)     # once each, none twice
     assert any("/events?" in path for path in fake.paths("GET"))
+    assert outcome.possible_repeats == 0
 
 
 def test_a_lost_answer_mailgun_cannot_confirm_is_resent_with_the_same_message_id(  # type: ignore[no-untyped-def]
@@ -161,4 +162,6 @@ def test_a_lost_answer_mailgun_cannot_confirm_is_resent_with_the_same_message_id
     assert len(twice) == 1 and len(fake.accepted) == 6
     copies = [a.provider_id for a in fake.accepted if a.recipient == twice[0]]
     assert copies[0] == copies[1]                    # the same Message-ID both times
-    assert ledger_rows(send_project)[twice[0]]["status"] == "sent"
+    row = ledger_rows(send_project)[twice[0]]
+    assert row["status"] == "sent" and row["repeat_possible"]
+    assert outcome.possible_repeats == 1

@@ -197,6 +197,7 @@ def test_a_lost_batch_answer_is_looked_up_not_resent(send_project: Path, http_se
     rows = ledger_rows(send_project)
     assert {r["provider_message_id"] for r in rows.values()} == \
         {a.provider_id for a in fake.accepted}
+    assert outcome.possible_repeats == 0
 
 
 def test_a_lost_answer_postmark_has_no_record_of_is_resent_marked_unknown(  # type: ignore[no-untyped-def]
@@ -211,3 +212,21 @@ def test_a_lost_answer_postmark_has_no_record_of_is_resent_marked_unknown(  # ty
     assert "had no record of it" in outcomes[0].error
     assert "sent again with the same Message-ID, so a second copy is possible" in \
         outcomes[0].error
+
+
+def test_the_cli_shows_the_refusal_with_its_hint(send_project: Path, http_server,  # type: ignore[no-untyped-def]
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from newsletter.cli import main
+
+    fake = Postmark()
+    for name, value in postmark_env(http_server(fake.app()), stream="").items():
+        monkeypatch.setenv(name, value)
+    result = CliRunner().invoke(main, ["send", "2026-spring", "--to", "schools",
+                                       "--adapter", "postmark", "--yes"])
+    assert result.exit_code == 1
+    assert "POSTMARK_MESSAGE_STREAM is not set" in result.output
+    assert "hint: this server's Broadcasts streams: 'newsletter' (Partner newsletter)" in \
+        result.output
+    assert "Traceback" not in result.output and fake.sends == 0

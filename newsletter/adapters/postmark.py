@@ -260,10 +260,11 @@ class PostmarkAdapter(HttpAdapter):
                 "transactional stream, which is not for newsletters",
                 hint=self._broadcast_streams())
         status, stream = self.look(f"/message-streams/{self.stream}", "the message stream")
-        if status == 404 or not isinstance(stream, dict):
+        if status == 404 or not isinstance(stream, dict) or "ID" not in stream:
+            said = stream.get("Message", "") if isinstance(stream, dict) else ""
             raise ConfigurationError(
-                f"this Postmark server has no message stream '{self.stream}' ({STREAM})",
-                hint=self._broadcast_streams())
+                f"this Postmark server has no message stream '{self.stream}' ({STREAM})"
+                + (f": \"{said}\"" if said else ""), hint=self._broadcast_streams())
         kind = stream.get("MessageStreamType")
         if kind != "Broadcasts":
             raise ConfigurationError(

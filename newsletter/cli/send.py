@@ -221,6 +221,10 @@ def _final_summary(outcome: sending.Outcome, seconds: float) -> None:
                f"sent {c['sent']}, deferred {c['deferred']}, failed {c['failed']}, "
                f"unknown {c['unknown']}, pending {c['pending']}"
                + (f", suppressed {c['suppressed']}" if c["suppressed"] else ""))
+    if outcome.possible_repeats:
+        click.echo(f"{outcome.possible_repeats} recipient(s) may have two copies: an earlier "
+                   "attempt went unanswered and was sent again with the same Message-ID, "
+                   "which mail systems and people can recognise")
     for address, status, error in outcome.problems:
         click.echo(f"  {status:<8} {address}: {error}", err=True)
 
