@@ -26,10 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from newsletter.errors import InvalidAudiences, NewsletterError, Problem
+from newsletter.errors import InvalidAudiences, NewsletterError, Problem, display_path
 from newsletter.members import MEMBER_FIELDS, Member, MemberChecker, normalise_address
 from newsletter.members_file import read_members_file
-from newsletter.theme import display_path
 from newsletter.yamlfile import LocDict, LocList, read_yaml
 
 __all__ = ["Member", "PlannedRecipient", "normalise_address", "load_audiences", "plan_send"]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from newsletter.errors import StorageError
+from newsletter.errors import StorageError, display_path
 
 # The schema as the migrations in migrations.py leave it; never used to create tables.
 metadata = sa.MetaData()
@@ -184,16 +184,63 @@ def create_db_engine(url: str) -> Engine:
     return sa.create_engine(url, pool_pre_ping=True, hide_parameters=True)
 
 
-def open_db(url: str) -> Database:
-    """Open (creating if needed) and migrate the database at ``url``."""
+def shown_url(url: str) -> str:
+    """``url`` for messages: any password replaced by ***."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except (sa.exc.ArgumentError, ValueError):
+        return url
+
+
+def _check_sqlite_file(url: str, writable: bool) -> None:
+    """Refuse, with a message, a SQLite path that is a folder, not a database, or read-only."""
+    import os
+    from pathlib import Path
+
+    if not url.startswith("sqlite:///") or "?" in url:
+        return
+    path = Path(url[len("sqlite:///"):])
+    shown = display_path(path)
+    hint = ("check --db or NEWSLETTER_DB: it names the ledger `newsletter send` made, "
+            "e.g. newsletter.db")
+    if path.is_dir():
+        raise StorageError(f"cannot use database {shown}: it is a folder", hint=hint)
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(16)
+    except FileNotFoundError:
+        head = b""
+    except OSError as exc:
+        raise StorageError(f"cannot read database {shown}: {exc.strerror}",
+                           hint="check the file's permissions") from exc
+    if head and head != b"SQLite format 3\x00":
+        raise StorageError(f"{shown} is not a database (it is not a SQLite file)", hint=hint)
+    if not path.parent.is_dir():
+        return      # SQLite says "unable to open database file"; the hint names the path
+    folder_writable = os.access(path.parent, os.W_OK)
+    if writable and ((head and not os.access(path, os.W_OK)) or not folder_writable):
+        what = shown if head and not os.access(path, os.W_OK) else str(path.parent.resolve())
+        raise StorageError(
+            f"database {shown} cannot be written: {what} is read-only",
+            hint=f"this command records what it does there: make {what} writable (e.g. "
+            f"chmod u+w {what}), or point --db or NEWSLETTER_DB at a writable copy")
+
+
+def open_db(url: str, *, writable: bool = True) -> Database:
+    """Open (creating if needed) and migrate the database at ``url``.
+
+    ``writable=False`` (reports) skips the up-front check that a SQLite file and its folder
+    can be written; everything else records something and must be able to.
+    """
     from newsletter.migrations import migrate
 
     scheme = url.split("://", 1)[0]
     if scheme not in ("sqlite", "postgresql", "postgresql+psycopg"):
         raise StorageError(
-            f"cannot use database {url!r}: only SQLite and PostgreSQL are supported",
+            f"cannot use database {shown_url(url)!r}: only SQLite and PostgreSQL are supported",
             hint="use a file path, sqlite:///PATH or postgresql://user@host/dbname "
             "(--db or NEWSLETTER_DB)")
+    _check_sqlite_file(url, writable)
     try:
         engine = create_db_engine(url)
         for attempt in range(5):
@@ -209,14 +256,16 @@ def open_db(url: str) -> Database:
                 time.sleep(0.05 * (attempt + 1))
     except sa.exc.ArgumentError as exc:
         raise StorageError(
-            f"cannot use database {url!r}: {exc}",
+            f"cannot use database {shown_url(url)!r}: {exc}",
             hint="use a file path, sqlite:///PATH or postgresql://user@host/dbname "
             "(--db or NEWSLETTER_DB)",
         ) from exc
-    except sa.exc.OperationalError as exc:
+    except sa.exc.DBAPIError as exc:   # not a database, read-only, unreachable...
+        why = describe_error(exc)
         raise StorageError(
-            f"cannot open database {url!r}: {exc.orig}",
-            hint="check the path or server is reachable (--db or NEWSLETTER_DB)",
+            f"cannot open database {shown_url(url)!r}: {why}",
+            hint="make the database file and its folder writable" if "readonly" in why
+            else "check the path or server is reachable (--db or NEWSLETTER_DB)",
         ) from exc
     return Database(engine=engine, url=url)
 

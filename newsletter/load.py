@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 from newsletter import model
 from newsletter.body_check import check_body, link_text_warning
-from newsletter.errors import Problem
+from newsletter.errors import Problem, display_path
 from newsletter.fields import SLUG_RE, Fields, kind
 from newsletter.images import check_image_src
 from newsletter.scaffold import SKELETON_PLACEHOLDERS
-from newsletter.theme import display_path, load_theme
+from newsletter.theme import load_theme
 from newsletter.yamlfile import LocDict, LocList, Mark, read_yaml
 
 if TYPE_CHECKING:

@@ -91,12 +91,67 @@ class Project:
         raise NewsletterError(f"no issue {str(issue)!r}: neither a file nor issues/{issue}.yaml",
                               hint="the issues are: " + (", ".join(known) or "(none)"))
 
-    def db_url(self, override: str | None = None) -> str:
+    def db_url(self, override: str | None = None, *, create: bool = False,
+               can_create: bool = True) -> str:
         """The database: ``--db``, then ``NEWSLETTER_DB``, then ``newsletter.db`` in the root.
 
-        A plain path means a SQLite file; ``postgresql://`` URLs are passed through.
+        A plain path means a SQLite file; ``postgresql://`` URLs are passed through. A SQLite
+        file that does not exist yet is refused while the project has a ledger elsewhere
+        (unless ``create``, from ``--create-db``): a mistyped path must never start a second,
+        empty ledger and send to everyone again. ``can_create`` says whether the command
+        offers ``--create-db`` (the hint names it only then).
         """
-        value = override or self.settings.database or str(self.root / "newsletter.db")
-        if "://" in value:
+        value = override or self.settings.database or str(self.root / DEFAULT_DATABASE)
+        path = sqlite_path(value)
+        if path is None:
             return value
-        return "sqlite:///" + str(Path(value).resolve())
+        if not create and not path.exists():
+            elsewhere = [p for p in self.ledgers() if p != path]
+            if elsewhere:
+                from newsletter.errors import NewsletterError, display_path
+
+                raise NewsletterError(
+                    f"no database at {display_path(path)}; this project's ledger is "
+                    + ", ".join(display_path(p) for p in elsewhere),
+                    hint="check the path given with --db or NEWSLETTER_DB"
+                    + ("; to start a new, empty ledger there on purpose, add --create-db"
+                       if can_create else ""))
+        return "sqlite:///" + str(path)
+
+    def ledgers(self) -> list[Path]:
+        """The SQLite databases this project already has: ``newsletter.db``, the one
+        ``NEWSLETTER_DB`` names, and any other SQLite file in the project folder."""
+        candidates = [self.root / DEFAULT_DATABASE]
+        configured = sqlite_path(self.settings.database) if self.settings.database else None
+        if configured is not None:
+            candidates.append(configured)
+        for pattern in ("*.db", "*.sqlite", "*.sqlite3"):
+            candidates.extend(sorted(self.root.glob(pattern)))
+        found: dict[Path, None] = {}
+        for candidate in candidates:
+            if is_sqlite_file(candidate):
+                found[candidate.resolve()] = None
+        return list(found)
+
+
+DEFAULT_DATABASE = "newsletter.db"
+SQLITE_HEADER = b"SQLite format 3\x00"   # the first 16 bytes of every SQLite 3 database
+
+
+def sqlite_path(value: str) -> Path | None:
+    """The file a database setting names when it is a plain SQLite path (or
+    ``sqlite:///PATH`` without options); None for other URLs."""
+    if value.startswith("sqlite:///") and "?" not in value:
+        value = value[len("sqlite:///"):]
+    elif "://" in value or value.startswith("sqlite:"):
+        return None
+    return Path(value).resolve()
+
+
+def is_sqlite_file(path: Path) -> bool:
+    """True when ``path`` is a file that starts like a SQLite 3 database."""
+    try:
+        with path.open("rb") as handle:
+            return handle.read(16) == SQLITE_HEADER
+    except OSError:
+        return False

@@ -73,7 +73,8 @@ class Prepared:
 
 
 def prepare(project: Project, issue: str, lists: tuple[str, ...], *,
-            adapter: str | None = None, db_url: str | None = None, maildir: Path | None = None,
+            adapter: str | None = None, db_url: str | None = None, create_db: bool = False,
+            maildir: Path | None = None,
             concurrency: int = 1, resend_failed: bool = False, test: bool = False,
             env: Mapping[str, str] | None = None) -> Prepared:
     """Validate the whole send (issue, lists, adapter settings) and open the database."""
@@ -99,7 +100,7 @@ def prepare(project: Project, issue: str, lists: tuple[str, ...], *,
         notes = adapter_.preflight()
     finally:
         adapter_.close()
-    database = open_db(project.db_url(db_url))
+    database = open_db(project.db_url(db_url, create=create_db))
     try:
         if audiences is not None:
             plan = plan_send(audiences, lists, ledger.suppressed_addresses(database))

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from newsletter import model
-from newsletter.errors import Problem
+from newsletter.errors import Problem, display_path
 from newsletter.fields import Fields
 from newsletter.images import check_image_src
 from newsletter.yamlfile import LocDict, read_yaml
@@ -16,14 +16,6 @@ COLOUR_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
 COLOURS = ("brand_colour", "text_colour", "background_colour", "link_colour")
 THEME_KEYS = (*COLOURS, "font_family", "logo", "footer_text")
 LOGO_KEYS = ("src", "alt", "width", "url")
-
-
-def display_path(path: Path) -> str:
-    """How a file is named in messages: relative to the current folder when inside it."""
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except (ValueError, OSError):
-        return str(path)
 
 
 def load_theme(path: Path, root: Path, assets_url: str = "") -> tuple[model.Theme, list[Problem]]:

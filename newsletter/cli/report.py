@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import click
@@ -41,9 +42,9 @@ def report(issue: str, by: str, fmt: str, include_scanners: bool, min_count: int
     from newsletter.db import open_db
 
     slug = reporting.issue_slug(issue)
-    url = Project.load().db_url(db)
+    url = Project.load().db_url(db, can_create=False)
     reporting.require_database(url)
-    database = open_db(url)
+    database = open_db(url, writable=False)
     try:
         data = reporting.build(database, slug, include_scanners=include_scanners,
                                min_count=min_count)
@@ -53,8 +54,24 @@ def report(issue: str, by: str, fmt: str, include_scanners: bool, min_count: int
     if output is None:
         click.echo(text, nl=False)
     else:
-        output.write_text(text, encoding="utf-8")
+        _write(output, text)
         click.echo(f"Wrote {output}", err=True)
+
+
+def _write(output: Path, text: str) -> None:
+    """Write the report whole or not at all: a failed write leaves no half file behind."""
+    from newsletter.errors import NewsletterError
+
+    partial = output.with_name(f".{output.name}.partial")
+    try:
+        partial.write_text(text, encoding="utf-8")
+        partial.replace(output)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
+        raise NewsletterError(f"cannot write {output}: {exc.strerror}",
+                              hint="check that the folder exists and can be written, or "
+                              "choose another file with -o") from exc
 
 
 COMMANDS = [report]

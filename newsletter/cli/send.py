@@ -140,10 +140,12 @@ class _Progress:
 @click.option("--pause-after", type=click.IntRange(0), default=10, show_default=True,
               help="Pause the run after N failures in a row (0: never).")
 @click.option("--db", "db_url", help="Database path or URL [env: NEWSLETTER_DB].")
+@click.option("--create-db", is_flag=True,
+              help="Start a new database at --db even though the project has one elsewhere.")
 def send(issue: str, lists: tuple[str, ...], yes: bool, dry_run: bool,
          test_address: str | None, resend_failed: bool, adapter: str | None,
          maildir: Path | None, concurrency: int, rate: float | None, retry_delay: float,
-         pause_after: int, db_url: str | None) -> None:
+         pause_after: int, db_url: str | None, create_db: bool) -> None:
     """Send ISSUE to the lists given with --to, through a mail adapter.
 
     Recipients on several lists get one copy. Every recipient gets a row in the ledger before
@@ -166,6 +168,7 @@ def send(issue: str, lists: tuple[str, ...], yes: bool, dry_run: bool,
                                "(see `newsletter audiences`), or --test ADDRESS")
     project = Project.load()
     prepared = sending.prepare(project, issue, lists, adapter=adapter, db_url=db_url,
+                               create_db=create_db,
                                maildir=maildir, concurrency=concurrency,
                                resend_failed=resend_failed, test=bool(test_address))
     try:

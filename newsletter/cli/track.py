@@ -36,6 +36,9 @@ def track() -> None:
               help="HTTP server: granian measured faster here (docs/tracking.md).")
 @click.option("--forwarded-allow-ips", default="127.0.0.1", show_default=True,
               help="Reverse proxies whose X-Forwarded-For is trusted for the client address.")
+@click.option("--create-db", is_flag=True,
+              help="Create the database if it does not exist, even though the project has one "
+              "elsewhere.")
 @click.option("--flush-interval", default=0.05, show_default=True, type=click.FloatRange(0.001),
               help="Seconds between batched writes of queued events.")
 @click.option("--journal", "journal", metavar="DIR", default=None, type=click.Path(file_okay=False),
@@ -44,7 +47,7 @@ def track() -> None:
 @click.option("--no-journal", is_flag=True, hidden=True,
               help="Benchmarks only: answer hits before they are on disk.")
 def serve(host: str, port: int, db: str | None, workers: int, server: str,
-          forwarded_allow_ips: str, flush_interval: float, journal: str | None,
+          forwarded_allow_ips: str, create_db: bool, flush_interval: float, journal: str | None,
           no_journal: bool) -> None:
     """Serve tracked links (/c/), the web version (/v/), opens (/o/) and unsubscribe (/u/).
 
@@ -60,7 +63,7 @@ def serve(host: str, port: int, db: str | None, workers: int, server: str,
     from newsletter.tracking.tokens import signer_for
 
     project = Project.load()
-    url = project.db_url(db)
+    url = project.db_url(db, create=create_db)
     journal_dir = None if no_journal else Path(journal or project.root / "tracker-journal")
     # Open, migrate and make sure a signing key exists once, here, before any worker starts:
     # a bad --db is reported now, and workers never race to create the first key.
@@ -189,7 +192,7 @@ def purge(older_than: str, issue: str | None, db: str | None) -> None:
     from newsletter.tracking import events
 
     seconds = events.parse_age(older_than)
-    url = Project.load().db_url(db)
+    url = Project.load().db_url(db, can_create=False)
     require_database(url)
     database = open_db(url)
     try:
@@ -217,7 +220,7 @@ def import_unsaved(files: tuple[Path, ...], db: str | None) -> None:
     from newsletter.report import require_database
     from newsletter.tracking import events
 
-    url = Project.load().db_url(db)
+    url = Project.load().db_url(db, can_create=False)
     require_database(url)
     database = open_db(url)
     try:
