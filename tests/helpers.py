@@ -510,3 +510,41 @@ def basic_auth(user: str, password: str) -> dict[str, str]:
     import base64
 
     return {"authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+# --- an SMTP server that keeps the envelope ---------------------------------------------------
+
+
+class EnvelopeRecorder:
+    """An aiosmtpd handler that keeps each accepted (MAIL FROM, RCPT TO, message) and refuses
+    the addresses in ``refuse`` at RCPT with the reply given there."""
+
+    def __init__(self) -> None:
+        self.accepted: list[tuple[str, str, bytes]] = []
+        self.refuse: dict[str, str] = {}
+
+    async def handle_RCPT(self, server, session, envelope, address, options):  # type: ignore[no-untyped-def]
+        if address in self.refuse:
+            return self.refuse[address]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+        for rcpt in envelope.rcpt_tos:
+            self.accepted.append((envelope.mail_from, rcpt, envelope.original_content))
+        return "250 2.0.0 queued"
+
+
+@contextlib.contextmanager
+def envelope_smtp() -> Iterator[tuple[EnvelopeRecorder, str]]:
+    """A real aiosmtpd server on 127.0.0.1: (recorder, NEWSLETTER_SMTP_URL)."""
+    from aiosmtpd.controller import Controller
+
+    recorder = EnvelopeRecorder()
+    port = free_port()
+    controller = Controller(recorder, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield recorder, f"smtp://127.0.0.1:{port}?timeout=5"
+    finally:
+        controller.stop()
