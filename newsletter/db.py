@@ -87,6 +87,7 @@ deliveries = sa.Table(
     sa.Column("repeat_possible", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Index("ix_deliveries_status", "issue", "status"),
     sa.Index("ix_deliveries_pseudonym", "issue", "pseudonym"),
+    sa.Index("ix_deliveries_message_id", "message_id"),
 )
 
 # Every list through which a recipient was reached for an issue (per-list reports).
@@ -97,12 +98,69 @@ delivery_lists = sa.Table(
     sa.Column("list_key", sa.String(100), primary_key=True),
 )
 
+# Addresses that are never sent to: reason is unsubscribed, bounced-hard, bounced-soft (after
+# soft_bounce_limit in a row), complained or manual; source is what found it: send, mailbox,
+# webhook, tracker or manual (``newsletter.suppressions``).
 suppressions = sa.Table(
     "suppressions", metadata,
     sa.Column("address", sa.String(320), primary_key=True),
     sa.Column("reason", sa.String(32), nullable=False),
     sa.Column("source", sa.Text, nullable=False, server_default=""),
     sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("issue", sa.String(100), nullable=False, server_default=""),
+    sa.Column("detail", sa.Text, nullable=False, server_default=""),
+)
+
+# Every suppression added or removed, and by what: nothing about a suppression is forgotten.
+suppression_log = sa.Table(
+    "suppression_log", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("action", sa.String(16), nullable=False),       # added | removed
+    sa.Column("address", sa.String(320), nullable=False),
+    sa.Column("reason", sa.String(32), nullable=False, server_default=""),
+    sa.Column("source", sa.String(16), nullable=False, server_default=""),
+    sa.Column("issue", sa.String(100), nullable=False, server_default=""),
+    sa.Column("detail", sa.Text, nullable=False, server_default=""),
+    sa.Column("note", sa.Text, nullable=False, server_default=""),
+    sa.Index("ix_suppression_log_address", "address", "at"),
+)
+
+# What became of a message after it left: bounces and complaints from the mailbox, provider
+# webhooks and send-time refusals, in one vocabulary (bounces.events.EventType), each once.
+delivery_events = sa.Table(
+    "delivery_events", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("event_key", sa.String(255), nullable=False, unique=True),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("recorded_at", sa.Float, nullable=False),
+    sa.Column("source", sa.String(16), nullable=False),       # send | mailbox | webhook
+    sa.Column("provider", sa.String(32), nullable=False, server_default=""),
+    sa.Column("type", sa.String(16), nullable=False),
+    sa.Column("address", sa.String(320), nullable=False),
+    sa.Column("issue", sa.String(100), nullable=False, server_default=""),
+    sa.Column("status", sa.String(16), nullable=False, server_default=""),
+    sa.Column("detail", sa.Text, nullable=False, server_default=""),
+    sa.Column("raw", sa.Text, nullable=False, server_default=""),
+    sa.Index("ix_delivery_events_address", "address", "at"),
+    sa.Index("ix_delivery_events_issue", "issue", "type"),
+)
+
+# Messages of the bounce mailbox already processed, by Message-ID: a second run skips them.
+mailbox_messages = sa.Table(
+    "mailbox_messages", metadata,
+    sa.Column("message_key", sa.String(255), primary_key=True),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("note", sa.Text, nullable=False, server_default=""),
+)
+
+# Signed webhook requests already accepted (Mailgun's token, SendGrid's signature): a replay
+# of one is refused.
+webhook_requests = sa.Table(
+    "webhook_requests", metadata,
+    sa.Column("request_key", sa.String(255), primary_key=True),
+    sa.Column("at", sa.Float, nullable=False),
 )
 
 # Raw tracking hits, kept whole and classified; nothing is ever dropped for being a scanner.

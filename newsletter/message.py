@@ -71,7 +71,14 @@ class OutgoingMessage:
 
     @property
     def envelope_from(self) -> str:
-        return self.factory.envelope_from
+        """The envelope sender: with ``bounce_address`` set, that address with this
+        recipient's VERP tag (``bounces+TAG@...``), so every bounce says whom it is about."""
+        f = self.factory
+        if f.verp is not None and self.recipient.recipient_id:
+            from newsletter.bounces.verp import verp_address
+
+            return verp_address(f.bounce_address, f.verp.tag(f.slug, self.recipient.recipient_id))
+        return f.bounce_address or f.envelope_from
 
     @property
     def from_header(self) -> str:
@@ -289,6 +296,12 @@ class MessageFactory:
         self.unsubscribe_mailto = project.unsubscribe_mailto
         sender = issue.sender
         self.envelope_from = _check_header("sender address", sender.email)
+        self.bounce_address = project.settings.bounce_address
+        self.verp = None
+        if self.bounce_address:
+            from newsletter.bounces.verp import codec_for
+
+            self.verp = codec_for(signer)
         self.sender_name = _check_header("sender name", sender.name)
         self._from_line = headers.mailbox("From", sender.name, sender.email)
         # HTTP APIs take the display name as text and encode it themselves.

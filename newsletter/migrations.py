@@ -189,6 +189,64 @@ def m060_repeat_possible(conn: Connection) -> None:
     run(conn, f"UPDATE deliveries SET repeat_possible = {d.true} WHERE status = 'unknown'")
 
 
+def m030_bounces(conn: Connection) -> None:
+    """Bounce, complaint and delivery events; richer suppressions with a log of changes; the
+    bounce mailbox's processed messages; webhook requests already accepted."""
+    d = Dialect(conn.dialect.name)
+    run(
+        conn,
+        # Every suppression says why (reason), what found it (source), about which issue,
+        # and in the server's words (detail). A first-release row came from the tracker's
+        # unsubscribe page, its source written as "tracker:/u (ISSUE)".
+        "ALTER TABLE suppressions ADD COLUMN issue VARCHAR(100) DEFAULT '' NOT NULL",
+        "ALTER TABLE suppressions ADD COLUMN detail TEXT DEFAULT '' NOT NULL",
+        """UPDATE suppressions SET issue = substr(source, 13, length(source) - 13),
+            source = 'tracker' WHERE substr(source, 1, 12) = 'tracker:/u ('""",
+        "UPDATE suppressions SET source = 'manual' WHERE source = ''",
+        f"""CREATE TABLE suppression_log (
+            id {d.serial} NOT NULL,
+            at FLOAT NOT NULL,
+            action VARCHAR(16) NOT NULL,
+            address VARCHAR(320) NOT NULL,
+            reason VARCHAR(32) DEFAULT '' NOT NULL,
+            source VARCHAR(16) DEFAULT '' NOT NULL,
+            issue VARCHAR(100) DEFAULT '' NOT NULL,
+            detail TEXT DEFAULT '' NOT NULL,
+            note TEXT DEFAULT '' NOT NULL,
+            PRIMARY KEY (id))""",
+        "CREATE INDEX ix_suppression_log_address ON suppression_log (address, at)",
+        f"""CREATE TABLE delivery_events (
+            id {d.serial} NOT NULL,
+            event_key VARCHAR(255) NOT NULL,
+            at FLOAT NOT NULL,
+            recorded_at FLOAT NOT NULL,
+            source VARCHAR(16) NOT NULL,
+            provider VARCHAR(32) DEFAULT '' NOT NULL,
+            type VARCHAR(16) NOT NULL,
+            address VARCHAR(320) NOT NULL,
+            issue VARCHAR(100) DEFAULT '' NOT NULL,
+            status VARCHAR(16) DEFAULT '' NOT NULL,
+            detail TEXT DEFAULT '' NOT NULL,
+            raw TEXT DEFAULT '' NOT NULL,
+            PRIMARY KEY (id),
+            UNIQUE (event_key))""",
+        "CREATE INDEX ix_delivery_events_address ON delivery_events (address, at)",
+        "CREATE INDEX ix_delivery_events_issue ON delivery_events (issue, type)",
+        """CREATE TABLE mailbox_messages (
+            message_key VARCHAR(255) NOT NULL,
+            at FLOAT NOT NULL,
+            kind VARCHAR(32) NOT NULL,
+            note TEXT DEFAULT '' NOT NULL,
+            PRIMARY KEY (message_key))""",
+        """CREATE TABLE webhook_requests (
+            request_key VARCHAR(255) NOT NULL,
+            at FLOAT NOT NULL,
+            PRIMARY KEY (request_key))""",
+        # A bounce quoting our Message-ID is matched to its ledger row.
+        "CREATE INDEX ix_deliveries_message_id ON deliveries (message_id)",
+    )
+
+
 # One a line, in the order they apply (several streams append here at once).
 MIGRATIONS: list[Callable[[Connection], None]] = [
     m001_initial,
@@ -196,6 +254,7 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     m010_delivery_pseudonyms,
     m040_tracker_journal,
     m060_repeat_possible,
+    m030_bounces,
 ]
 
 

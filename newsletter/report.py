@@ -25,7 +25,7 @@ from newsletter import db
 from newsletter.db import Database
 from newsletter.errors import NewsletterError
 
-BY = ("link", "list", "organisation", "day")
+BY = ("link", "list", "organisation", "day", "tidy")
 FORMATS = ("table", "csv", "json", "html")
 FORMAT_VERSION = 1
 E = db.events
@@ -98,7 +98,12 @@ class _Builder:
         self.issue = issue
         self.tracking = issue.tracking if issue is not None else "aggregate"
         self.individual = self.tracking == "individual"
-        self.delivered = int(status.get("sent", 0))
+        from newsletter.bounces.figures import figures
+
+        self.sent = int(status.get("sent", 0))
+        self.bounce_figures = figures(conn, slug)
+        # Delivered is sent minus bounced (hard or soft); click-through is out of delivered.
+        self.delivered = self.bounce_figures["totals"]["delivered"]
         self.include = include_scanners
         self.min_count = min_count
         self.links = list(conn.execute(
@@ -148,7 +153,10 @@ class _Builder:
             "generated_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "include_scanners": self.include,
             "min_count": self.min_count,
+            "sent": self.sent,
             "delivered": self.delivered,
+            "bounces": {k: v for k, v in self.bounce_figures["totals"].items()
+                        if k not in ("sent", "delivered")},
             "kpi": {"viewers": views, "downloads": download_total, "clicks": click_total},
             "clicks": {
                 "total": click_total,
@@ -169,6 +177,7 @@ class _Builder:
             "lists": self._lists(people),
             "organisations": self._organisations(people),
             "days": days,
+            "lists_to_tidy": self.bounce_figures["tidy"],
         }
         return _hide_small(report, self.min_count)
 
@@ -280,14 +289,17 @@ class _Builder:
                 clicks[key or ""] = n
                 members.setdefault(key or "", set())
         out = []
+        bounced = self.bounce_figures["lists"]
         for key in sorted(members):
             if not key and not clicks.get(key) and not delivered.get(key):
                 continue
             sent = len(delivered.get(key, ()))
+            figures = bounced.get(key, {"sent": sent, "bounced_hard": 0, "bounced_soft": 0,
+                                        "complaints": 0, "unsubscribes": 0, "delivered": sent})
             u = unique.get(key) if self.individual else None
-            out.append({"list": key or "(no list)", "delivered": sent,
+            out.append({"list": key or "(no list)", **figures,
                         "clicks": clicks.get(key, 0), "unique": u,
-                        "click_through_rate": _rate(u, sent)})
+                        "click_through_rate": _rate(u, figures["delivered"])})
         return out
 
     def _organisations(self, people: dict) -> list[dict]:
@@ -417,15 +429,20 @@ def _hide_small(report: dict, threshold: int) -> dict:
 _COLUMNS = {
     "link": [("link_id", "Link"), ("kind", "Kind"), ("clicks", "Clicks"), ("unique", "Unique"),
              ("scanners", "Scanners"), ("text", "Text"), ("section", "Section"), ("url", "URL")],
-    "list": [("list", "List"), ("delivered", "Delivered"), ("clicks", "Clicks"),
+    "list": [("list", "List"), ("sent", "Sent"), ("bounced_hard", "Hard"),
+             ("bounced_soft", "Soft"), ("complaints", "Complaints"),
+             ("unsubscribes", "Unsubscribes"), ("delivered", "Delivered"), ("clicks", "Clicks"),
              ("unique", "Unique"), ("click_through_rate", "Click-through")],
     "organisation": [("domain", "Domain"), ("organisation", "Organisation"),
                      ("delivered", "Delivered"), ("clicks", "Clicks"), ("unique", "Unique"),
                      ("click_through_rate", "Click-through")],
     "day": [("day", "Day (UTC)"), ("clicks", "Clicks"), ("downloads", "Downloads"),
             ("views", "Views"), ("scanners", "Scanners")],
+    "tidy": [("list", "List"), ("address", "Address"), ("organisation", "Organisation"),
+             ("reason", "Reason"), ("status", "Status"), ("detail", "Server said")],
 }
-_ROWS = {"link": "links", "list": "lists", "organisation": "organisations", "day": "days"}
+_ROWS = {"link": "links", "list": "lists", "organisation": "organisations", "day": "days",
+         "tidy": "lists_to_tidy"}
 
 
 def rows_for(report: dict, by: str) -> list[dict]:
@@ -436,9 +453,19 @@ def rows_for(report: dict, by: str) -> list[dict]:
     return rows
 
 
-def render(report: dict, fmt: str = "table", by: str = "link") -> str:
-    """The report as text in one of :data:`FORMATS`."""
+def render(report: dict, fmt: str = "table", by: str = "link",
+           include_addresses: bool = False) -> str:
+    """The report as text in one of :data:`FORMATS`.
+
+    The lists to tidy name addresses in the table, CSV and HTML that the person running the
+    report reads; JSON, made for dashboards and other programs, leaves them out unless
+    ``include_addresses``.
+    """
     if fmt == "json":
+        if not include_addresses:
+            report = {**report, "lists_to_tidy": [
+                {k: v for k, v in row.items() if k != "address"}
+                for row in report["lists_to_tidy"]]}
         return json.dumps(report, indent=2, ensure_ascii=False) + "\n"
     if fmt == "csv":
         return _csv(report, by)
@@ -476,9 +503,12 @@ def headline(report: dict) -> list[str]:
     def c(value, key: str = "total") -> str:  # type: ignore[no-untyped-def]
         return _cell(value, key, t)
 
+    b = report["bounces"]
     lines = [
         f"Issue {report['issue']}: {report['subject']} (tracking: {report['tracking']})",
-        f"Delivered: {report['delivered']}",
+        f"Sent: {report['sent']} · Bounced: {b['bounced_hard']} hard, {b['bounced_soft']} soft"
+        f" · Delivered: {report['delivered']} · Complaints: {b['complaints']} · "
+        f"Unsubscribes: {b['unsubscribes']}",
         f"Viewers: {c(kpi['viewers'])} · Downloads: {c(kpi['downloads'])} · "
         f"Clicks: {c(kpi['clicks'])}",
     ]
@@ -524,6 +554,12 @@ def _table(report: dict, by: str) -> str:
     out = [*headline(report), "", f"By {by}:", line(head),
            line(["-" * w for w in widths])]
     out += [line(r) for r in body] or ["(nothing recorded)"]
+    if by == "list" and report["lists_to_tidy"]:
+        out += ["", "Lists to tidy (bounced or complained; fix or remove them in the list's "
+                "file, see also `newsletter audiences check`):"]
+        out += [f"  {row['list']}  {row['address']}  {row['organisation']}  {row['reason']}"
+                + (f" {row['status']}" if row["status"] else "") for row in
+                report["lists_to_tidy"]]
     if by == "organisation" and report["tracking"] != "individual":
         out.append("Organisations need individual tracking; this issue was sent with "
                    f"{report['tracking']} tracking.")
@@ -555,7 +591,8 @@ def _html(report: dict, by: str) -> str:
     for name in ("link", *(b for b in BY if b != "link")):
         columns = _COLUMNS[name]
         tables.append({
-            "name": name, "head": [title for _, title in columns],
+            "name": name, "title": "Lists to tidy" if name == "tidy" else f"By {name}",
+            "head": [title for _, title in columns],
             "rows": [[_cell(row.get(k), k, t) for k, _ in columns]
                      for row in rows_for(report, name)],
         })

@@ -124,6 +124,24 @@ def _nobody(lists: tuple[str, ...], why: str) -> NewsletterError:
                            "them with `newsletter audiences check`; nothing was sent")
 
 
+# Adapters whose bounces never come back to the envelope sender: a local folder, and the
+# providers, which report bounces through their webhooks (POST /hooks/...).
+_NO_BOUNCE_MAILBOX = ("maildir", "mailgun", "postmark", "sendgrid")
+
+
+def _bounce_warning(prepared: Prepared) -> list[str]:
+    """What is lost when bounce_address is not set, for adapters that send over SMTP."""
+    if prepared.project.settings.bounce_address or \
+            prepared.adapter_cls.name in _NO_BOUNCE_MAILBOX:
+        return []
+    sender = prepared.built.issue.sender.email  # type: ignore[attr-defined]
+    return [f"warning: bounce_address is not set: bounces and out-of-office replies go to "
+            f"{sender}, and a bounce that comes back later cannot be matched to its issue "
+            "and recipient, so dead addresses stay on the lists\n"
+            "    hint: set bounce_address in newsletter.yaml to a mailbox of its own (e.g. "
+            "bounces@news.example.org) and run `newsletter bounces fetch` after each send"]
+
+
 def summary(prepared: Prepared) -> list[str]:
     """What is about to happen, for the confirmation question."""
     issue = prepared.built.issue  # type: ignore[attr-defined]
@@ -145,6 +163,7 @@ def summary(prepared: Prepared) -> list[str]:
             f"{status} {n}" for status, n in counts.items() if n)
             + " (this send resumes; nobody gets a second copy)")
     lines += prepared.adapter_notes
+    lines += _bounce_warning(prepared)
     for warning in getattr(prepared.built, "warnings", []):
         lines.append(warning.format())
     local_images = getattr(prepared.built, "images", [])

@@ -50,6 +50,8 @@ ENVIRONMENT: dict[str, str] = {
     "NEWSLETTER_TRACKER_PROXIES": "internal: `track serve` hands --forwarded-allow-ips to its "
                                   "workers",
     "NEWSLETTER_TRACKER_JOURNAL": "internal: `track serve` hands --journal to its workers",
+    "NEWSLETTER_TRACKER_SOFT_BOUNCE_LIMIT": "internal: `track serve` hands soft_bounce_limit "
+                                            "to its workers",
     "MALLOC_ARENA_MAX": "glibc's; when set, send leaves its memory arenas as you chose",
     "NEWSLETTER_BOUNCE_IMAP_URL": "the bounce mailbox: imaps://USER@HOST/FOLDER",
     "NEWSLETTER_BOUNCE_IMAP_PASSWORD": "the bounce mailbox's password",
@@ -275,6 +277,8 @@ class TrackerWorker:
     scanner_networks: tuple[str, ...] = ()
     spill_dir: str = ""
     journal: str = ""  # the journal folder ("" for none: benchmarks only)
+    soft_bounce_limit: int = DEFAULT_SOFT_BOUNCE_LIMIT
+    webhook_env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     def export(self) -> None:
         """Put these settings where the workers about to be started will read them."""
@@ -282,6 +286,7 @@ class TrackerWorker:
         os.environ["NEWSLETTER_TRACKER_FLUSH"] = str(self.flush_interval)
         os.environ["NEWSLETTER_TRACKER_PROXIES"] = ",".join(self.proxies)
         os.environ["NEWSLETTER_TRACKER_JOURNAL"] = self.journal
+        os.environ["NEWSLETTER_TRACKER_SOFT_BOUNCE_LIMIT"] = str(self.soft_bounce_limit)
 
     @classmethod
     def from_environment(cls, env: Mapping[str, str] | None = None) -> TrackerWorker:
@@ -297,4 +302,7 @@ class TrackerWorker:
                    secret_key=env.get("NEWSLETTER_SECRET_KEY", "").strip(),
                    scanner_networks=_list(env.get("NEWSLETTER_SCANNER_NETWORKS", "")),
                    spill_dir=env.get("NEWSLETTER_SPILL_DIR", "").strip(),
-                   journal=env.get("NEWSLETTER_TRACKER_JOURNAL", "").strip())
+                   journal=env.get("NEWSLETTER_TRACKER_JOURNAL", "").strip(),
+                   soft_bounce_limit=int(env.get("NEWSLETTER_TRACKER_SOFT_BOUNCE_LIMIT")
+                                         or DEFAULT_SOFT_BOUNCE_LIMIT),
+                   webhook_env={name: env.get(name, "").strip() for name in WEBHOOK_VARIABLES})

@@ -391,3 +391,160 @@ def legacy_token(secret: bytes, kid: str, kind: str, issue: str, link: str = "",
 
     payload = "\x1f".join((kid, kind, issue, link, who)).encode("utf-8")
     return b64(payload) + "." + b64(hmac.new(secret, payload, hashlib.sha256).digest()[:12])
+
+
+# --- the bounce corpus's recipients -----------------------------------------------------------
+
+CORPUS_KEY = b"corpus-test-key"      # the key the corpus's VERP tags were made with
+CORPUS_ISSUE = "2026-spring"
+CORPUS_DOMAIN = "prevent-newsletter.example.org"
+CORPUS_BOUNCE_ADDRESS = f"bounces@{CORPUS_DOMAIN}"
+# recipient id -> address, as the corpus's tags and Message-IDs (<2026-spring.p000N@...>) name them
+CORPUS_RECIPIENTS = {
+    1: "safeguarding-lead@school1.example.org",
+    2: "dsl@academy2.example.org",
+    3: "partnership-office@kscmp.example.org",
+    4: "prevent-education@kcc.example.org",
+    5: "adult-safeguarding@care1.example.org",
+    6: "safeguarding@charity1.example.org",
+    7: "communications@kcc.example.org",
+    8: "board-office@kmsab.example.org",
+}
+
+
+def seed_corpus_sends(database, issues: tuple[str, ...] = (CORPUS_ISSUE,),  # type: ignore[no-untyped-def]
+                      sent_at: float = 1_776_154_000.0, lists: dict[int, str] | None = None
+                      ) -> None:
+    """The recipients the bounce corpus is about, each sent every one of ``issues`` (one day
+    apart, the last at ``sent_at``), through the list ``lists[id]`` (default kscmp)."""
+    from newsletter import db
+
+    lists = lists or {}
+    with database.engine.begin() as conn:
+        conn.execute(db.recipients.insert(), [
+            {"id": rid, "address": address, "pseudonym": f"p{rid:04d}", "name": "Lead",
+             "organisation": address.split("@")[1].split(".")[0], "domain":
+             address.split("@")[1], "created_at": sent_at - 10 * 86400}
+            for rid, address in CORPUS_RECIPIENTS.items()])
+        for age, slug in enumerate(reversed(issues)):
+            at = sent_at - age * 86400
+            conn.execute(db.issues.insert().values(
+                slug=slug, subject=f"Newsletter {slug}", tracking="aggregate",
+                created_at=at, updated_at=at))
+            conn.execute(db.deliveries.insert(), [
+                {"issue": slug, "recipient_id": rid, "status": "sent",
+                 "message_id": f"<{slug}.p{rid:04d}@{CORPUS_DOMAIN}>", "sent_at": at,
+                 "updated_at": at} for rid in CORPUS_RECIPIENTS])
+            conn.execute(db.delivery_lists.insert(), [
+                {"issue": slug, "recipient_id": rid, "list_key": lists.get(rid, "kscmp")}
+                for rid in CORPUS_RECIPIENTS])
+
+
+def corpus_with_tags(codec) -> list[bytes]:  # type: ignore[no-untyped-def]
+    """The corpus with its VERP tags remade by ``codec`` (a project's own key)."""
+    from newsletter.bounces.verp import VerpCodec
+
+    original = VerpCodec([CORPUS_KEY])
+    swaps = {original.tag(CORPUS_ISSUE, rid).encode(): codec.tag(CORPUS_ISSUE, rid).encode()
+             for rid in CORPUS_RECIPIENTS}
+    messages = []
+    for path in sorted(BOUNCE_CORPUS.glob("*.eml")):
+        raw = path.read_bytes()
+        for old, new in swaps.items():
+            raw = raw.replace(old, new)
+        messages.append(raw)
+    return messages
+
+
+# --- provider webhooks, signed as each provider documents -------------------------------------
+
+
+def mailgun_body(event_data: dict, *, key: str, timestamp: float,  # type: ignore[type-arg]
+                 token: str = "a" * 50) -> bytes:
+    """A Mailgun webhook body, signed as
+    https://documentation.mailgun.com/docs/mailgun/user-manual/webhooks/securing-webhooks says:
+    hex HMAC-SHA256 of timestamp + token with the webhook signing key."""
+    import hashlib
+    import hmac
+    import json
+
+    stamp = str(int(timestamp))
+    signature = hmac.new(key.encode(), (stamp + token).encode(), hashlib.sha256).hexdigest()
+    return json.dumps({"signature": {"timestamp": stamp, "token": token,
+                                     "signature": signature},
+                       "event-data": event_data}).encode()
+
+
+def public_key_setting(private) -> str:  # type: ignore[no-untyped-def]
+    """SENDGRID_WEBHOOK_PUBLIC_KEY as SendGrid's dashboard shows it: base64 DER public key."""
+    import base64
+
+    from cryptography.hazmat.primitives import serialization
+
+    der = private.public_key().public_bytes(serialization.Encoding.DER,
+                                            serialization.PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(der).decode()
+
+
+def sendgrid_request(private, events: object, *, timestamp: float  # type: ignore[no-untyped-def]
+                     ) -> tuple[dict[str, str], bytes]:
+    """Headers and body signed as SendGrid's Signed Event Webhook documents
+    (https://www.twilio.com/docs/sendgrid/for-developers/tracking-events/getting-started-event-webhook-security-features):
+    ECDSA P-256 with SHA-256 over timestamp + body, base64 DER signature."""
+    import base64
+    import json
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    body = json.dumps(events).encode()
+    stamp = str(int(timestamp))
+    signature = private.sign(stamp.encode() + body, ec.ECDSA(hashes.SHA256()))
+    return ({"x-twilio-email-event-webhook-signature": base64.b64encode(signature).decode(),
+             "x-twilio-email-event-webhook-timestamp": stamp}, body)
+
+
+def basic_auth(user: str, password: str) -> dict[str, str]:
+    """HTTP basic auth, as Postmark sends the credentials put in the webhook URL
+    (https://postmarkapp.com/developer/webhooks/webhooks-overview)."""
+    import base64
+
+    return {"authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+# --- an SMTP server that keeps the envelope ---------------------------------------------------
+
+
+class EnvelopeRecorder:
+    """An aiosmtpd handler that keeps each accepted (MAIL FROM, RCPT TO, message) and refuses
+    the addresses in ``refuse`` at RCPT with the reply given there."""
+
+    def __init__(self) -> None:
+        self.accepted: list[tuple[str, str, bytes]] = []
+        self.refuse: dict[str, str] = {}
+
+    async def handle_RCPT(self, server, session, envelope, address, options):  # type: ignore[no-untyped-def]
+        if address in self.refuse:
+            return self.refuse[address]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+        for rcpt in envelope.rcpt_tos:
+            self.accepted.append((envelope.mail_from, rcpt, envelope.original_content))
+        return "250 2.0.0 queued"
+
+
+@contextlib.contextmanager
+def envelope_smtp() -> Iterator[tuple[EnvelopeRecorder, str]]:
+    """A real aiosmtpd server on 127.0.0.1: (recorder, NEWSLETTER_SMTP_URL)."""
+    from aiosmtpd.controller import Controller
+
+    recorder = EnvelopeRecorder()
+    port = free_port()
+    controller = Controller(recorder, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield recorder, f"smtp://127.0.0.1:{port}?timeout=5"
+    finally:
+        controller.stop()

@@ -3,14 +3,14 @@ in newsletter/hooks/*.py), checked, and normalised into one vocabulary."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
 
 import pytest
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from helpers import basic_auth, public_key_setting
+from helpers import mailgun_body as _mailgun_body
+from helpers import sendgrid_request as _sendgrid_request
 
 from newsletter.bounces.events import EventType
 from newsletter.errors import ConfigurationError
@@ -29,14 +29,7 @@ def clock() -> float:
 
 def mailgun_body(event_data: dict, *, key: str = MAILGUN_KEY, timestamp: float = NOW,
                  token: str = "a" * 50) -> bytes:
-    """A Mailgun webhook body, signed as
-    https://documentation.mailgun.com/docs/mailgun/user-manual/webhooks/securing-webhooks says:
-    hex HMAC-SHA256 of timestamp + token with the webhook signing key."""
-    stamp = str(int(timestamp))
-    signature = hmac.new(key.encode(), (stamp + token).encode(), hashlib.sha256).hexdigest()
-    return json.dumps({"signature": {"timestamp": stamp, "token": token,
-                                     "signature": signature},
-                       "event-data": event_data}).encode()
+    return _mailgun_body(event_data, key=key, timestamp=timestamp, token=token)
 
 
 def mailgun_failed(severity: str = "permanent", **delivery: object) -> dict:
@@ -138,22 +131,9 @@ def sendgrid_key() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
 
 
-def public_key_setting(private: ec.EllipticCurvePrivateKey) -> str:
-    """The verification key as SendGrid's dashboard shows it: base64 of the DER public key."""
-    der = private.public_key().public_bytes(serialization.Encoding.DER,
-                                            serialization.PublicFormat.SubjectPublicKeyInfo)
-    return base64.b64encode(der).decode()
-
-
-def sendgrid_request(private: ec.EllipticCurvePrivateKey, events: object, *,
+def sendgrid_request(private, events: object, *,  # type: ignore[no-untyped-def]
                      timestamp: float = NOW) -> tuple[dict[str, str], bytes]:
-    """Headers and body signed as SendGrid's Signed Event Webhook documents: ECDSA P-256 with
-    SHA-256 over timestamp + body, base64 DER signature."""
-    body = json.dumps(events).encode()
-    stamp = str(int(timestamp))
-    signature = private.sign(stamp.encode() + body, ec.ECDSA(hashes.SHA256()))
-    return ({"x-twilio-email-event-webhook-signature": base64.b64encode(signature).decode(),
-             "x-twilio-email-event-webhook-timestamp": stamp}, body)
+    return _sendgrid_request(private, events, timestamp=timestamp)
 
 
 def sg_event(kind: str, **fields: object) -> dict:
@@ -243,12 +223,6 @@ def test_sendgrid_bad_key_setting_says_where_to_find_the_key() -> None:
 POSTMARK_ENV = {"POSTMARK_WEBHOOK_USER": "hooks", "POSTMARK_WEBHOOK_PASSWORD": "pm-secret"}
 
 
-def basic(user: str, password: str) -> dict[str, str]:
-    """HTTP basic auth, as Postmark sends the credentials put in the webhook URL
-    (https://postmarkapp.com/developer/webhooks/webhooks-overview)."""
-    return {"authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
-
-
 @pytest.fixture
 def postmark():  # type: ignore[no-untyped-def]
     return provider_for("postmark", POSTMARK_ENV, clock=clock)
@@ -266,7 +240,7 @@ def pm_bounce(kind: str = "HardBounce") -> dict:
 
 def test_postmark_hard_bounce(postmark) -> None:  # type: ignore[no-untyped-def]
     body = json.dumps(pm_bounce()).encode()
-    assert postmark.authenticate(basic("hooks", "pm-secret"), body) == ""
+    assert postmark.authenticate(basic_auth("hooks", "pm-secret"), body) == ""
     [event] = postmark.parse(body).events
     assert (event.type, event.address, event.status, event.event_id) == (
         EventType.BOUNCED_HARD, "dsl@academy2.example.org", "5.1.1",
@@ -301,8 +275,8 @@ def test_postmark_delivery_complaint_and_unsubscribe(postmark) -> None:  # type:
 
 
 @pytest.mark.parametrize("headers", [
-    {}, basic("hooks", "wrong"), basic("other", "pm-secret"), {"authorization": "Basic !!"},
-    {"authorization": "Bearer pm-secret"}])
+    {}, basic_auth("hooks", "wrong"), basic_auth("other", "pm-secret"),
+    {"authorization": "Basic !!"}, {"authorization": "Bearer pm-secret"}])
 def test_postmark_wrong_credentials_are_refused(postmark, headers: dict) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(Unauthorized):
         postmark.authenticate(headers, b"{}")
@@ -311,7 +285,7 @@ def test_postmark_wrong_credentials_are_refused(postmark, headers: dict) -> None
 def test_postmark_without_settings_refuses_everything() -> None:
     provider = provider_for("postmark", {}, clock=clock)
     with pytest.raises(Unauthorized):
-        provider.authenticate(basic("", ""), b"{}")
+        provider.authenticate(basic_auth("", ""), b"{}")
 
 
 def test_postmark_not_an_object_is_malformed(postmark) -> None:  # type: ignore[no-untyped-def]

@@ -104,9 +104,15 @@ def test_individual_links(events) -> None:  # type: ignore[no-untyped-def]
                              "clicks": 2, "unique": 2, "scanners": 1}
 
 
+def _click_columns(rows: list[dict]) -> list[dict]:
+    """The click columns of the per-list rows (the bounce columns: test_bounces_report.py)."""
+    keys = ("list", "delivered", "clicks", "unique", "click_through_rate")
+    return [{k: row[k] for k in keys} for row in rows]
+
+
 def test_lists_count_a_recipient_in_every_list_it_was_sent_through(events) -> None:  # type: ignore[no-untyped-def]
     r = reporting.build(events, "spring")
-    assert r["lists"] == [
+    assert _click_columns(r["lists"]) == [
         {"list": "charities", "delivered": 0, "clicks": 0, "unique": 0,
          "click_through_rate": None},
         {"list": "partners", "delivered": 5, "clicks": 6, "unique": 3, "click_through_rate": 0.6},
@@ -154,7 +160,7 @@ def test_aggregate_issue_has_totals_per_link_and_list_only(events) -> None:  # t
     assert r["opens"] is None
     assert [(x["link_id"], x["clicks"], x["unique"], x["scanners"]) for x in r["links"]] == [
         ("a1", 2, None, 2), ("d1", 1, None, 0)]
-    assert r["lists"] == [
+    assert _click_columns(r["lists"]) == [
         {"list": "police", "delivered": 2, "clicks": 1, "unique": None,
          "click_through_rate": None},
         {"list": "schools", "delivered": 2, "clicks": 2, "unique": None,
@@ -229,8 +235,10 @@ def test_command_csv_by_list_and_slug_from_a_path(events, runner, tmp_path, monk
                  "--db", events.url)
     assert result.exit_code == 0, result.output
     assert result.output.splitlines() == [
-        "list,delivered,clicks,unique,click_through_rate",
-        "charities,0,0,0,", "partners,5,6,3,0.6", "police,2,2,1,0.5", "schools,2,4,2,1.0"]
+        "list,sent,bounced_hard,bounced_soft,complaints,unsubscribes,delivered,clicks,unique,"
+        "click_through_rate",
+        "charities,0,0,0,0,0,0,0,0,", "partners,5,0,0,0,0,5,6,3,0.6",
+        "police,2,0,0,0,0,2,2,1,0.5", "schools,2,0,0,0,0,2,4,2,1.0"]
     (tmp_path / "issues" / "renamed.yaml").write_text("slug: autumn\n")
     aggregate = run(runner, "issues/renamed.yaml", "--by", "organisation", "--db", events.url)
     assert aggregate.exit_code == 0, aggregate.output

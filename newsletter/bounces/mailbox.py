@@ -88,13 +88,20 @@ class MaildirMailbox(Mailbox):
         return f"Maildir {self.path}"
 
     def messages(self) -> Iterator[Fetched]:
-        # A Maildir key starts with the delivery time in seconds: sorted, oldest first.
-        for key in sorted(self._box.keys()):
+        for key in sorted(self._box.keys(), key=_delivery_order):
             try:
                 raw = self._box.get_bytes(key)
             except (OSError, KeyError):
                 continue        # removed by someone else meanwhile
             yield Fetched(key, raw)
+
+
+def _delivery_order(key: str) -> tuple[int, int, str]:
+    """Oldest first: a Maildir name starts with the delivery time in seconds, and most
+    servers add ``M`` and the microseconds (not zero-padded, so compared as numbers)."""
+    seconds = re.match(r"(\d+)", key)
+    micro = re.search(r"\.M(\d+)", key)
+    return (int(seconds.group(1)) if seconds else 0, int(micro.group(1)) if micro else 0, key)
 
 
 class MboxMailbox(Mailbox):

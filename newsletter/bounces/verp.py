@@ -128,3 +128,9 @@ def _aes(key: bytes) -> Cipher:
     # One 16-byte block, one key, and no two blocks alike (the issue digest and id differ):
     # ECB on a single block is the plain block cipher, a pseudorandom permutation.
     return Cipher(algorithms.AES(key), modes.ECB())  # noqa: S305
+
+
+def codec_for(signer: object) -> VerpCodec:
+    """The codec for a project: its key is derived from the signer's current key, the way the
+    tracker derives its IP-hash key, so it needs no setting of its own."""
+    return VerpCodec([signer.sign("o", "\x00verp-key").encode("utf-8")])  # type: ignore[attr-defined]

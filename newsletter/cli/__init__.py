@@ -27,6 +27,8 @@ COMMAND_MODULES = {
     "send": "send",
     "track": "track",
     "report": "report",
+    "bounces": "bounces",
+    "suppressions": "suppressions",
 }
 
 

@@ -12,8 +12,10 @@ from newsletter.project import Project
 
 @click.command("report")
 @click.argument("issue", metavar="ISSUE")
-@click.option("--by", "by", type=click.Choice(["link", "list", "organisation", "day"]),
-              default="link", show_default=True, help="Which breakdown to show.")
+@click.option("--by", "by", type=click.Choice(["link", "list", "organisation", "day", "tidy"]),
+              default="link", show_default=True,
+              help="Which breakdown to show; tidy: the bounced and complained addresses per "
+              "list, to fix the lists.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "html"]),
               default="table", show_default=True,
               help="table for reading, csv for spreadsheets, json for dashboards, html for a "
@@ -24,10 +26,13 @@ from newsletter.project import Project
               help="Hide counts below N (small numbers can identify people).")
 @click.option("--db", "db", metavar="PATH|URL", default=None,
               help="Database (default: NEWSLETTER_DB, then newsletter.db in the project).")
+@click.option("--include-addresses", is_flag=True,
+              help="Put the addresses of the lists to tidy into JSON output too (table, CSV "
+              "and HTML always show them: they are read by the person running the report).")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write to this file instead of standard output.")
 def report(issue: str, by: str, fmt: str, include_scanners: bool, min_count: int,
-           db: str | None, output: Path | None) -> None:
+           db: str | None, include_addresses: bool, output: Path | None) -> None:
     """Report clicks, views and downloads of a sent ISSUE (a slug or issues/<slug>.yaml).
 
     Probable security scanners are counted apart and left out of the headline figures.
@@ -37,6 +42,8 @@ def report(issue: str, by: str, fmt: str, include_scanners: bool, min_count: int
         newsletter report 2026-spring --by list
 
         newsletter report issues/2026-spring.yaml --format html -o report.html
+
+        newsletter report 2026-spring --by tidy --format csv -o to-tidy.csv
     """
     from newsletter import report as reporting
     from newsletter.db import open_db
@@ -50,7 +57,7 @@ def report(issue: str, by: str, fmt: str, include_scanners: bool, min_count: int
                                min_count=min_count)
     finally:
         database.close()
-    text = reporting.render(data, fmt, by)
+    text = reporting.render(data, fmt, by, include_addresses=include_addresses)
     if output is None:
         click.echo(text, nl=False)
     else:

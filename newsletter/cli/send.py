@@ -45,8 +45,14 @@ def audiences(ctx: click.Context) -> None:
 
 
 @audiences.command("check")
-def audiences_check() -> None:
+@click.option("--db", "db", metavar="PATH|URL", default=None,
+              help="Database whose suppressions to show (default: NEWSLETTER_DB, then "
+              "newsletter.db in the project).")
+def audiences_check(db: str | None) -> None:
     """Validate audiences.yaml and its members files; report every problem with file:line.
+
+    Then shows, per list, the members who are suppressed (bounced, complained, unsubscribed)
+    and why, so the lists can be tidied.
 
     Example:
 
@@ -63,6 +69,41 @@ def audiences_check() -> None:
     members = sum(len(a.members) for a in loaded.lists.values())
     click.echo(f"{project.audiences_path.name}: OK ({len(loaded.lists)} lists, {members} "
                f"members, {len(loaded.warnings)} warning(s))")
+    _suppressed_members(project, loaded, db)
+
+
+def _suppressed_members(project: Project, loaded, db: str | None) -> None:  # type: ignore[no-untyped-def]
+    """Per list, the members who are suppressed and why."""
+    from newsletter import suppressions
+    from newsletter.db import open_db
+
+    url = project.db_url(db)
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
+        return      # nothing sent yet: nothing suppressed, and no database to create
+    database = open_db(url)
+    try:
+        found = {s.address: s for s in suppressions.all_suppressions(database)}
+    finally:
+        database.close()
+    lines = []
+    for key, audience in loaded.lists.items():
+        hits = [(m, found[m.address]) for m in audience.members if m.address in found]
+        if not hits:
+            continue
+        lines.append(f"{key}: {len(hits)} of {len(audience.members)} member(s) suppressed")
+        for member, s in hits:
+            date = suppressions.iso(s.at)[:10]
+            lines.append(f"  {member.address}  {s.reason} ({s.source}, {date}"
+                         + (f", {s.issue}" if s.issue else "") + ")"
+                         + (f"  {member.organisation}" if member.organisation else "")
+                         + (f"\n      {s.detail[:100]}" if s.detail else ""))
+    if not lines:
+        click.echo("No list member is suppressed.")
+        return
+    click.echo("Suppressed members (no issue goes to them; remove them from the list, or "
+               "lift with `newsletter suppressions remove`):")
+    for line in lines:
+        click.echo(line)
 
 
 def _can_ask() -> bool:

@@ -75,6 +75,10 @@ def serve(host: str, port: int, db: str | None, workers: int, server: str,
         database.close()
     if workers > 1 and server != "granian":
         raise click.UsageError("--workers needs --server granian")
+    from newsletter.hooks import provider_for
+
+    for name in ("sendgrid",):      # a key that cannot be read is refused now, not per request
+        provider_for(name, project.settings.webhook_env)
     _check_address(host, port)
     click.echo(f"Tracking on http://{host}:{port}/ with {server} (database: {_safe(url)}). "
                "Stop with Ctrl+C.", err=True)
@@ -132,7 +136,8 @@ def _serve_granian(project: Project, url: str, host: str, port: int, workers: in
     # Ctrl+C, stores its queued events and prints how many it stored.
     TrackerWorker(url, flush_interval, tuple(p.strip() for p in forwarded_allow_ips.split(",")
                                              if p.strip()),
-                  journal=str(journal_dir.resolve()) if journal_dir else "").export()
+                  journal=str(journal_dir.resolve()) if journal_dir else "",
+                  soft_bounce_limit=project.settings.soft_bounce_limit).export()
     Granian("newsletter.tracking.server:app_from_env", factory=True,
             interface=Interfaces.ASGI, address=host, port=port, workers=workers,
             loop=Loops.uvloop, websockets=False, log_access=False, log_level="warning",
@@ -152,6 +157,8 @@ def _serve_uvicorn(project: Project, url: str, host: str, port: int,
     settings = project.settings
     app = create_app(url, flush_interval=flush_interval, secret_key=settings.secret_key,
                      spill_dir=settings.spill_dir, journal_dir=journal_dir,
+                     webhook_env=settings.webhook_env,
+                     soft_bounce_limit=settings.soft_bounce_limit,
                      rules=classify.Rules(networks=classify.scanner_networks(
                          settings.scanner_networks)))
     try:

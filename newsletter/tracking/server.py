@@ -7,6 +7,8 @@ Routes::
     GET      /o/{token}   open pixel (only when the issue turns opens on)
     GET      /u/{token}   unsubscribe page with a button (changes nothing)
     POST     /u/{token}   unsubscribe (RFC 8058 one-click and the button): adds a suppression
+    POST     /hooks/{provider}   Mailgun, Postmark, SendGrid delivery and bounce events
+                                 (``newsletter.hooks.route``)
     GET|HEAD /healthz     "ok N" with N hits waiting to be stored; 503 when over a limit
 
 No framework: the click route is the hot path, and a raw ASGI callable with a cached registry
@@ -27,13 +29,13 @@ import re
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import sqlalchemy as sa
 
-from newsletter import db
+from newsletter import db, suppressions
 from newsletter.db import Database, open_db
 from newsletter.tracking import classify
 from newsletter.tracking.events import HIT_FIELDS, EventWriter, Hit
@@ -98,7 +100,11 @@ class TrackerApp:
                  flush_interval: float, cache_seconds: float, secret_key: str = "",
                  spill_dir: str = "", journal_dir: Path | None = None,
                  max_backlog: int = MAX_BACKLOG, max_journal_bytes: int = MAX_JOURNAL_BYTES,
-                 patience: float = 60.0, clock: Callable[[], float] = time.time) -> None:
+                 patience: float = 60.0, clock: Callable[[], float] = time.time,
+                 webhook_env: Mapping[str, str] | None = None,
+                 soft_bounce_limit: int = 3) -> None:
+        from newsletter.hooks.route import HookRoute
+
         self.database = database
         # When a hit happened: the wall clock, or a simulated one (bench/simulate_scanners.py
         # compresses days of traffic into seconds without changing what the rules see).
@@ -123,6 +129,7 @@ class TrackerApp:
         self._tokens: dict[tuple[bytes, str], object] = {}
         self._closed = False
         self.announce_stop = False
+        self.hooks = HookRoute(database, webhook_env or {}, soft_bounce_limit)
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
@@ -216,6 +223,8 @@ class TrackerApp:
             if method == "POST":
                 return await self._unsubscribe(scope, receive, send, raw[3:])
             return await _method_not_allowed(send, b"GET, HEAD, POST")
+        if raw.startswith(b"/hooks/"):
+            return await self.hooks(scope, receive, send, raw[7:])
         if raw == b"/healthz":
             if method not in ("GET", "HEAD"):
                 return await _method_not_allowed(send, b"GET, HEAD")
@@ -323,12 +332,8 @@ class TrackerApp:
                                    .limit(1)).scalar()
             if address is None:
                 return False
-            exists = conn.execute(sa.select(db.suppressions.c.address)
-                                  .where(db.suppressions.c.address == address)).first()
-            if exists is None:
-                conn.execute(db.suppressions.insert().values(
-                    address=address, reason="unsubscribed", source=f"tracker:/u ({issue})",
-                    created_at=db.now()))
+            suppressions.add(conn, address, "unsubscribed", "tracker", issue=issue,
+                             detail="unsubscribe link (/u/)")
         return True
 
     # -- helpers --------------------------------------------------------------------------
@@ -412,7 +417,9 @@ def create_app(database_url: str | None = None, *, database: Database | None = N
                cache_seconds: float = 30.0, secret_key: str = "",
                spill_dir: str = "", journal_dir: Path | None = None,
                max_backlog: int = MAX_BACKLOG, max_journal_bytes: int = MAX_JOURNAL_BYTES,
-               patience: float = 60.0, clock: Callable[[], float] = time.time) -> TrackerApp:
+               patience: float = 60.0, clock: Callable[[], float] = time.time,
+               webhook_env: Mapping[str, str] | None = None,
+               soft_bounce_limit: int = 3) -> TrackerApp:
     """The tracker for the database at ``database_url`` (or an already open ``database``).
 
     Serve it with any ASGI server; its lifespan starts the event writer and, on shutdown, stores
@@ -434,7 +441,8 @@ def create_app(database_url: str | None = None, *, database: Database | None = N
                           flush_interval=flush_interval, cache_seconds=cache_seconds,
                           secret_key=secret_key, spill_dir=spill_dir,
                           journal_dir=journal_dir, max_backlog=max_backlog,
-                          max_journal_bytes=max_journal_bytes, patience=patience, clock=clock)
+                          max_journal_bytes=max_journal_bytes, patience=patience, clock=clock,
+                          webhook_env=webhook_env, soft_bounce_limit=soft_bounce_limit)
     except Exception:
         if owns:
             database.close()
@@ -453,6 +461,8 @@ def app_from_env():  # type: ignore[no-untyped-def]
     app = create_app(worker.database, flush_interval=worker.flush_interval,
                      secret_key=worker.secret_key, spill_dir=worker.spill_dir,
                      journal_dir=Path(worker.journal) if worker.journal else None,
+                     webhook_env=worker.webhook_env,
+                     soft_bounce_limit=worker.soft_bounce_limit,
                      rules=classify.Rules(networks=classify.scanner_networks(
                          worker.scanner_networks)))
     app.announce_stop = True
