@@ -432,7 +432,7 @@ def seed_corpus_sends(database, issues: tuple[str, ...] = (CORPUS_ISSUE,),  # ty
                 slug=slug, subject=f"Newsletter {slug}", tracking="aggregate",
                 created_at=at, updated_at=at))
             conn.execute(db.deliveries.insert(), [
-                {"issue": slug, "recipient_id": rid, "status": "sent",
+                {"issue": slug, "recipient_id": rid, "status": "sent", "pseudonym": f"p{rid:04d}",
                  "message_id": f"<{slug}.p{rid:04d}@{CORPUS_DOMAIN}>", "sent_at": at,
                  "updated_at": at} for rid in CORPUS_RECIPIENTS])
             conn.execute(db.delivery_lists.insert(), [
