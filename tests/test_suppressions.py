@@ -126,6 +126,9 @@ def test_export_then_import_into_another_database(database: Database, project: P
     assert result.output == "Wrote 3 suppression(s) to out.csv.\n"
     other = "sqlite:///" + str(project / "other.db")
     result = invoke("import", "out.csv", "--db", other)
+    assert result.exit_code == 1     # a mistyped --db never starts a second database...
+    assert "add --create-db" in result.output
+    result = invoke("import", "out.csv", "--db", other, "--create-db")     # ...on purpose it does
     assert result.output == "Imported 3 suppression(s) from out.csv; 0 were already suppressed.\n"
     copy = open_db(other)
     try:

@@ -29,11 +29,12 @@ def _date(value: str | None, option: str) -> float | None:
     return parsed.timestamp()
 
 
-def _open(db: str | None):  # type: ignore[no-untyped-def]
+def _open(db: str | None, create: bool = False,  # type: ignore[no-untyped-def]
+          can_create: bool = False):
     from newsletter.db import open_db
 
     project = Project.load()
-    return project, open_db(project.db_url(db))
+    return project, open_db(project.db_url(db, create=create, can_create=can_create))
 
 
 def _document(s: Suppression) -> dict[str, str]:
@@ -174,7 +175,9 @@ def remove_command(address: str, yes: bool, note: str, db: str | None) -> None:
 @suppressions_group.command("import")
 @click.argument("file", type=click.Path(path_type=Path))
 @db_option
-def import_command(file: Path, db: str | None) -> None:
+@click.option("--create-db", is_flag=True,
+              help="Start a new, empty database at --db on purpose (e.g. for a new project).")
+def import_command(file: Path, db: str | None, create_db: bool) -> None:
     """Suppress every address in a CSV file (columns: address, and optionally reason, source,
     at, issue, detail, as `export` writes them). Nothing is imported if any line is wrong.
 
@@ -188,7 +191,7 @@ def import_command(file: Path, db: str | None) -> None:
     if problems:
         raise NewsletterError("\n".join(p.format() for p in problems)
                               + f"\n{len(problems)} error(s); nothing was imported")
-    _, database = _open(db)
+    _, database = _open(db, create=create_db, can_create=True)
     added = 0
     try:
         with database.engine.begin() as conn:
