@@ -63,6 +63,8 @@ class Result:
     provider_id: str = ""
     next_attempt_at: float = 0.0
     counts_as_attempt: bool = True
+    # A failure the server or provider said is about the address (bounces.record_refusals).
+    recipient_problem: bool = False
 
 
 def new_pseudonym() -> str:

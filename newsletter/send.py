@@ -142,6 +142,19 @@ def _bounce_warning(prepared: Prepared) -> list[str]:
             "bounces@news.example.org) and run `newsletter bounces fetch` after each send"]
 
 
+def _suppressed_reasons(database: Database, addresses: list[str]) -> str:
+    """`` (bounced-hard 2, unsubscribed 1)`` for the suppressed members of the plan."""
+    if not addresses:
+        return ""
+    from collections import Counter
+
+    from newsletter import suppressions
+
+    reasons = Counter(s.reason for s in suppressions.all_suppressions(database,
+                                                                      addresses=addresses))
+    return " (" + ", ".join(f"{reason} {n}" for reason, n in sorted(reasons.items())) + ")"
+
+
 def summary(prepared: Prepared) -> list[str]:
     """What is about to happen, for the confirmation question."""
     issue = prepared.built.issue  # type: ignore[attr-defined]
@@ -156,7 +169,8 @@ def summary(prepared: Prepared) -> list[str]:
             name = prepared.list_names.get(key, key)
             lines.append(f"  {key:<28} {plan.list_sizes[key]:>6}  {name}")
         lines.append(f"Recipients: {len(plan.recipients)} (on more than one list: "
-                     f"{plan.duplicates}; suppressed: {len(plan.suppressed)})")
+                     f"{plan.duplicates}; suppressed: {len(plan.suppressed)}"
+                     f"{_suppressed_reasons(prepared.database, plan.suppressed)})")
     counts = ledger.status_counts(prepared.database, prepared.slug)
     if any(counts.values()):
         lines.append("Already in the ledger: " + ", ".join(
@@ -187,6 +201,8 @@ class LedgerQueue:
         self.aggregate = factory.tracking == "aggregate"
         self.order = {key: i for i, key in enumerate(list_order)}
         self._first_list: dict[int, str] = {}
+        self._addresses: dict[int, str] = {}
+        self.soft_bounce_limit = prepared.project.settings.soft_bounce_limit
         self._base = ledger.worker_token()
         self._count = 0
         self._lock = threading.Lock()
@@ -198,6 +214,11 @@ class LedgerQueue:
 
     def claim(self, token: str, limit: int) -> list[ledger.Claimed]:
         rows = ledger.claim(self.database, self.slug, token, limit, self.statuses)
+        with self._lock:
+            # Kept while a row is in flight, so a refusal can be recorded against its address.
+            if len(self._addresses) > 100_000:
+                self._addresses.clear()
+            self._addresses.update((r.recipient_id, r.address) for r in rows)
         if rows and self.aggregate:
             # Aggregate tracking credits the first list, in --to order, that reached them.
             late = len(self.order)
@@ -208,6 +229,12 @@ class LedgerQueue:
 
     def record(self, token: str, results: list[ledger.Result]) -> None:
         ledger.record(self.database, self.slug, token, results)
+        refused = [(self._addresses.get(r.recipient_id, ""), r.error) for r in results
+                   if r.status == "failed" and r.recipient_problem]
+        if refused:
+            from newsletter.bounces.record import record_refusals
+
+            record_refusals(self.database, self.slug, refused, self.soft_bounce_limit)
 
     def release(self, token: str) -> None:
         ledger.release(self.database, self.slug, token)
@@ -230,6 +257,9 @@ class Outcome:
     stopped_by: NewsletterError | None = None
     problems: list[tuple[str, str, str]] = field(default_factory=list)
     possible_repeats: int = 0        # sent after an unanswered attempt: may have two copies
+    # Addresses a server refused during this run and that are now suppressed: (address,
+    # reason, the server's words).
+    bounced: list[tuple[str, str, str]] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
@@ -244,6 +274,7 @@ def run(prepared: Prepared, options: LoopOptions, *,
         on_waiting: Callable[[int], None] | None = None,
         lease: float = ledger.DEFAULT_LEASE) -> Outcome:
     """Write the plan into the ledger, then send every due row; resumable."""
+    started = time.time()
     db = prepared.database
     slug = prepared.slug
     ledger.register_issue(db, prepared.built)
@@ -284,7 +315,16 @@ def run(prepared: Prepared, options: LoopOptions, *,
             ledger.recover_stale(db, slug, lease)
             counts = ledger.status_counts(db, slug)
     return Outcome(counts, tally, stopped, ledger.failures(db, slug),
-                   ledger.possible_repeats(db, slug))
+                   ledger.possible_repeats(db, slug),
+                   bounced=_bounced_during(db, slug, started))
+
+
+def _bounced_during(database: Database, slug: str, since: float) -> list[tuple[str, str, str]]:
+    """Addresses suppressed by refusals at send time during this run."""
+    from newsletter import suppressions
+
+    return [(s.address, s.reason, s.detail) for s in suppressions.all_suppressions(
+        database, since=since) if s.source == "send" and s.issue == slug]
 
 
 def _small_sqlite_cache(database: Database) -> None:

@@ -66,9 +66,10 @@ def test_an_address_mailgun_refuses_fails_that_recipient_only(send_project: Path
     fake.refuse = {"cat@council.example"}
     url = http_server(fake.app())
     outcome = run_send(send_project, mailgun_env(url), "mailgun")
-    assert outcome.counts["sent"] == 4 and outcome.counts["failed"] == 1
-    assert outcome.problems[0][:2] == ("cat@council.example", "failed")
-    assert "'to' parameter is not a valid address" in outcome.problems[0][2]
+    # A refused address is a hard bounce: its row fails and the address is suppressed at once.
+    assert outcome.counts["sent"] == 4 and outcome.counts["suppressed"] == 1
+    assert outcome.bounced[0][:2] == ("cat@council.example", "bounced-hard")
+    assert "'to' parameter is not a valid address" in outcome.bounced[0][2]
     mailgun = adapter("mailgun", send_project, mailgun_env(url))
     (refused,) = mailgun.send_batch(messages(send_project, make_built(),
                                              ["cat@council.example"]))

@@ -121,8 +121,9 @@ def test_recipient_codes_fail_only_those_recipients(send_project: Path, http_ser
     fake.invalid = {"cat@council.example"}
     url = http_server(fake.app())
     outcome = run_send(send_project, postmark_env(url), "postmark")
-    assert outcome.counts["sent"] == 3 and outcome.counts["failed"] == 2
-    problems = {address: error for address, _, error in outcome.problems}
+    # A refused address is a hard bounce: its row fails and the address is suppressed at once.
+    assert outcome.counts["sent"] == 3 and outcome.counts["suppressed"] == 2
+    problems = {address: error for address, _, error in outcome.bounced}
     assert problems["bob@school.example"].startswith("Postmark error 406:")
     assert problems["cat@council.example"].startswith("Postmark error 300: Invalid 'To'")
     postmark = adapter("postmark", send_project, postmark_env(url))

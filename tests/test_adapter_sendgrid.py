@@ -105,8 +105,9 @@ def test_a_refused_address_fails_that_recipient_and_other_400s_stop(send_project
     fake.invalid = {"dan@district.example"}
     url = http_server(fake.app())
     outcome = run_send(send_project, sendgrid_env(url), "sendgrid")
-    assert outcome.counts["sent"] == 4 and outcome.counts["failed"] == 1
-    assert outcome.problems[0][:2] == ("dan@district.example", "failed")
+    # A refused address is a hard bounce: its row fails and the address is suppressed at once.
+    assert outcome.counts["sent"] == 4 and outcome.counts["suppressed"] == 1
+    assert outcome.bounced[0][:2] == ("dan@district.example", "bounced-hard")
     sendgrid = adapter("sendgrid", send_project, sendgrid_env(url))
     (refused,) = sendgrid.send_batch(messages(send_project, make_built(),
                                               ["dan@district.example"]))

@@ -148,7 +148,8 @@ def test_suppressed_addresses_are_left_out(send_project: Path) -> None:
     database.close()
     result = invoke("--to", "schools", "--yes")
     assert result.exit_code == 0, result.output
-    assert "Recipients: 2 (on more than one list: 0; suppressed: 1)" in result.output
+    assert "Recipients: 2 (on more than one list: 0; suppressed: 1 (unsubscribed 1))" \
+        in result.output
     assert "bob@school.example" not in {m["To"].addresses[0].addr_spec
                                          for m in maildir_messages(send_project)}
 
@@ -156,7 +157,9 @@ def test_suppressed_addresses_are_left_out(send_project: Path) -> None:
 def test_smtp_failures_exit_1_and_resend_failed_retries(send_project: Path, smtp_server,  # type: ignore[no-untyped-def]
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     recorder, url = smtp_server()
-    recorder.faults["bob@school.example"] = ["550 5.1.1 mailbox unavailable"]
+    # A permanent refusal that is not about the address (5.7.26: the message's
+    # authentication): failed, not suppressed (test_bounces_at_send.py has the 5.1.1 case).
+    recorder.faults["bob@school.example"] = ["550 5.7.26 unauthenticated mail is prohibited"]
     recorder.faults["cat@council.example"] = ["451 4.7.1 greylisted"]
     monkeypatch.setenv("NEWSLETTER_SMTP_URL", url)
     args = ("--to", "schools", "--to", "councils", "--adapter", "smtp", "--yes",
@@ -164,8 +167,8 @@ def test_smtp_failures_exit_1_and_resend_failed_retries(send_project: Path, smtp
     result = invoke(*args)
     assert result.exit_code == 1
     assert "sent 4, deferred 0, failed 1" in result.output
-    assert "failed   bob@school.example: RCPT TO bob@school.example: 550 5.1.1 mailbox " \
-           "unavailable" in result.output
+    assert "failed   bob@school.example: RCPT TO bob@school.example: 550 5.7.26 " \
+           "unauthenticated mail is prohibited" in result.output
     assert "hint: run the same command again" in result.output
     assert "add --resend-failed" in result.output
     assert recorder.attempts["cat@council.example"] == 2          # 451, then accepted

@@ -417,7 +417,8 @@ class SendLoop:
         if outcome.status == "sent":
             return Result(row.recipient_id, "sent", provider_id=outcome.provider_id)
         if outcome.status == "failed":
-            return Result(row.recipient_id, "failed", outcome.error)
+            return Result(row.recipient_id, "failed", outcome.error,
+                          recipient_problem=outcome.recipient_problem)
         if outcome.status in ("retry", "untried"):
             # Not tried (or refused for pace): back as it was, no attempt counted.
             due = time.time() + (outcome.retry_after or 0) if outcome.status == "retry" else 0

@@ -98,7 +98,7 @@ def _login_hint(code: int, reply: str) -> str:
         return f"the server wants TLS first: add ?starttls=true to {SETTING}"
     return f"check the user and password in {SETTING}"
 
-def _classify(code: int, reply: bytes | str, what: str) -> Exception:
+def _classify(code: int, reply: bytes | str, what: str, recipient: bool = False) -> Exception:
     text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
     message = f"{what}: {code} {text}".strip()
     # RFC 5321 4.5.3.1.10: 552 (storage exceeded) is to be treated as temporary.
@@ -109,7 +109,8 @@ def _classify(code: int, reply: bytes | str, what: str) -> Exception:
         error = ConfigurationError(f"the SMTP server refused our login: {message}",
                                    hint=_login_hint(code, text))
     else:
-        error = PermanentError(message)
+        # A refusal at RCPT TO is about the address: a bounce at send time (bounces.record).
+        error = PermanentError(message, recipient_problem=recipient)
     error.smtp_code = code  # type: ignore[attr-defined]
     return error
 
@@ -266,7 +267,7 @@ class SmtpAdapter(Adapter):
             raise _classify(code, reply, "MAIL FROM")
         code, reply = conn.docmd("RCPT", f"TO:<{message.to}>")
         if code not in (250, 251):
-            raise _classify(code, reply, f"RCPT TO {message.to}")
+            raise _classify(code, reply, f"RCPT TO {message.to}", recipient=True)
         code, reply = conn.docmd("DATA")
         if code != 354:
             raise _classify(code, reply, "DATA")
@@ -286,7 +287,7 @@ class SmtpAdapter(Adapter):
         if mail != 250:
             raise _classify(mail, mail_reply, "MAIL FROM")
         if rcpt not in (250, 251):
-            raise _classify(rcpt, rcpt_reply, f"RCPT TO {message.to}")
+            raise _classify(rcpt, rcpt_reply, f"RCPT TO {message.to}", recipient=True)
         if data != 354:
             raise _classify(data, data_reply, "DATA")
 

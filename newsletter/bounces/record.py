@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from newsletter import db, suppressions
-from newsletter.bounces.events import EventType
+from newsletter.bounces.events import EventType, bounce_type
 
 MAX_RAW = 64 * 1024     # characters of the raw message or payload kept with an event
 
@@ -114,6 +114,34 @@ def soft_streak(conn: Connection, address: str, issue: str, at: float) -> int:
             break
         streak += 1
     return streak
+
+
+def record_refusals(database, issue: str, refused: list[tuple[str, str]],  # type: ignore[no-untyped-def]
+                    soft_bounce_limit: int) -> list[Recorded]:
+    """Bounces at send time: each (address, server's words) a server refused at RCPT TO, or a
+    provider refused as an address, is a bounce of ``issue``: hard (suppressed at once) for
+    5.1.x, 5.2.1 and 5.7.1 and a provider's refusal without an SMTP code, soft otherwise."""
+    from newsletter.bounces.events import basic_code_in, status_in
+
+    done = []
+    with database.engine.begin() as conn:
+        for address, text in refused:
+            if not address:
+                continue
+            status = status_in(text)
+            code = basic_code_in(_reply(text))
+            # A provider that refuses an address says so in words, with no SMTP code.
+            type_ = bounce_type(status, code) if status or code is not None else \
+                EventType.BOUNCED_HARD
+            done.append(record(conn, Event(
+                key=f"send:{issue}:{address}", at=db.now(), source="send", type=type_,
+                address=address, issue=issue, status=status, detail=text), soft_bounce_limit))
+    return done
+
+
+def _reply(text: str) -> str:
+    """The server's reply in an error like ``RCPT TO x@example.org: 550 5.1.1 ...``."""
+    return text.split(": ", 1)[1] if ": " in text else text
 
 
 def raw_json(value: object) -> str:

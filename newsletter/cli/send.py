@@ -271,6 +271,11 @@ def _final_summary(outcome: sending.Outcome, seconds: float) -> None:
                    "which mail systems and people can recognise")
     for address, status, error in outcome.problems:
         click.echo(f"  {status:<8} {address}: {error}", err=True)
+    if outcome.bounced:
+        click.echo(f"Suppressed {len(outcome.bounced)} address(es) the server refused for good "
+                   "(no later issue goes to them; see `newsletter suppressions list`):")
+        for address, reason, detail in outcome.bounced[:20]:
+            click.echo(f"  {reason:<12} {address}: {detail}")
 
 
 COMMANDS = [audiences, send]
