@@ -282,11 +282,14 @@ PEOPLE = {
     "eager": 0.10,          # of readers: the first click within a minute of delivery
     "tabs": 0.10,           # of readers: opens three links in tabs at once
     "repeat": 0.15,         # of readers: clicks one of their links again later
+    "keen": 0.05,           # of readers: opens five to seven links, one after another
     "views": 0.10,          # opens the web version ("view in browser")
     "button": 0.02,         # unsubscribes with the page's button
     "one_click": 0.015,     # unsubscribes with the mail program's button (RFC 8058)
 }
-# At any scale at least 8 readers, 3 eager, 3 in tabs, 3 repeating, 4 viewers and 4 leaving.
+# At any scale at least 8 readers, 3 eager, 3 in tabs, 3 repeating, 2 keen, 4 viewers and 4
+# leaving.
+TEAMS = ("kcc", "care")  # organisations where a team of three reads together (same NAT, browser)
 LINK_WEIGHTS = {"download": 2.0, "article": 1.5, "event": 1.0, "cta": 1.2}
 
 
@@ -649,21 +652,49 @@ def _people(planner: Planner, messages: list[Message]) -> None:
     eager = set(map(id, some(readers, PEOPLE["eager"], 3)))
     tabs = set(map(id, some([m for m in readers if id(m) not in eager], PEOPLE["tabs"], 3)))
     repeat = set(map(id, some(readers, PEOPLE["repeat"], 3)))
+    keen = set(map(id, some([m for m in readers if id(m) not in eager | tabs], PEOPLE["keen"], 2)))
     viewers = set(map(id, some(messages, PEOPLE["views"], 4)))
     quiet = [m for m in messages if id(m) not in set(map(id, readers))]
     leaving = some(quiet, PEOPLE["button"] + PEOPLE["one_click"], 4)
     button = set(map(id, leaving[: max(2, len(leaving) * 4 // 7)]))
     one_click = set(map(id, leaving)) - button
     reading = set(map(id, readers))
+    # Colleagues reading together: a team in one office (one NAT, the managed browser) opens the
+    # newsletter within minutes of each other, e.g. after the manager says "have a look".
+    for key in TEAMS:
+        team = [m for m in messages if m.org.key == key and id(m) not in reading][:3]
+        start = team[0].released_at + rng.uniform(600, 8 * 3600) if team else 0.0
+        for message in team:
+            reading.add(id(message))
+            _colleague(planner, message, start + rng.uniform(0, 300))
     for message in messages:
         key = id(message)
+        if key in reading and message.org.key in TEAMS and not any(
+                id(m) == key for m in readers):
+            continue
         _person(planner, message, reads=key in reading, eager=key in eager, tabs=key in tabs,
-                repeat=key in repeat, views=key in viewers, at_desk=key in at_desk,
+                keen=key in keen, repeat=key in repeat, views=key in viewers,
+                at_desk=key in at_desk,
                 leaves="button" if key in button else ("one-click" if key in one_click else ""))
 
 
+def _colleague(planner: Planner, message: Message, at: float) -> None:
+    rng = planner.rng
+    org = message.org
+    ip, agent = planner.office(org), org.fleet
+    links = rng.sample(message.visible, rng.choice((1, 1, 2)))
+    for path in links:
+        planner.add(at, "GET", path, ip, agent, "person", "colleagues", recipient=message.address)
+        if org.click_check and rng.random() < org.click_check:
+            planner.add(at - rng.uniform(0.05, 0.6), "GET", path,
+                        address_in(rng, pick_network(rng, org.check_networks)),
+                        rng.choice(org.check_agents), "scanner", "time-of-click",
+                        recipient=message.address)
+        at += rng.uniform(20, 300)
+
+
 def _person(planner: Planner, message: Message, *, reads: bool, eager: bool, tabs: bool,
-            repeat: bool, views: bool, at_desk: bool, leaves: str) -> None:
+            keen: bool, repeat: bool, views: bool, at_desk: bool, leaves: str) -> None:
     rng = planner.rng
     org = message.org
     in_office = rng.random() < org.office_share or at_desk
@@ -677,7 +708,8 @@ def _person(planner: Planner, message: Message, *, reads: bool, eager: bool, tab
         planner.add(first - rng.uniform(5, 60), "GET", message.view, ip, agent, "person",
                     "viewer")
     if reads:
-        count = 3 if tabs else rng.choices((1, 2, 3, 4), weights=(55, 30, 10, 5))[0]
+        count = 3 if tabs else (rng.randint(5, 7) if keen else
+                                rng.choices((1, 2, 3, 4), weights=(55, 30, 10, 5))[0])
         weights = [LINK_WEIGHTS.get(message.kinds.get(p, ""), 0.3) for p in message.visible]
         links: list[str] = []
         while len(links) < min(count, len(message.visible)):
@@ -687,10 +719,13 @@ def _person(planner: Planner, message: Message, *, reads: bool, eager: bool, tab
         at = message.released_at + rng.uniform(20, 55) if eager else first
         clicks: list[tuple[float, str, str]] = []
         for i, path in enumerate(links):
-            scenario = "eager" if eager and i == 0 else ("tabs" if tabs else base)
+            scenario = "eager" if eager and i == 0 else (
+                "tabs" if tabs else ("keen" if keen else base))
             clicks.append((at, path, scenario))
-            # tabs: three middle-clicks within a second or two; otherwise time to read
-            at += rng.uniform(0.3, 0.8) if tabs else rng.uniform(20, 600)
+            # tabs: three middle-clicks within a second or two; keen: skimming, a link every
+            # half minute to two; otherwise time to read
+            at += (rng.uniform(0.3, 0.8) if tabs else
+                   rng.uniform(30, 120) if keen else rng.uniform(20, 600))
         if repeat:
             again = rng.choice(links)
             clicks.append((at + rng.uniform(60, 2 * 86400), again, "repeat"))

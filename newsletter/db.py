@@ -178,6 +178,8 @@ events = sa.Table(
     sa.Column("ip_hash", sa.String(64), nullable=False, server_default=""),
     sa.Column("scanner", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("reasons", sa.Text, nullable=False, server_default=""),
+    # the version of the scanner rules (classify.VERSION) that gave the latest verdict
+    sa.Column("classifier", sa.Integer, nullable=False, server_default="1"),
     sa.Index("ix_events_issue_at", "issue", "at"),
 )
 

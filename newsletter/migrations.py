@@ -247,6 +247,14 @@ def m030_bounces(conn: Connection) -> None:
     )
 
 
+def m050_events_classifier(conn: Connection) -> None:
+    """Which version of the scanner rules classified each event (the report states it).
+
+    Events stored before this migration were classified by the first release's rules: 1.
+    """
+    run(conn, "ALTER TABLE events ADD COLUMN classifier INTEGER DEFAULT 1 NOT NULL")
+
+
 # One a line, in the order they apply (several streams append here at once).
 MIGRATIONS: list[Callable[[Connection], None]] = [
     m001_initial,
@@ -255,6 +263,7 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     m040_tracker_journal,
     m060_repeat_possible,
     m030_bounces,
+    m050_events_classifier,
 ]
 
 

@@ -42,8 +42,8 @@ def test_no_request_of_the_simulation_lost_its_redirect(figures: dict) -> None:
 
 def test_every_modelled_behaviour_happens(figures: dict) -> None:
     happened = set(figures["scenarios"])
-    assert {f"person: {s}" for s in ("eager", "tabs", "repeat", "viewer", "nat-shared",
-                                     "rewritten", "reader")} <= happened
+    assert {f"person: {s}" for s in ("eager", "tabs", "keen", "repeat", "viewer", "nat-shared",
+                                     "rewritten", "colleagues", "reader")} <= happened
     assert {f"scanner: {s}" for s in ("sandbox-burst", "head-check", "pre-delivery-scan",
                                       "spread-pass", "intent-burst", "view-only",
                                       "incident-response", "nat-scanner", "cloud-sandbox",
@@ -57,3 +57,22 @@ def test_the_simulation_is_deterministic(simulation: ModuleType) -> None:
     first = simulation.simulate(scale=0.2, seed=7)
     assert simulation.simulate(scale=0.2, seed=7) == first
     assert simulation.simulate(scale=0.2, seed=8) != first
+
+
+# The figures the classification must reach (issue 15), on the small simulation.
+
+def test_probable_scanner_has_precision_and_recall(figures: dict) -> None:
+    assert figures["precision"] >= 0.99
+    assert figures["recall"] >= 0.98
+
+
+@pytest.mark.parametrize("figure", ["clicks", "unique", "downloads", "views"])
+def test_reported_people_are_within_ten_percent_of_the_truth(figures: dict, figure: str) -> None:
+    true, reported = figures["true"][figure], figures["reported"][figure]
+    assert true > 0
+    assert abs(reported - true) <= 0.10 * true, (figure, reported, true)
+
+
+def test_no_person_is_marked_by_the_rules_people_used_to_trip(figures: dict) -> None:
+    for scenario in ("eager", "tabs", "keen", "nat-shared", "rewritten", "colleagues", "viewer"):
+        assert figures["scenarios"][f"person: {scenario}"].get("flagged", 0) == 0, scenario

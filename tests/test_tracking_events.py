@@ -43,13 +43,6 @@ def test_extra_scanner_networks_from_the_environment(tmp_path) -> None:  # type:
     assert not rules.scanner_network("198.51.101.9")
 
 
-def test_burst_needs_enough_distinct_links_inside_the_window() -> None:
-    rules = classify.Rules(burst_seconds=2, burst_links=3)
-    assert classify.burst_ids(rules, [(1, 0.0, "a"), (2, 0.5, "b"), (3, 1.9, "c")]) == {1, 2, 3}
-    assert classify.burst_ids(rules, [(1, 0.0, "a"), (2, 0.5, "b"), (3, 2.5, "c")]) == set()
-    assert classify.burst_ids(rules, [(1, 0.0, "a"), (2, 0.1, "a"), (3, 0.2, "a")]) == set()
-
-
 def test_ip_is_stored_only_as_a_keyed_hash() -> None:
     first = classify.hash_ip(b"key-one", "81.2.69.160")
     assert len(first) == 16 and "81.2" not in first
@@ -57,35 +50,97 @@ def test_ip_is_stored_only_as_a_keyed_hash() -> None:
     assert first != classify.hash_ip(b"key-two", "81.2.69.160")
 
 
-def test_writer_marks_hits_soon_after_delivery(tracking_db) -> None:  # type: ignore[no-untyped-def]
+def test_writer_marks_three_links_soon_after_delivery_not_one(tracking_db) -> None:  # type: ignore[no-untyped-def]
     agent = "Mozilla/5.0 Firefox/140.0"
     store(tracking_db, [
         Hit(at=T + 5, issue="spring", kind="click", link_id="a1", pseudonym="p1",
-            user_agent=agent),
-        Hit(at=T + 3600, issue="spring", kind="click", link_id="a1", pseudonym="p2",
-            user_agent=agent),
+            user_agent=agent, ip_hash="gw"),
+        Hit(at=T + 9, issue="spring", kind="click", link_id="d1", pseudonym="p1",
+            user_agent=agent, ip_hash="gw"),
+        Hit(at=T + 20, issue="spring", kind="click", link_id="a1", pseudonym="p2",
+            user_agent=agent, ip_hash="home"),   # an eager reader: one link
+        Hit(at=T + 30, issue="spring", kind="click", link_id="e1", pseudonym="p1",
+            user_agent=agent, ip_hash="gw"),
     ])
-    assert [(r.pseudonym, r.scanner, r.reasons) for r in rows(tracking_db)] == [
-        ("p1", True, "after-delivery"), ("p2", False, "")]
+    assert [(r.pseudonym, r.scanner, r.reasons, r.classifier) for r in rows(tracking_db)] == [
+        ("p1", True, "after-delivery", classify.VERSION),
+        ("p1", True, "after-delivery", classify.VERSION),
+        ("p2", False, "", classify.VERSION), ("p1", True, "after-delivery", classify.VERSION)]
 
 
-def test_writer_marks_bursts_across_batches_and_aggregate_senders(tracking_db) -> None:  # type: ignore[no-untyped-def]
+def test_a_later_verdict_updates_hits_stored_in_earlier_batches(tracking_db) -> None:  # type: ignore[no-untyped-def]
+    writer = EventWriter(tracking_db)
+    agent = "Mozilla/5.0 (X11; Linux x86_64) Chrome/126.0 Safari/537.36"
+    for i, link in enumerate(("a1", "d1")):
+        writer.add(Hit(at=T + 900 + i * 7, issue="spring", kind="click", link_id=link,
+                       pseudonym="p3", user_agent=agent, ip_hash="sandbox"))
+    writer.add(Hit(at=T + 910, issue="spring", kind="view", user_agent=agent,
+                   ip_hash="sandbox"))
+    writer.flush()
+    assert [r.scanner for r in rows(tracking_db)] == [False, False, False]
+    # minutes later the same client fetches the hidden link: its earlier hits were a scanner's
+    writer.add(Hit(at=T + 1200, issue="spring", kind="click", link_id="hp", pseudonym="p3",
+                   user_agent=agent, ip_hash="sandbox", reasons=["honeypot"]))
+    writer.close()
+    assert [(r.kind, r.scanner, r.reasons) for r in rows(tracking_db)] == [
+        ("click", True, "same-client"), ("click", True, "same-client"),
+        ("view", True, "same-client"), ("click", True, "honeypot")]
+    assert writer.stored == 4
+
+
+def test_writer_marks_bursts_of_aggregate_senders_across_batches(tracking_db) -> None:  # type: ignore[no-untyped-def]
     writer = EventWriter(tracking_db)
     agent = "Mozilla/5.0 Firefox/140.0"
-    # Aggregate issue: no recipient, so the sender is the IP hash and user agent.
-    for i, link in enumerate(("a1", "d1")):
+    # Aggregate issue: no recipient, so the client is the IP hash and user agent.
+    for i, link in enumerate(("a1", "d1", "e1")):
         writer.add(Hit(at=T + 900 + i * 0.3, issue="autumn", kind="click", link_id=link,
                        list_key="schools", user_agent=agent, ip_hash="aaaa"))
-    writer.flush()  # the third link comes in a later batch; the first two are marked then
+    writer.flush()  # three links are no burst yet: people open three tabs
     writer.add(Hit(at=T + 901, issue="autumn", kind="click", link_id="a1", list_key="schools",
                    user_agent=agent, ip_hash="bbbb", method="HEAD", reasons=["head"]))
     writer.add(Hit(at=T + 901.2, issue="autumn", kind="click", link_id="x9", list_key="schools",
                    user_agent=agent, ip_hash="aaaa"))
     writer.close()
     assert [(r.ip_hash, r.scanner, r.reasons) for r in rows(tracking_db)] == [
-        ("aaaa", True, "burst"), ("aaaa", True, "burst"), ("bbbb", True, "head"),
-        ("aaaa", True, "burst")]
-    assert writer.stored == 4
+        ("aaaa", True, "burst"), ("aaaa", True, "burst"), ("aaaa", True, "burst"),
+        ("bbbb", True, "head"), ("aaaa", True, "burst")]
+
+
+def test_a_failed_batch_is_classified_once_and_its_updates_kept(tracking_db,  # type: ignore[no-untyped-def]
+                                                                 monkeypatch) -> None:
+    writer = EventWriter(tracking_db)
+    agent = "Mozilla/5.0 (X11; Linux x86_64) Chrome/126.0 Safari/537.36"
+    writer.add(Hit(at=T + 900, issue="spring", kind="click", link_id="a1", pseudonym="p3",
+                   user_agent=agent, ip_hash="sandbox"))
+    writer.flush()
+    real = writer._update_earlier
+    calls = []
+
+    def failing_once(conn):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        if len(calls) == 1:
+            raise sa.exc.OperationalError("UPDATE", {}, Exception("database is locked"))
+        return real(conn)
+
+    monkeypatch.setattr(writer, "_update_earlier", failing_once)
+    writer.add(Hit(at=T + 905, issue="spring", kind="click", link_id="hp", pseudonym="p3",
+                   user_agent=agent, ip_hash="sandbox", reasons=["honeypot"]))
+    with pytest.raises(sa.exc.OperationalError):
+        writer.flush()
+    assert writer.flush() == 1
+    assert [(r.link_id, r.reasons) for r in rows(tracking_db)] == [
+        ("a1", "same-client"), ("hp", "honeypot")]
+
+
+def test_events_stored_before_the_classifier_version_count_as_version_1(storage_url) -> None:  # type: ignore[no-untyped-def]
+    database = db.open_db(storage_url)
+    try:
+        with database.engine.begin() as conn:
+            conn.execute(sa.text("INSERT INTO events (at, issue, kind) VALUES (1, 'old', 'view')"))
+        [row] = rows(database)
+        assert row.classifier == 1
+    finally:
+        database.close()
 
 
 def test_purge_deletes_only_older_events(tracking_db) -> None:  # type: ignore[no-untyped-def]

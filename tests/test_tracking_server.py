@@ -166,14 +166,28 @@ def test_honeypot_and_scanner_agents_are_classified_never_blocked(app, client, s
                        ("p5", True, "no-agent")]
 
 
-def test_all_links_of_a_message_in_one_burst_are_marked(app, client, signer) -> None:
-    for link in ("a1", "d1", "e1"):
-        assert client.get(f"/c/{signer.click('spring', link, pseudonym='p1')}").status_code == 302
-    client.get(f"/c/{signer.click('spring', 'a1', pseudonym='p2')}")
-    events = stored(app)
-    assert [(e.pseudonym, e.scanner, e.reasons) for e in events] == [
-        ("p1", True, "burst"), ("p1", True, "burst"), ("p1", True, "burst"),
-        ("p2", False, "")]
+def test_a_scanners_whole_pass_is_marked_once_it_fetches_the_hidden_link(tracking_db,
+                                                                          signer) -> None:
+    now = [1_780_100_000.0]
+    app = create_app(database=tracking_db, clock=lambda: now[0])
+    client = Client(app)
+    try:
+        for link in ("a1", "d1", "e1"):  # a link every few seconds: no burst, could be a person
+            assert client.get(f"/c/{signer.click('spring', link, pseudonym='p1')}"
+                              ).status_code == 302
+            now[0] += 5
+        assert client.get("/v/spring").status_code == 200
+        assert [e.scanner for e in stored(app)] == [False] * 4
+        now[0] += 60  # a minute later, in another batch, the same client fetches the hidden link
+        client.get(f"/c/{signer.click('spring', 'hp', pseudonym='p1')}")
+        client.get(f"/c/{signer.click('spring', 'a1', pseudonym='p2')}",
+                   headers={"user-agent": "Mozilla/5.0 (iPhone) Safari/604.1"})
+        assert [(e.pseudonym, e.kind, e.scanner, e.reasons) for e in stored(app)] == [
+            ("p1", "click", True, "same-client"), ("p1", "click", True, "same-client"),
+            ("p1", "click", True, "same-client"), ("", "view", True, "same-client"),
+            ("p1", "click", True, "honeypot"), ("p2", "click", False, "")]
+    finally:
+        app.close()
 
 
 def test_web_version_is_served_and_counted_as_a_view(app, client) -> None:

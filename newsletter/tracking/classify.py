@@ -1,21 +1,47 @@
 """Is a tracking hit a person or a mail security scanner? Answers with reasons, never blocks.
 
 Partner organisations sit behind gateways (Microsoft Defender Safe Links, Mimecast, Proofpoint,
-Barracuda...) that fetch every link of every message, often seconds after delivery, sometimes with
-HEAD, often from known networks or with tell-tale user agents. Each hit gets a list of reasons;
-a hit with at least one reason is a *probable scanner*. The redirect is served either way.
+Barracuda...) that fetch every link of every message, often seconds after delivery, sometimes
+minutes or hours later, sometimes with HEAD, often from known networks or with tell-tale user
+agents. Each hit gets a list of reasons; a hit with at least one reason is a *probable scanner*.
+The redirect is served either way: nothing here blocks or delays anyone.
 
 Two stages, both at write time (the reasons are stored with the event, so reports only count):
 
-* :func:`hit_reasons` — what one request shows on its own: ``head``, ``scanner-agent``,
+* :func:`hit_reasons`: what one request shows on its own: ``head``, ``scanner-agent``,
   ``no-agent``, ``scanner-network``, ``honeypot``. Runs in the request, with the raw IP, which is
   then only kept as a keyed hash (see :func:`hash_ip`).
-* :func:`after_delivery` and :func:`burst_ids` — what needs other rows: ``after-delivery`` (within
-  :attr:`Rules.after_delivery_seconds` of the ledger's ``sent_at``, individual tracking only) and
-  ``burst`` (at least :attr:`Rules.burst_links` different links of one issue from the same
-  recipient — or, with no recipient, the same IP hash and user agent — within
-  :attr:`Rules.burst_seconds`). The event writer applies these when it flushes a batch, against
-  the database, so hits served by different tracker instances are seen together.
+* :class:`Classifier`: what needs the hits around it. The event writer feeds it every batch, in
+  time order, before storing it; a verdict reached later about hits already stored (the client
+  that fetched three links turns out to fetch the hidden honeypot link too) comes back as the
+  list of hits whose reasons grew, and the writer updates their stored rows. Reports count the
+  latest classification.
+
+The rules of the classifier, in the words of docs/tracking.md. A *client* is one recipient's
+token used from one address (its keyed hash) with one user agent; an *agent* is one address with
+one user agent, whatever the recipient (views of the web version carry no recipient: they belong
+to their agent).
+
+* ``after-delivery``: a client that hits :attr:`Rules.after_delivery_links` different links
+  within :attr:`Rules.after_delivery_seconds` of the message's delivery (individual tracking).
+  A person may click within a minute; few click three links that fast.
+* ``burst``: a client that hits :attr:`Rules.burst_links` different links within
+  :attr:`Rules.burst_seconds` (three links opened in tabs stay below it).
+* ``many-links``: a client that hits :attr:`Rules.sweep_links` different links within
+  :attr:`Rules.sweep_seconds` (a scanner walking the whole message slowly; individual tracking).
+* ``link-check``: a time-of-click check. Two hits on one recipient's link from two addresses,
+  neither with a reason of its own: within :attr:`Rules.check_before_seconds` the earlier one
+  is the check (a rewritten link is checked, then the person is sent on); later, within
+  :attr:`Rules.check_after_seconds`, the later one is (some services check after the click).
+* ``after-delivery`` for views of the web version: a view within
+  :attr:`Rules.view_after_delivery_seconds` of the delivery of any message of the issue (a
+  gateway fetching "view in browser" as the message arrives; no person opens it that fast).
+* ``same-client``: the verdict carried: every hit of a client within :attr:`Rules.client_seconds`
+  before a verdict, and for :attr:`Rules.memory_seconds` after it (a scanner re-checking a
+  message hours later from where it scanned it). A ``honeypot`` or ``head`` verdict is carried
+  to every hit of the agent within :attr:`Rules.client_seconds` either side, whoever's link
+  (and then to those clients for the memory); the other verdicts to the agent's views within
+  :attr:`Rules.client_seconds` either side.
 """
 
 from __future__ import annotations
@@ -24,8 +50,10 @@ import hashlib
 import hmac
 import ipaddress
 import re
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 # Substrings (case-insensitive) of user agents sent by link scanners, crawlers and scripts.
 SCANNER_AGENTS: tuple[str, ...] = (
@@ -54,7 +82,10 @@ SCANNER_NETWORKS: tuple[str, ...] = (
 )
 
 REASONS = ("head", "scanner-agent", "no-agent", "scanner-network", "honeypot", "after-delivery",
-           "burst")
+           "burst", "many-links", "link-check", "same-client")
+# The version of the rules, stored with every event it classifies and shown by the report:
+# 1 was the first release's (after-delivery on any hit, burst of 3 links per recipient).
+VERSION = 2
 
 
 def scanner_networks(extra: Iterable[str] = ()) -> tuple[
@@ -74,8 +105,16 @@ class Rules:
     """Thresholds of the classification; the defaults are what docs/tracking.md describes."""
 
     after_delivery_seconds: float = 60.0
+    after_delivery_links: int = 3
     burst_seconds: float = 2.0
-    burst_links: int = 3
+    burst_links: int = 4
+    sweep_seconds: float = 600.0
+    sweep_links: int = 8
+    client_seconds: float = 600.0
+    memory_seconds: float = 7 * 86400.0
+    check_before_seconds: float = 1.0
+    check_after_seconds: float = 45.0
+    view_after_delivery_seconds: float = 15.0
     agents: tuple[str, ...] = SCANNER_AGENTS
     networks: tuple = field(default_factory=scanner_networks)
 
@@ -127,31 +166,229 @@ def hit_reasons(rules: Rules, *, method: str, user_agent: str, ip: str,
     return reasons
 
 
-def after_delivery(rules: Rules, at: float, sent_at: float | None) -> bool:
-    """A hit within seconds of the message being accepted: no person reads that fast."""
-    return sent_at is not None and 0 <= at - sent_at <= rules.after_delivery_seconds
+class Deliveries(Protocol):
+    """When messages reached their recipients' servers (the event writer reads the ledger)."""
+
+    def of(self, issue: str, pseudonym: str) -> float | None:
+        """When ``pseudonym``'s message of ``issue`` was delivered (None: unknown)."""
+
+    def any_between(self, issue: str, start: float, end: float) -> bool:
+        """Whether any message of ``issue`` was delivered from ``start`` to ``end``."""
 
 
-def burst_ids(rules: Rules, hits: Sequence[tuple[int, float, str]]) -> set[int]:
-    """Ids of hits that are part of a burst, from one sender's ``(id, at, link_id)`` hits.
+class Seen(Protocol):
+    """What the classifier reads of a hit (``events.Hit`` is one)."""
 
-    A burst is a window of ``burst_seconds`` holding ``burst_links`` or more distinct links.
+    at: float
+    issue: str
+    kind: str
+    link_id: str
+    pseudonym: str
+    ip_hash: str
+    user_agent: str
+    reasons: list[str]
+
+
+# Verdicts about an agent as a whole: only a machine fetches the hidden link or sends HEAD.
+_AGENT_VERDICTS = frozenset(("honeypot", "head"))
+
+
+class _Client:
+    """One recipient's links used from one address with one user agent."""
+
+    __slots__ = ("recent", "links", "early", "until", "last", "fired")
+
+    def __init__(self) -> None:
+        self.recent: deque = deque(maxlen=64)
+        self.links: dict[str, float] = {}   # link -> last time hit
+        self.early: set[str] = set()        # links hit soon after delivery
+        self.until = float("-inf")          # hits up to this time carry the verdict
+        self.last = float("-inf")
+        self.fired: dict[str, float] = {}   # rule -> when it last marked this client's window
+
+
+class _Agent:
+    """One address with one user agent, whatever the recipient."""
+
+    __slots__ = ("recent", "until", "views_until", "last")
+
+    def __init__(self) -> None:
+        self.recent: deque = deque(maxlen=128)
+        self.until = float("-inf")         # honeypot/head: every later hit until then
+        self.views_until = float("-inf")   # another verdict: its views until then
+        self.last = float("-inf")
+
+
+class Classifier:
+    """The rules that need other hits, applied incrementally to batches in time order.
+
+    Keeps what the rules need in memory (bounded: a few dozen recent hits per client and per
+    agent, forgotten after :attr:`Rules.memory_seconds` of silence), so each hit costs a few
+    dictionary lookups; the database is never read back.
     """
-    ordered = sorted(hits, key=lambda h: h[1])
-    marked: set[int] = set()
-    start = 0
-    counts: dict[str, int] = {}
-    for end, (_id, at, link) in enumerate(ordered):
-        counts[link] = counts.get(link, 0) + 1
-        while at - ordered[start][1] > rules.burst_seconds:
-            old = ordered[start][2]
-            counts[old] -= 1
-            if not counts[old]:
-                del counts[old]
-            start += 1
-        if len(counts) >= rules.burst_links:
-            marked.update(h[0] for h in ordered[start:end + 1])
-    return marked
+
+    def __init__(self, rules: Rules) -> None:
+        self.rules = rules
+        self._clients: dict[tuple[str, str, str, str], _Client] = {}
+        self._agents: dict[tuple[str, str, str], _Agent] = {}
+        self._links: dict[tuple[str, str, str], deque] = {}  # a recipient's link: recent hits
+        self._touched: dict[int, Seen] = {}
+        self._seen = 0
+
+    def observe(self, hits: Sequence[Seen], delivered: Deliveries) -> list[Seen]:
+        """Classify ``hits`` (adding reasons to them) and return every hit, of this batch or an
+        earlier one, whose reasons grew."""
+        self._touched = {}
+        for hit in sorted(hits, key=lambda h: h.at):
+            self._observe(hit, delivered)
+        self._seen += len(hits)
+        if self._seen > 20_000:
+            self._seen = 0
+            self._forget(max((h.at for h in hits), default=0.0))
+        return list(self._touched.values())
+
+    # -- one hit --------------------------------------------------------------------------
+    def _observe(self, hit: Seen, delivered: Deliveries) -> None:
+        rules = self.rules
+        at = hit.at
+        agent_key = (hit.issue, hit.ip_hash, hit.user_agent)
+        agent = self._agents.get(agent_key)
+        if agent is None:
+            agent = self._agents[agent_key] = _Agent()
+        agent.recent.append(hit)
+        agent.last = at
+        client: _Client | None = None
+        if hit.kind != "view":
+            client_key = (hit.issue, hit.pseudonym, hit.ip_hash, hit.user_agent)
+            client = self._clients.get(client_key)
+            if client is None:
+                client = self._clients[client_key] = _Client()
+            client.recent.append(hit)
+            client.last = at
+        # a verdict reached earlier about this agent or client carries to this hit
+        memory = rules.memory_seconds
+        if agent.until >= at:
+            self._mark(hit, "same-client")
+            if client is not None:
+                client.until = max(client.until, at + memory)
+        elif (client is not None and client.until >= at) or (
+                hit.kind == "view" and agent.views_until >= at):
+            self._mark(hit, "same-client")
+        if _AGENT_VERDICTS.intersection(hit.reasons):
+            self._agent_verdict(agent, at)
+            if client is not None:
+                self._client_verdict(client, agent, at)
+        if hit.kind == "view" and not hit.reasons and delivered.any_between(
+                hit.issue, at - rules.view_after_delivery_seconds, at):
+            self._mark(hit, "after-delivery")
+        if client is None or hit.kind != "click":
+            return
+        link = hit.link_id
+        client.links[link] = at
+        links = client.links
+        if len(links) >= rules.burst_links and _within(links, at - rules.burst_seconds) \
+                >= rules.burst_links:
+            self._fire(client, hit, at - rules.burst_seconds, "burst")
+            self._client_verdict(client, agent, at)
+        if hit.pseudonym and len(links) >= rules.sweep_links and \
+                _within(links, at - rules.sweep_seconds) >= rules.sweep_links:
+            self._fire(client, hit, at - rules.sweep_seconds, "many-links")
+            self._client_verdict(client, agent, at)
+        if hit.pseudonym:
+            self._link_check(hit)
+            when = delivered.of(hit.issue, hit.pseudonym)
+            if when is not None and 0 <= at - when <= rules.after_delivery_seconds:
+                client.early.add(link)
+                if len(client.early) >= rules.after_delivery_links:
+                    self._fire(client, hit, when, "after-delivery")
+                    self._client_verdict(client, agent, at)
+
+    def _link_check(self, hit: Seen) -> None:
+        """The time-of-click rule: one recipient's link from two addresses, seconds apart."""
+        rules = self.rules
+        key = (hit.issue, hit.pseudonym, hit.link_id)
+        recent = self._links.get(key)
+        if recent is None:
+            recent = self._links[key] = deque(maxlen=4)
+        for other in recent:
+            if other.ip_hash == hit.ip_hash or other.reasons or hit.reasons:
+                continue
+            gap = hit.at - other.at
+            if 0 <= gap <= rules.check_before_seconds:
+                self._mark(other, "link-check")
+            elif gap <= rules.check_after_seconds:
+                self._mark(hit, "link-check")
+        recent.append(hit)
+
+    # -- verdicts -------------------------------------------------------------------------
+    def _agent_verdict(self, agent: _Agent, at: float) -> None:
+        """Honeypot or HEAD: the agent's hits around it, whoever's links they used, and those
+        recipients' clients from now on."""
+        rules = self.rules
+        if agent.until < at:  # else the hits before were marked when the verdict was reached
+            since = at - rules.client_seconds
+            for other in agent.recent:
+                if other.at >= since:
+                    self._mark(other, "same-client")
+                    if other.kind != "view":
+                        client = self._clients.get((other.issue, other.pseudonym, other.ip_hash,
+                                                    other.user_agent))
+                        if client is not None:
+                            client.until = max(client.until, at + rules.memory_seconds)
+        # Other recipients' links and views from this agent only around the verdict: an office
+        # NAT can give a scanner and a person the same address and, rarely, the same agent.
+        agent.until = max(agent.until, at + rules.client_seconds)
+
+    def _client_verdict(self, client: _Client, agent: _Agent, at: float) -> None:
+        window = self.rules.client_seconds
+        if client.until < at:
+            self._mark_recent(client, at - window, "same-client")
+        client.until = max(client.until, at + self.rules.memory_seconds)
+        if agent.views_until < at:
+            for other in agent.recent:
+                if other.kind == "view" and other.at >= at - window:
+                    self._mark(other, "same-client")
+        agent.views_until = max(agent.views_until, at + window)
+
+    def _fire(self, client: _Client, hit: Seen, since: float, reason: str) -> None:
+        """A rule matched the client's hits from ``since`` to ``hit``: mark them (the earlier
+        ones only once: a scanner's pass matches again at every further link)."""
+        fired = client.fired.get(reason, float("-inf"))
+        if fired >= since:  # the window up to then is marked: only what came after it
+            for other in reversed(client.recent):
+                if other.at <= fired:
+                    break
+                self._mark(other, reason)
+        else:
+            self._mark_recent(client, since, reason)
+        client.fired[reason] = hit.at
+
+    def _mark_recent(self, client: _Client, since: float, reason: str) -> None:
+        for other in client.recent:
+            if other.at >= since:
+                self._mark(other, reason)
+
+    def _mark(self, hit: Seen, reason: str) -> None:
+        reasons = hit.reasons
+        if reason in reasons or (reason == "same-client" and reasons):
+            return  # "same-client" only names hits that had no reason of their own
+        if reasons == ["same-client"]:
+            reasons.clear()
+        reasons.append(reason)
+        self._touched[id(hit)] = hit
+
+    def _forget(self, now: float) -> None:
+        """Drop clients and agents silent for longer than the memory (bounded state)."""
+        horizon = now - self.rules.memory_seconds
+        self._clients = {k: c for k, c in self._clients.items() if c.last >= horizon}
+        self._agents = {k: a for k, a in self._agents.items() if a.last >= horizon}
+        recent = now - self.rules.check_after_seconds
+        self._links = {k: d for k, d in self._links.items() if d and d[-1].at >= recent}
+
+
+def _within(times: dict[str, float], since: float) -> int:
+    """How many of the links were hit at or after ``since``."""
+    return sum(1 for t in times.values() if t >= since)
 
 
 def join_reasons(reasons: Iterable[str]) -> str:

@@ -7,13 +7,16 @@ keep up with a burst of scanner traffic. :meth:`EventWriter.close` (called from 
 lifespan shutdown, which uvicorn runs on SIGTERM and Ctrl+C) writes whatever is left, so a stopped
 tracker has stored every click it redirected.
 
-The writer also finishes classifying hits (see :mod:`newsletter.tracking.classify`): the
-``after-delivery`` reason needs the ledger's ``sent_at`` and the ``burst`` reason needs the hits
-around it, kept here in a small per-sender window.
+The writer also finishes classifying hits (see :mod:`newsletter.tracking.classify`): before a
+batch is inserted, its hits go through the :class:`~newsletter.tracking.classify.Classifier`,
+which needs the messages' delivery times (read from the ledger, cached) and the hits before them
+(kept in its memory); the hits of earlier batches whose verdict it changed are updated in the
+same transaction, so a report always counts the latest classification.
 """
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import json
 import operator
@@ -57,7 +60,8 @@ class Hit:
         """The row for :data:`_COLUMNS`."""
         reasons = classify.join_reasons(self.reasons) if self.reasons else ""
         return (self.at, self.issue, self.kind, self.link_id, self.pseudonym, self.list_key,
-                self.method, self.user_agent[:512], self.ip_hash, bool(reasons), reasons)
+                self.method, self.user_agent[:512], self.ip_hash, bool(reasons), reasons,
+                classify.VERSION)
 
 
 # A journal line is a JSON array of these, in this order (each segment's header lists them, so
@@ -120,7 +124,7 @@ def _record_positions(conn: sa.Connection, positions: dict[str, int],
 
 
 _COLUMNS = ("at", "issue", "kind", "link_id", "pseudonym", "list_key", "method", "user_agent",
-            "ip_hash", "scanner", "reasons")
+            "ip_hash", "scanner", "reasons", "classifier")
 
 
 def _insert_sql(conn: sa.Connection) -> str:
@@ -129,24 +133,17 @@ def _insert_sql(conn: sa.Connection) -> str:
             f"VALUES ({', '.join([mark] * len(_COLUMNS))})")
 
 
-class _Window:
-    """Recent click hits of one sender, to spot many links hit in one burst."""
-
-    __slots__ = ("hits", "links", "marked_to")
-
-    def __init__(self) -> None:
-        self.hits: deque[tuple[float, str]] = deque()
-        self.links: dict[str, int] = {}
-        self.marked_to = float("-inf")
-
-    def add(self, at: float, link: str, span: float) -> None:
-        self.hits.append((at, link))
-        self.links[link] = self.links.get(link, 0) + 1
-        while self.hits and at - self.hits[0][0] > span:
-            _, old = self.hits.popleft()
-            self.links[old] -= 1
-            if not self.links[old]:
-                del self.links[old]
+def _update_sql(conn: sa.Connection) -> str:
+    """A later verdict about one stored hit, found by its time and who made it (the time alone
+    is unique in practice; ``ix_events_issue_at`` finds it)."""
+    mark = "?" if conn.dialect.paramstyle in ("qmark", "numeric") else "%s"
+    # SQLite would pick a report index on (issue, kind, ...) and read every click of the issue
+    # per row; PostgreSQL's planner finds ix_events_issue_at on its own.
+    table = (f"{db.events.name} INDEXED BY ix_events_issue_at" if conn.dialect.name == "sqlite"
+             else db.events.name)
+    return (f"UPDATE {table} SET scanner = {mark}, reasons = {mark}, "
+            f"classifier = {mark} WHERE issue = {mark} AND at = {mark} AND kind = {mark} "
+            f"AND link_id = {mark} AND pseudonym = {mark} AND ip_hash = {mark}")
 
 
 class EventWriter:
@@ -186,8 +183,12 @@ class EventWriter:
         self._stop = False
         self._thread: threading.Thread | None = None
         self._flush_lock = threading.Lock()
-        self._sent_at: dict[tuple[str, str], float] = {}
-        self._windows: dict[tuple[str, ...], _Window] = {}
+        self.classifier = classify.Classifier(self.rules)
+        self._deliveries = _Deliveries()
+        # hits classified but not yet committed (a failed batch is retried: classify it once)
+        self._classified: dict[int, Hit] = {}
+        # stored hits whose verdict changed, until the transaction updating them commits
+        self._changed: dict[int, Hit] = {}
         self._said_at = 0.0
         self._said = ""
         self._journal_trouble = ""
@@ -496,71 +497,92 @@ class EventWriter:
                forget: list[str] | None = None) -> None:
         with self.database.engine.begin() as conn:
             if batch:
-                self._mark_after_delivery(conn, batch)
+                self._classify(conn, batch)
                 # the driver's executemany with plain tuples: one prepared statement for the
                 # batch, none of the per-row parameter processing of a Core insert (the hot
                 # loop here)
                 conn.exec_driver_sql(_insert_sql(conn), [hit.values() for hit in batch])
-                self._mark_bursts(conn, batch)
+            self._update_earlier(conn)
             # in the same transaction: a replay after a crash starts where these hits end
             _record_positions(conn, positions or {}, forget or [])
+        for hit in batch:
+            self._classified.pop(id(hit), None)
 
-    def _mark_after_delivery(self, conn: sa.Connection, batch: list[Hit]) -> None:
-        wanted = {(h.issue, h.pseudonym) for h in batch
-                  if h.pseudonym and (h.issue, h.pseudonym) not in self._sent_at}
-        by_issue: dict[str, list[str]] = {}
-        for issue, pseudonym in wanted:
-            by_issue.setdefault(issue, []).append(pseudonym)
-        for issue, names in by_issue.items():
-            query = (sa.select(db.deliveries.c.pseudonym, db.deliveries.c.sent_at)
-                     .where(db.deliveries.c.issue == issue,
-                            db.deliveries.c.pseudonym.in_(names),
-                            db.deliveries.c.sent_at.is_not(None)))
+    # -- classifying ----------------------------------------------------------------------
+    def _classify(self, conn: sa.Connection, batch: list[Hit]) -> None:
+        """Run the batch's new hits through the classifier; note stored hits it changed."""
+        fresh = [h for h in batch if self._classified.get(id(h)) is not h]
+        if not fresh:
+            return
+        self._load_deliveries(conn, fresh)
+        changed = self.classifier.observe(fresh, self._deliveries)
+        for hit in fresh:
+            self._classified[id(hit)] = hit
+        in_batch = {id(h) for h in batch}
+        for hit in changed:
+            if id(hit) not in in_batch and self._classified.get(id(hit)) is not hit:
+                self._changed[id(hit)] = hit  # stored already: its row needs the new verdict
+
+    def _update_earlier(self, conn: sa.Connection) -> None:
+        if not self._changed:
+            return
+        rows = []
+        for hit in self._changed.values():
+            reasons = classify.join_reasons(hit.reasons)
+            rows.append((bool(reasons), reasons, classify.VERSION, hit.issue, hit.at, hit.kind,
+                         hit.link_id, hit.pseudonym, hit.ip_hash))
+        conn.exec_driver_sql(_update_sql(conn), rows)
+        self._changed = {}
+
+    def _load_deliveries(self, conn: sa.Connection, batch: list[Hit]) -> None:
+        """Delivery times of the batch's recipients not yet known (from the ledger)."""
+        self._deliveries.load(conn, batch)
+
+
+class _Deliveries:
+    """The ledger's delivery times, as the classifier asks for them (cached)."""
+
+    REFRESH = 30.0  # seconds (of hit time) before an issue's list of deliveries is read again
+
+    def __init__(self) -> None:
+        self._delivered: dict[tuple[str, str], float | None] = {}
+        self._issues: dict[str, tuple[float, list[float]]] = {}
+
+    def of(self, issue: str, pseudonym: str) -> float | None:
+        return self._delivered.get((issue, pseudonym))
+
+    def any_between(self, issue: str, start: float, end: float) -> bool:
+        times = self._issues.get(issue, (0.0, []))[1]
+        i = bisect.bisect_left(times, start)
+        return i < len(times) and times[i] <= end
+
+    def load(self, conn: sa.Connection, batch: list[Hit]) -> None:
+        """Read what the batch's hits need and the cache does not hold."""
+        wanted: dict[str, list[str]] = {}
+        for hit in batch:
+            if hit.pseudonym and (hit.issue, hit.pseudonym) not in self._delivered:
+                wanted.setdefault(hit.issue, []).append(hit.pseudonym)
+        if len(self._delivered) > 200_000:
+            self._delivered.clear()
+        d = db.deliveries
+        for issue, names in wanted.items():
+            for name in names:
+                self._delivered[(issue, name)] = None
+            query = (sa.select(d.c.pseudonym, d.c.sent_at)
+                     .where(d.c.issue == issue, d.c.pseudonym.in_(set(names)),
+                            d.c.sent_at.is_not(None)))
             for pseudonym, sent_at in conn.execute(query):
-                if len(self._sent_at) > 200_000:
-                    self._sent_at.clear()
-                self._sent_at[(issue, pseudonym)] = sent_at
-        for hit in batch:
-            sent_at = self._sent_at.get((hit.issue, hit.pseudonym)) if hit.pseudonym else None
-            if classify.after_delivery(self.rules, hit.at, sent_at):
-                hit.reasons.append("after-delivery")
-
-    def _mark_bursts(self, conn: sa.Connection, batch: list[Hit]) -> None:
-        """Mark every hit of a sender's window once it holds ``burst_links`` distinct links.
-
-        The window lives here, in the writer, so bursts are seen among the hits one tracker
-        instance serves; behind a load balancer, balance on the client address (docs).
-        """
-        span = self.rules.burst_seconds
-        bursts: dict[tuple[str, ...], tuple[float, float]] = {}
-        for hit in batch:
-            if hit.kind != "click":
+                self._delivered[(issue, pseudonym)] = sent_at
+        for issue in {h.issue for h in batch if h.kind == "view"}:
+            latest = max(h.at for h in batch if h.issue == issue)
+            loaded = self._issues.get(issue)
+            if loaded is not None and latest - loaded[0] < self.REFRESH:
                 continue
-            key = ((hit.issue, "r", hit.pseudonym) if hit.pseudonym
-                   else (hit.issue, "a", hit.ip_hash, hit.user_agent))
-            window = self._windows.get(key)
-            if window is None:
-                window = self._windows[key] = _Window()
-            window.add(hit.at, hit.link_id, span)
-            if len(window.links) >= self.rules.burst_links:
-                start = max(window.hits[0][0], window.marked_to)
-                first, _ = bursts.get(key, (start, hit.at))
-                bursts[key] = (min(first, start), hit.at)
-                window.marked_to = hit.at
-        e = db.events
-        for key, (first, last) in bursts.items():
-            who = ([e.c.pseudonym == key[2]] if key[1] == "r"
-                   else [e.c.pseudonym == "", e.c.ip_hash == key[2], e.c.user_agent == key[3]])
-            conn.execute(
-                e.update()
-                .where(e.c.issue == key[0], e.c.at >= first, e.c.at <= last,
-                       e.c.kind == "click", *who, e.c.reasons.not_like("%burst%"))
-                .values(scanner=True, reasons=sa.case((e.c.reasons == "", "burst"),
-                                                      else_=e.c.reasons + ",burst")))
-        if len(self._windows) > 10_000:
-            latest = batch[-1].at
-            self._windows = {k: w for k, w in self._windows.items()
-                             if w.hits and latest - w.hits[-1][0] <= span}
+            times = sorted(t for (t,) in conn.execute(
+                sa.select(d.c.sent_at).where(d.c.issue == issue, d.c.sent_at.is_not(None))))
+            self._issues[issue] = (latest, times)
+            if len(self._issues) > 1000:
+                self._issues = {issue: self._issues[issue]}
 
 
 SPILL_PATTERN = "events-unsaved-*.jsonl"
