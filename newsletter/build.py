@@ -14,6 +14,7 @@ from pathlib import Path
 
 from newsletter import model
 from newsletter.errors import InvalidIssue, NewsletterError, Problem
+from newsletter.fixed import duplicate_slugs
 from newsletter.links import Link, links_json
 from newsletter.load import load_issue
 from newsletter.project import Project
@@ -67,7 +68,8 @@ def build_issue(path: Path, project: Project, *, tracked: bool = True) -> BuiltI
     paths (for the preview).
     """
     issue, problems = load_issue(path, project)
-    if issue is None:
+    problems = problems + duplicate_slugs(project, path)
+    if issue is None or any(p.severity == "error" for p in problems):
         raise InvalidIssue(problems)
     template = project.templates_dir / "email.mjml.j2"
     if not template.is_file():

@@ -48,6 +48,28 @@ issues = sa.Table(
     sa.Column("web_html", sa.Text, nullable=False, server_default=""),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
+    # What was sent (newsletter.fixed): a summary of the content, stored at the first send,
+    # and its hash. Empty for issues sent before m011 until their next send or build.
+    sa.Column("fingerprint", sa.String(64), nullable=False, server_default=""),
+    sa.Column("content", sa.Text, nullable=False, server_default=""),
+)
+
+# Corrections of sent issues (`newsletter amend`): who, when, why, what changed, and what the
+# issue was before, so nothing published is ever lost.
+amendments = sa.Table(
+    "amendments", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("issue", sa.String(100), nullable=False),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("who", sa.String(200), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("changes", sa.Text, nullable=False),
+    sa.Column("old_fingerprint", sa.String(64), nullable=False, server_default=""),
+    sa.Column("new_fingerprint", sa.String(64), nullable=False),
+    sa.Column("old_subject", sa.Text, nullable=False),
+    sa.Column("old_web_html", sa.Text, nullable=False),
+    sa.Column("old_content", sa.Text, nullable=False, server_default=""),
+    sa.Index("ix_amendments_issue", "issue", "at"),
 )
 
 # The link registry: the only source of redirect destinations.

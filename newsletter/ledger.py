@@ -94,10 +94,15 @@ def _insert_ignoring_duplicates(conn: Connection, table: sa.Table) -> sa.Insert:
 
 
 def register_issue(database: Database, built) -> None:  # type: ignore[no-untyped-def]
-    """Store the issue and its links so the tracker can work from the database alone.
+    """Store the issue and its links so the tracker can work from the database alone, and
+    what it contains (:func:`fixed.record_content`), before its first ledger rows.
 
-    Links are added or updated, never removed: messages already sent may still point at them.
+    Until the issue is sent (its first ledger row) this brings the stored issue up to date.
+    Once it is sent, its subject, web version and links stay as they were sent: only
+    ``newsletter amend`` (:func:`fixed.amend`) changes them, and it leaves a record.
     """
+    from newsletter import fixed
+
     issue = built.issue
     t = db.now()
     values = {"subject": issue.subject, "tracking": issue.tracking, "opens": bool(issue.opens),
@@ -106,21 +111,32 @@ def register_issue(database: Database, built) -> None:  # type: ignore[no-untype
         # Insert-or-ignore, then update: safe when two sends register the issue at once.
         conn.execute(_insert_ignoring_duplicates(conn, db.issues),
                      [{"slug": issue.slug, "created_at": t, **values}])
-        conn.execute(db.issues.update().where(db.issues.c.slug == issue.slug).values(**values))
-        rows = [{"issue": issue.slug, "link_id": link.id, "url": link.url, "text": link.text,
-                 "section": link.section, "kind": link.kind, "tracked": bool(link.tracked)}
-                for link in built.links]
-        if rows:
-            conn.execute(_insert_ignoring_duplicates(conn, db.links), rows)
-            conn.execute(db.links.update()
-                         .where(db.links.c.issue == sa.bindparam("b_issue"),
-                                db.links.c.link_id == sa.bindparam("b_link"))
-                         .values(url=sa.bindparam("b_url"), text=sa.bindparam("b_text"),
-                                 section=sa.bindparam("b_section"),
-                                 kind=sa.bindparam("b_kind"),
-                                 tracked=sa.bindparam("b_tracked")),
-                         [{"b_" + ("link" if k == "link_id" else k): v for k, v in r.items()}
-                          for r in rows])
+        sent = conn.execute(sa.select(sa.func.count()).select_from(deliveries)
+                            .where(deliveries.c.issue == issue.slug)).scalar_one()
+        if not sent:
+            conn.execute(db.issues.update().where(db.issues.c.slug == issue.slug)
+                         .values(**values))
+            add_links(conn, issue.slug, built.links)
+        fixed.record_content(conn, built)
+
+
+def add_links(conn: Connection, slug: str, links: Sequence) -> None:
+    """Add ``links`` to the registry of ``slug``, updating those it has; never removing one:
+    messages already sent may still point at them."""
+    rows = [{"issue": slug, "link_id": link.id, "url": link.url, "text": link.text,
+             "section": link.section, "kind": link.kind, "tracked": bool(link.tracked)}
+            for link in links]
+    if not rows:
+        return
+    conn.execute(_insert_ignoring_duplicates(conn, db.links), rows)
+    conn.execute(db.links.update()
+                 .where(db.links.c.issue == sa.bindparam("b_issue"),
+                        db.links.c.link_id == sa.bindparam("b_link"))
+                 .values(url=sa.bindparam("b_url"), text=sa.bindparam("b_text"),
+                         section=sa.bindparam("b_section"), kind=sa.bindparam("b_kind"),
+                         tracked=sa.bindparam("b_tracked")),
+                 [{"b_" + ("link" if k == "link_id" else k): v for k, v in r.items()}
+                  for r in rows])
 
 
 # --- the plan into the ledger ------------------------------------------------------------

@@ -166,6 +166,30 @@ def m010_delivery_pseudonyms(conn: Connection) -> None:
     conn.execute(sa.text("CREATE INDEX ix_deliveries_pseudonym ON deliveries (issue, pseudonym)"))
 
 
+def m011_sent_content(conn: Connection) -> None:
+    """What each sent issue contained (fingerprint and summary), and the amendments table."""
+    d = Dialect(conn.dialect.name)
+    run(
+        conn,
+        "ALTER TABLE issues ADD COLUMN fingerprint VARCHAR(64) DEFAULT '' NOT NULL",
+        "ALTER TABLE issues ADD COLUMN content TEXT DEFAULT '' NOT NULL",
+        f"""CREATE TABLE amendments (
+            id {d.serial} NOT NULL,
+            issue VARCHAR(100) NOT NULL,
+            at FLOAT NOT NULL,
+            who VARCHAR(200) NOT NULL,
+            reason TEXT NOT NULL,
+            changes TEXT NOT NULL,
+            old_fingerprint VARCHAR(64) DEFAULT '' NOT NULL,
+            new_fingerprint VARCHAR(64) NOT NULL,
+            old_subject TEXT NOT NULL,
+            old_web_html TEXT NOT NULL,
+            old_content TEXT DEFAULT '' NOT NULL,
+            PRIMARY KEY (id))""",
+        "CREATE INDEX ix_amendments_issue ON amendments (issue, at)",
+    )
+
+
 def m040_tracker_journal(conn: Connection) -> None:
     """Where the tracker's journal segments are stored up to, and the database's own id."""
     conn.execute(sa.text(
@@ -260,6 +284,7 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     m001_initial,
     m002_report_indexes,
     m010_delivery_pseudonyms,
+    m011_sent_content,
     m040_tracker_journal,
     m060_repeat_possible,
     m030_bounces,

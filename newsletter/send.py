@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from newsletter import ledger
+from newsletter import fixed, ledger
 from newsletter.adapters.base import (
     Adapter,
     AdapterSettings,
@@ -102,6 +102,7 @@ def prepare(project: Project, issue: str, lists: tuple[str, ...], *,
         adapter_.close()
     database = open_db(project.db_url(db_url, create=create_db))
     try:
+        fixed.check_unchanged(database, built, "nothing sent")
         if audiences is not None:
             plan = plan_send(audiences, lists, ledger.suppressed_addresses(database))
             if not test and not plan.recipients:

@@ -27,7 +27,7 @@ footer:
 
 
 def test_sample_issue_is_valid(check_issue, sample_yaml: str) -> None:
-    result = check_issue(sample_yaml, "copy.yaml")
+    result = check_issue(sample_yaml, "2026-spring.yaml")
     assert result.exit_code == 0, result.output
     assert "OK" in result.output
 
@@ -257,7 +257,7 @@ def test_theme_with_poor_contrast(check_issue, project, sample_yaml) -> None:
     theme = project / "theme.yaml"
     theme.write_text(theme.read_text().replace('text_colour: "#1f2328"',
                                                'text_colour: "#bbbbbb"'))
-    result = check_issue(sample_yaml, "copy.yaml")
+    result = check_issue(sample_yaml, "2026-spring.yaml")
     assert result.exit_code == 1
     assert "theme.yaml:2:1: error: text_colour on white content area has contrast 1.9:1" \
         in result.output
@@ -266,7 +266,7 @@ def test_theme_with_poor_contrast(check_issue, project, sample_yaml) -> None:
 def test_theme_bad_colour(check_issue, project, sample_yaml) -> None:
     theme = project / "theme.yaml"
     theme.write_text(theme.read_text().replace('"#1d4f91"', "blue", 1))
-    result = check_issue(sample_yaml, "copy.yaml")
+    result = check_issue(sample_yaml, "2026-spring.yaml")
     assert "theme.yaml:2:15: error: brand_colour 'blue' is not a colour" in result.output
 
 

@@ -25,6 +25,7 @@ COMMAND_MODULES = {
     "preview": "preview",
     "audiences": "send",
     "send": "send",
+    "amend": "send",
     "track": "track",
     "report": "report",
     "bounces": "bounces",

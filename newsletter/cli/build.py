@@ -10,6 +10,7 @@ import click
 
 from newsletter.build import BuiltIssue, build_issue, write_build
 from newsletter.errors import InvalidIssue, NewsletterError, Problem
+from newsletter.fixed import check_against_ledger
 from newsletter.project import Project
 from newsletter.scaffold import scaffold_issue
 
@@ -25,8 +26,12 @@ def echo_problems(problems: list[Problem]) -> None:
         click.echo(problem.format(), err=True)
 
 
-def _checked_build(issue: Path, advice: str) -> tuple[Project, Path, BuiltIssue]:
-    """Build ISSUE in memory, printing its warnings; on errors print them all and stop."""
+def _checked_build(issue: Path, advice: str, db_url: str | None = None,
+                   outcome: str | None = "not built") -> tuple[Project, Path, BuiltIssue]:
+    """Build ISSUE in memory, printing its warnings; on errors print them all and stop.
+
+    An issue already sent must still be what was sent (newsletter.fixed), unless ``outcome``
+    is None (``amend``, which compares it itself)."""
     project = Project.load()
     path = project.issue_path(issue)
     try:
@@ -38,7 +43,13 @@ def _checked_build(issue: Path, advice: str) -> tuple[Project, Path, BuiltIssue]
         raise NewsletterError(f"{path}: {errors} error(s), {warnings} warning(s); "
                               f"{advice}") from exc
     echo_problems(built.warnings)
+    if outcome is not None:
+        check_against_ledger(project, built, db_url, outcome)
     return project, path, built
+
+
+db_option = click.option("--db", "db_url", help="The database whose ledger says what was sent "
+                         "[env: NEWSLETTER_DB; default: newsletter.db].")
 
 
 @click.command()
@@ -61,14 +72,18 @@ def new(slug: str | None, day: dt.datetime | None) -> None:
 
 @click.command()
 @issue_argument
-def check(issue: Path) -> None:
+@db_option
+def check(issue: Path, db_url: str | None) -> None:
     """Validate ISSUE and report every problem at once (exit 1 if any is an error).
+
+    An issue already sent must be what was sent: check says what differs.
 
     Example:
 
         newsletter check issues/2026-spring.yaml
     """
-    project, path, built = _checked_build(issue, "fix the errors above and run check again")
+    project, path, built = _checked_build(issue, "fix the errors above and run check again",
+                                          db_url, "check fails")
     click.echo(f"{path}: OK ({len(built.warnings)} warning(s), {len(built.links)} links)")
 
 
@@ -77,14 +92,16 @@ def check(issue: Path) -> None:
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Output folder (default: build/). Files go to OUT/<slug>/.")
 @click.option("--open", "open_browser", is_flag=True, help="Open the built email in a browser.")
-def build(issue: Path, out: Path | None, open_browser: bool) -> None:
+@db_option
+def build(issue: Path, out: Path | None, open_browser: bool, db_url: str | None) -> None:
     """Check ISSUE, then write email.html, email.txt, web.html, email.mjml and links.json.
 
     Example:
 
         newsletter build issues/2026-spring.yaml --out build
     """
-    project, path, built = _checked_build(issue, "not built; fix the errors above")
+    project, path, built = _checked_build(issue, "not built; fix the errors above", db_url,
+                                          "not built")
     target = write_build(built, out or project.build_dir)
     email = target / "email.html"
     click.echo(f"Built {built.issue.slug} ({len(built.links)} links) in {target}/")

@@ -278,4 +278,69 @@ def _final_summary(outcome: sending.Outcome, seconds: float) -> None:
             click.echo(f"  {reason:<12} {address}: {detail}")
 
 
-COMMANDS = [audiences, send]
+@click.command()
+@click.argument("issue")
+@click.option("--reason", required=True, metavar="TEXT",
+              help="What you corrected and why; kept with the record.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--db", "db_url", help="Database path or URL [env: NEWSLETTER_DB].")
+def amend(issue: str, reason: str, yes: bool, db_url: str | None) -> None:
+    """Correct ISSUE after it was sent: its web version becomes the corrected one.
+
+    Only for a correction that must replace what was published (a wrong phone number, a
+    broken link); a new issue needs a slug of its own. Messages already sent keep what they
+    said and their links keep working; their "view in browser" link shows the corrected web
+    version, and recipients not yet sent get the corrected email. Who amended, when, why,
+    what changed and the previous version are kept in the database.
+
+    Example:
+
+        newsletter amend 2026-spring --reason "the referrals phone number was wrong"
+    """
+    from newsletter import fixed
+    from newsletter.cli.build import _checked_build
+    from newsletter.db import open_db
+
+    if not reason.strip():
+        raise NewsletterError("--reason is empty",
+                              hint='say what you corrected, e.g. --reason "wrong phone number '
+                              'for the referrals team"')
+    project, path, built = _checked_build(Path(issue), "not amended; fix the errors above",
+                                          outcome=None)
+    slug = built.issue.slug
+    url = project.db_url(db_url)
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
+        raise NewsletterError(f"'{slug}' has not been sent: there is no database at "
+                              f"{url[len('sqlite:///'):]}",
+                              hint="name the database it was sent from with --db or "
+                              "NEWSLETTER_DB")
+    database = open_db(url)
+    try:
+        with database.engine.connect() as conn:
+            record = fixed.sent_record(conn, slug)
+        if record is None:
+            raise NewsletterError(f"'{slug}' has not been sent: there is nothing to amend",
+                                  hint="until it is sent its content can still change: build "
+                                  "or send it as it is")
+        changes = fixed.changes_since_sent(record, built)
+        if not changes:
+            raise NewsletterError(f"'{slug}' is the same as what was sent: nothing to amend",
+                                  hint="edit the issue file first, then run amend")
+        click.echo(f"'{slug}' went to {record.recipients} recipient(s). Amending replaces "
+                   "its web version and adds its new links; messages already sent keep what "
+                   "they said. What changes:")
+        for change in changes:
+            click.echo(f"  - {change}")
+        if not yes:
+            if not _can_ask():
+                raise NewsletterError("not amending without confirmation",
+                                      hint="add --yes to amend when there is no terminal to ask")
+            click.confirm(f"Amend {slug}?", abort=True)
+        done = fixed.amend(database, built, reason, fixed.who_am_i())
+    finally:
+        database.close()
+    click.echo(f"Amended {slug}: amendment {done.number}, by {done.who}. The web version "
+               "now shows the correction.")
+
+
+COMMANDS = [audiences, send, amend]
