@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from newsletter.build import BuiltIssue, build_issue, write_build
+from newsletter.cli import load_project
 from newsletter.errors import InvalidIssue, NewsletterError, Problem
 from newsletter.project import Project
 from newsletter.scaffold import scaffold_issue
@@ -27,7 +28,7 @@ def echo_problems(problems: list[Problem]) -> None:
 
 def _checked_build(issue: Path, advice: str) -> tuple[Project, Path, BuiltIssue]:
     """Build ISSUE in memory, printing its warnings; on errors print them all and stop."""
-    project = Project.load()
+    project = load_project(issue)
     path = project.issue_path(issue)
     try:
         built = build_issue(path, project)
@@ -52,7 +53,7 @@ def new(slug: str | None, day: dt.datetime | None) -> None:
 
         newsletter new
     """
-    project = Project.load()
+    project = load_project()
     path = scaffold_issue(project, slug=slug, day=day.date() if day else None,
                           today=dt.date.today())
     click.echo(f"Created {path}")
