@@ -14,6 +14,7 @@ from newsletter.adapters.base import LoopOptions, Tally
 from newsletter.audiences import load_audiences
 from newsletter.cli import load_project
 from newsletter.errors import InvalidAudiences, NewsletterError
+from newsletter.project import Project
 
 
 def _echo_warnings(problems) -> None:  # type: ignore[no-untyped-def]
