@@ -12,16 +12,22 @@ from pathlib import Path
 from newsletter.settings import SETTINGS_FILE, Settings
 
 
+def project_around(start: Path) -> Path | None:
+    """The nearest folder at or above ``start`` holding ``newsletter.yaml`` or ``issues/``."""
+    here = start.resolve()
+    for folder in (here, *here.parents):
+        if (folder / SETTINGS_FILE).is_file() or (folder / "issues").is_dir():
+            return folder
+    return None
+
+
 def find_root(start: Path | None = None) -> Path:
     """The nearest folder at or above ``start`` holding ``newsletter.yaml`` or ``issues/``.
 
     Falls back to ``start`` itself so commands work in an empty folder too.
     """
     here = (start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        if (folder / SETTINGS_FILE).is_file() or (folder / "issues").is_dir():
-            return folder
-    return here
+    return project_around(here) or here
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,27 @@ class Project:
         """Find the project around ``start`` (default: the current folder) and read its settings."""
         root = find_root(start)
         return cls(root=root, settings=Settings.load(root))
+
+    @classmethod
+    def locate(cls, project_dir: Path | None = None,
+               issue: str | Path | None = None) -> Project:
+        """The project a command works on: ``project_dir`` (``--project``) if given; else the
+        one holding the ``issue`` file, so a command run from another folder reads that
+        project's theme, images and settings; else the one around the current folder."""
+        if project_dir is not None:
+            if not project_dir.is_dir():
+                from newsletter.errors import NewsletterError
+
+                raise NewsletterError(f"--project {project_dir}: no such folder",
+                                      hint="give the folder that holds newsletter.yaml and "
+                                      "issues/")
+            root = project_dir.resolve()
+            return cls(root=root, settings=Settings.load(root))
+        if issue is not None and Path(issue).is_file():
+            root = project_around(Path(issue).resolve().parent)
+            if root is not None:
+                return cls(root=root, settings=Settings.load(root))
+        return cls.load()
 
     @property
     def issues_dir(self) -> Path:
@@ -79,6 +106,8 @@ class Project:
         location; an unknown slug is an error that lists the issues there are.
         """
         path = Path(issue)
+        if not path.exists() and not path.is_absolute() and (self.root / path).exists():
+            return self.root / path      # a path inside a project named with --project
         if path.exists() or path.suffix or len(path.parts) > 1:
             return path
         candidate = self.issues_dir / f"{path}.yaml"

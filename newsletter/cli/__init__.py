@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import importlib
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from newsletter import __version__
 from newsletter.errors import NewsletterError
+
+if TYPE_CHECKING:
+    from newsletter.project import Project
 
 # Command name -> the module under newsletter/cli/ that defines it (in its COMMANDS list).
 # Modules are imported only when their command runs, so `newsletter build` does not pay for
@@ -63,7 +68,11 @@ class _Group(click.Group):
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="newsletter")
-def main() -> None:
+@click.option("--project", "project_dir", metavar="DIR", default=None,
+              type=click.Path(file_okay=False, path_type=Path),
+              help="The project folder (default: the one holding ISSUE, else the one around "
+              "the current folder).")
+def main(project_dir: Path | None) -> None:
     """Author, check, build, preview, send and measure a partner newsletter.
 
     Issues are YAML files in issues/. Start with:
@@ -72,7 +81,21 @@ def main() -> None:
         newsletter new            # scaffold the next issue
         newsletter check ISSUE    # find every problem at once
         newsletter build ISSUE    # write build/<slug>/email.html and friends
+
+    Example:
+
+        newsletter --project ~/prevent-newsletter check 2026-spring
     """
+
+
+def load_project(issue: str | Path | None = None) -> Project:
+    """The project a command works on: ``--project DIR``, else the one holding the ISSUE file
+    (walking up to ``newsletter.yaml``), else the one around the current folder."""
+    from newsletter.project import Project
+
+    context = click.get_current_context(silent=True)
+    chosen = context.find_root().params.get("project_dir") if context else None
+    return Project.locate(chosen, issue)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
+from newsletter.cli import load_project
 from newsletter.cli.track import db_option
-from newsletter.project import Project
 
 
 @click.group("bounces")
@@ -48,7 +48,7 @@ def fetch_command(maildir: Path | None, mbox: Path | None, dry_run: bool,
     from newsletter.db import open_db
     from newsletter.tracking.tokens import signer_for
 
-    project = Project.load()
+    project = load_project()
     settings = project.settings
     mailbox = open_mailbox(maildir=maildir, mbox=mbox, imap_url=settings.bounce_imap_url,
                            imap_password=settings.bounce_imap_password,

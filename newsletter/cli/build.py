@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from newsletter.build import BuiltIssue, build_issue, write_build
+from newsletter.cli import load_project
 from newsletter.errors import InvalidIssue, NewsletterError, Problem
 from newsletter.fixed import check_against_ledger
 from newsletter.project import Project
@@ -32,7 +33,7 @@ def _checked_build(issue: Path, advice: str, db_url: str | None = None,
 
     An issue already sent must still be what was sent (newsletter.fixed), unless ``outcome``
     is None (``amend``, which compares it itself)."""
-    project = Project.load()
+    project = load_project(issue)
     path = project.issue_path(issue)
     try:
         built = build_issue(path, project)
@@ -63,7 +64,7 @@ def new(slug: str | None, day: dt.datetime | None) -> None:
 
         newsletter new
     """
-    project = Project.load()
+    project = load_project()
     path = scaffold_issue(project, slug=slug, day=day.date() if day else None,
                           today=dt.date.today())
     click.echo(f"Created {path}")

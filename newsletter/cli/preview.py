@@ -10,9 +10,9 @@ from pathlib import Path
 import click
 
 from newsletter import preview as preview_module
+from newsletter.cli import load_project
 from newsletter.cli.build import issue_argument
 from newsletter.errors import NewsletterError
-from newsletter.project import Project
 
 
 def _echo(message: str, is_error: bool) -> None:
@@ -39,7 +39,7 @@ def preview(issue: Path, port: int | None, host: str, no_browser: bool) -> None:
 
         newsletter preview issues/2026-spring.yaml
     """
-    project = Project.load(issue.resolve().parent if issue.exists() else None)
+    project = load_project(issue)
     issue = project.issue_path(issue)
     if not issue.is_file():
         known = ", ".join(sorted(p.stem for p in project.issues_dir.glob("*.yaml"))) or "none"

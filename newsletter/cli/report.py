@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from newsletter.project import Project
+from newsletter.cli import load_project
 
 
 @click.command("report")
@@ -49,7 +49,7 @@ def report(issue: str, by: str, fmt: str, include_scanners: bool, min_count: int
     from newsletter.db import open_db
 
     slug = reporting.issue_slug(issue)
-    url = Project.load().db_url(db, can_create=False)
+    url = load_project(issue).db_url(db, can_create=False)
     reporting.require_database(url)
     database = open_db(url, writable=False)
     try:

@@ -12,6 +12,7 @@ import click
 from newsletter import send as sending
 from newsletter.adapters.base import LoopOptions, Tally
 from newsletter.audiences import load_audiences
+from newsletter.cli import load_project
 from newsletter.errors import InvalidAudiences, NewsletterError
 from newsletter.project import Project
 
@@ -32,7 +33,7 @@ def audiences(ctx: click.Context) -> None:
     """
     if ctx.invoked_subcommand is not None:
         return
-    project = Project.load()
+    project = load_project()
     loaded = load_audiences(project.audiences_path)
     _echo_warnings(loaded.warnings)
     width = max((len(key) for key in loaded.lists), default=4)
@@ -58,7 +59,7 @@ def audiences_check(db: str | None) -> None:
 
         newsletter audiences check
     """
-    project = Project.load()
+    project = load_project()
     try:
         loaded = load_audiences(project.audiences_path)
     except InvalidAudiences as exc:
@@ -207,7 +208,7 @@ def send(issue: str, lists: tuple[str, ...], yes: bool, dry_run: bool,
     if not lists and not test_address:
         raise click.UsageError("choose at least one list with --to LIST "
                                "(see `newsletter audiences`), or --test ADDRESS")
-    project = Project.load()
+    project = load_project(issue)
     prepared = sending.prepare(project, issue, lists, adapter=adapter, db_url=db_url,
                                create_db=create_db,
                                maildir=maildir, concurrency=concurrency,

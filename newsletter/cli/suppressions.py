@@ -8,9 +8,9 @@ from pathlib import Path
 
 import click
 
+from newsletter.cli import load_project
 from newsletter.cli.track import db_option
 from newsletter.errors import NewsletterError
-from newsletter.project import Project
 from newsletter.suppressions import REASONS, Suppression, iso
 
 FORMATS = ("table", "csv", "json")
@@ -33,7 +33,7 @@ def _open(db: str | None, create: bool = False,  # type: ignore[no-untyped-def]
           can_create: bool = False):
     from newsletter.db import open_db
 
-    project = Project.load()
+    project = load_project()
     return project, open_db(project.db_url(db, create=create, can_create=can_create))
 
 

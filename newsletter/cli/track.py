@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from newsletter.cli import load_project
 from newsletter.project import Project
 
 db_option = click.option(
@@ -62,7 +63,7 @@ def serve(host: str, port: int, db: str | None, workers: int, server: str,
     from newsletter.db import open_db
     from newsletter.tracking.tokens import signer_for
 
-    project = Project.load()
+    project = load_project()
     url = project.db_url(db, create=create_db)
     journal_dir = None if no_journal else Path(journal or project.root / "tracker-journal")
     # Open, migrate and make sure a signing key exists once, here, before any worker starts:
@@ -199,7 +200,7 @@ def purge(older_than: str, issue: str | None, db: str | None) -> None:
     from newsletter.tracking import events
 
     seconds = events.parse_age(older_than)
-    url = Project.load().db_url(db, can_create=False)
+    url = load_project().db_url(db, can_create=False)
     require_database(url)
     database = open_db(url)
     try:
@@ -227,7 +228,7 @@ def import_unsaved(files: tuple[Path, ...], db: str | None) -> None:
     from newsletter.report import require_database
     from newsletter.tracking import events
 
-    url = Project.load().db_url(db, can_create=False)
+    url = load_project().db_url(db, can_create=False)
     require_database(url)
     database = open_db(url)
     try:
