@@ -52,6 +52,7 @@ ENVIRONMENT: dict[str, str] = {
     "NEWSLETTER_TRACKER_JOURNAL": "internal: `track serve` hands --journal to its workers",
     "NEWSLETTER_TRACKER_SOFT_BOUNCE_LIMIT": "internal: `track serve` hands soft_bounce_limit "
                                             "to its workers",
+    "NEWSLETTER_TRACKER_MAIN_PID": "internal: the `track serve` process its workers die with",
     "MALLOC_ARENA_MAX": "glibc's; when set, send leaves its memory arenas as you chose",
     "NEWSLETTER_BOUNCE_IMAP_URL": "the bounce mailbox: imaps://USER@HOST/FOLDER",
     "NEWSLETTER_BOUNCE_IMAP_PASSWORD": "the bounce mailbox's password",
@@ -279,6 +280,7 @@ class TrackerWorker:
     journal: str = ""  # the journal folder ("" for none: benchmarks only)
     soft_bounce_limit: int = DEFAULT_SOFT_BOUNCE_LIMIT
     webhook_env: Mapping[str, str] = field(default_factory=dict, repr=False)
+    main_pid: int = 0  # the `track serve` process, whose death the workers follow
 
     def export(self) -> None:
         """Put these settings where the workers about to be started will read them."""
@@ -287,6 +289,7 @@ class TrackerWorker:
         os.environ["NEWSLETTER_TRACKER_PROXIES"] = ",".join(self.proxies)
         os.environ["NEWSLETTER_TRACKER_JOURNAL"] = self.journal
         os.environ["NEWSLETTER_TRACKER_SOFT_BOUNCE_LIMIT"] = str(self.soft_bounce_limit)
+        os.environ["NEWSLETTER_TRACKER_MAIN_PID"] = str(self.main_pid)
 
     @classmethod
     def from_environment(cls, env: Mapping[str, str] | None = None) -> TrackerWorker:
@@ -305,4 +308,5 @@ class TrackerWorker:
                    journal=env.get("NEWSLETTER_TRACKER_JOURNAL", "").strip(),
                    soft_bounce_limit=int(env.get("NEWSLETTER_TRACKER_SOFT_BOUNCE_LIMIT")
                                          or DEFAULT_SOFT_BOUNCE_LIMIT),
-                   webhook_env={name: env.get(name, "").strip() for name in WEBHOOK_VARIABLES})
+                   webhook_env={name: env.get(name, "").strip() for name in WEBHOOK_VARIABLES},
+                   main_pid=int(env.get("NEWSLETTER_TRACKER_MAIN_PID", "0") or 0))

@@ -117,6 +117,16 @@ def _check_address(host: str, port: int) -> None:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             probe.bind(infos[0][4])
     except OSError as exc:
+        from newsletter.tracking.hardening import listener
+
+        holder = listener(port)
+        if holder is not None:
+            pid, command = holder
+            raise NewsletterError(
+                f"cannot listen on {host}:{port}: {exc.strerror or exc} by process {pid} "
+                f"({command[:120]})",
+                hint=f"if that is a tracker left running, stop it with `kill {pid}`; "
+                "or choose another --port or --host") from exc
         raise NewsletterError(
             f"cannot listen on {host}:{port}: {exc.strerror or exc}",
             hint="is another tracker running there? choose another --port or --host") from exc
@@ -125,11 +135,14 @@ def _check_address(host: str, port: int) -> None:
 def _serve_granian(project: Project, url: str, host: str, port: int, workers: int,
                    forwarded_allow_ips: str, flush_interval: float,
                    journal_dir: Path | None) -> None:
+    import os
+
     from granian import Granian
-    from granian.constants import Interfaces, Loops
+    from granian.constants import HTTPModes, Interfaces, Loops
     from granian.http import HTTP1Settings
 
     from newsletter.settings import TrackerWorker
+    from newsletter.tracking import hardening
 
     # Granian imports the app in each worker process by name: the settings travel in the
     # environment (see server.app_from_env). Each worker's lifespan shutdown, on SIGTERM or
@@ -137,11 +150,19 @@ def _serve_granian(project: Project, url: str, host: str, port: int, workers: in
     TrackerWorker(url, flush_interval, tuple(p.strip() for p in forwarded_allow_ips.split(",")
                                              if p.strip()),
                   journal=str(journal_dir.resolve()) if journal_dir else "",
-                  soft_bounce_limit=project.settings.soft_bounce_limit).export()
+                  soft_bounce_limit=project.settings.soft_bounce_limit,
+                  main_pid=os.getpid()).export()
+    # Hardened against idle and slow clients (see tracking/hardening.py); workers inherit
+    # the raised descriptor limit.
+    fd_limit = hardening.raise_fd_limit()
     Granian("newsletter.tracking.server:app_from_env", factory=True,
             interface=Interfaces.ASGI, address=host, port=port, workers=workers,
             loop=Loops.uvloop, websockets=False, log_access=False, log_level="warning",
-            http1_settings=HTTP1Settings(max_buffer_size=64 * 1024)).serve()
+            http=HTTPModes.http1, backlog=hardening.LISTEN_BACKLOG,
+            backpressure=hardening.backpressure(fd_limit),
+            http1_settings=HTTP1Settings(
+                max_buffer_size=64 * 1024,
+                header_read_timeout=int(hardening.HEADER_READ_TIMEOUT * 1000))).serve()
 
 
 def _serve_uvicorn(project: Project, url: str, host: str, port: int,
@@ -155,6 +176,9 @@ def _serve_uvicorn(project: Project, url: str, host: str, port: int,
     from newsletter.tracking.server import create_app
 
     settings = project.settings
+    from newsletter.tracking import hardening
+
+    hardening.raise_fd_limit()
     app = create_app(url, flush_interval=flush_interval, secret_key=settings.secret_key,
                      spill_dir=settings.spill_dir, journal_dir=journal_dir,
                      webhook_env=settings.webhook_env,
@@ -164,6 +188,7 @@ def _serve_uvicorn(project: Project, url: str, host: str, port: int,
     try:
         config = uvicorn.Config(
             app, host=host, port=port, loop="uvloop", http="httptools", lifespan="on",
+            backlog=hardening.LISTEN_BACKLOG, timeout_keep_alive=hardening.HEADER_READ_TIMEOUT,
             access_log=False, log_level="warning", proxy_headers=True,
             forwarded_allow_ips=forwarded_allow_ips, server_header=False,
             timeout_graceful_shutdown=10)

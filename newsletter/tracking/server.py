@@ -456,8 +456,10 @@ def app_from_env():  # type: ignore[no-untyped-def]
     trusts X-Forwarded-For only from the proxies named there.
     """
     from newsletter.settings import TrackerWorker
+    from newsletter.tracking.hardening import die_with_parent
 
     worker = TrackerWorker.from_environment()
+    die_with_parent(worker.main_pid)
     app = create_app(worker.database, flush_interval=worker.flush_interval,
                      secret_key=worker.secret_key, spill_dir=worker.spill_dir,
                      journal_dir=Path(worker.journal) if worker.journal else None,
