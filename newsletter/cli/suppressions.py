@@ -33,7 +33,7 @@ def _open(db: str | None):  # type: ignore[no-untyped-def]
     from newsletter.db import open_db
 
     project = Project.load()
-    return project, open_db(project.db_url(db))
+    return project, open_db(project.db_url(db), patience=project.settings.db_wait)
 
 
 def _document(s: Suppression) -> dict[str, str]:

@@ -67,7 +67,7 @@ def serve(host: str, port: int, db: str | None, workers: int, server: str,
     journal_dir = None if no_journal else Path(journal or project.root / "tracker-journal")
     # Open, migrate and make sure a signing key exists once, here, before any worker starts:
     # a bad --db is reported now, and workers never race to create the first key.
-    database = open_db(url)
+    database = open_db(url, patience=project.settings.db_wait)
     try:
         signer_for(database, project.settings.secret_key)
         _name_unsaved_files(database, project.settings.spill_dir)
@@ -181,6 +181,7 @@ def _serve_uvicorn(project: Project, url: str, host: str, port: int,
     hardening.raise_fd_limit()
     app = create_app(url, flush_interval=flush_interval, secret_key=settings.secret_key,
                      spill_dir=settings.spill_dir, journal_dir=journal_dir,
+                     patience=settings.db_wait,
                      webhook_env=settings.webhook_env,
                      soft_bounce_limit=settings.soft_bounce_limit,
                      rules=classify.Rules(networks=classify.scanner_networks(
@@ -224,9 +225,10 @@ def purge(older_than: str, issue: str | None, db: str | None) -> None:
     from newsletter.tracking import events
 
     seconds = events.parse_age(older_than)
-    url = Project.load().db_url(db, can_create=False)
+    project = Project.load()
+    url = project.db_url(db, can_create=False)
     require_database(url)
-    database = open_db(url)
+    database = open_db(url, patience=project.settings.db_wait)
     try:
         count = events.purge(database, seconds, issue=issue)
     finally:
@@ -252,9 +254,10 @@ def import_unsaved(files: tuple[Path, ...], db: str | None) -> None:
     from newsletter.report import require_database
     from newsletter.tracking import events
 
-    url = Project.load().db_url(db, can_create=False)
+    project = Project.load()
+    url = project.db_url(db, can_create=False)
     require_database(url)
-    database = open_db(url)
+    database = open_db(url, patience=project.settings.db_wait)
     try:
         for path in files:
             count, before = events.import_spill(database, path)
