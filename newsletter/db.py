@@ -7,13 +7,18 @@ Tables are SQLAlchemy Core objects so the same statements run on both engines.
 
 from __future__ import annotations
 
+import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from newsletter.errors import StorageError, display_path
+
+DEFAULT_PATIENCE = 60.0   # seconds to wait for the database to come back (NEWSLETTER_DB_WAIT)
 
 # The schema as the migrations in migrations.py leave it; never used to create tables.
 metadata = sa.MetaData()
@@ -240,30 +245,118 @@ class Database:
         self.engine.dispose()
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+def _sqlite_pragmas(dbapi_connection, _record, busy_ms: int = 30000) -> None:  # type: ignore[no-untyped-def]
     # WAL lets the tracker write while send and report read; busy_timeout waits out writers
     # instead of failing with "database is locked".
     # busy_timeout comes first so that switching a new file to WAL, which needs a moment of
     # exclusive access, waits for another process doing the same instead of failing.
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
 
-def create_db_engine(url: str) -> Engine:
-    """An engine for ``url`` with the settings each backend needs."""
+def create_db_engine(url: str, patience: float = DEFAULT_PATIENCE) -> Engine:
+    """An engine for ``url`` with the settings each backend needs.
+
+    A connection that cannot be made (PostgreSQL stopped or restarting) is tried again with
+    backoff for up to ``patience`` seconds, saying on stderr what it waits for.
+    """
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
     # hide_parameters: a failed statement's message must never carry its values (addresses,
     # IP hashes, user agents, pseudonyms) to a terminal or a log.
     if url.startswith("sqlite"):
-        engine = sa.create_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
-        sa.event.listen(engine, "connect", _sqlite_pragmas)
-        return engine
-    return sa.create_engine(url, pool_pre_ping=True, hide_parameters=True)
+        # A lock is waited for as long as the command's patience allows, at most 30 s a try.
+        busy = max(1.0, min(30.0, patience))
+        engine = sa.create_engine(url, connect_args={"timeout": busy}, hide_parameters=True)
+        sa.event.listen(engine, "connect",
+                        lambda conn, record: _sqlite_pragmas(conn, record, int(busy * 1000)))
+    else:
+        engine = sa.create_engine(url, pool_pre_ping=True, hide_parameters=True)
+
+    @sa.event.listens_for(engine, "do_connect")
+    def _connect(dialect, _record, cargs, cparams):  # type: ignore[no-untyped-def]
+        def attempt():  # type: ignore[no-untyped-def]
+            try:
+                return dialect.connect(*cargs, **cparams)
+            except dialect.loaded_dbapi.Error as exc:
+                # wrapped as SQLAlchemy would, so the retry sees the usual error classes
+                raise sa.exc.DBAPIError.instance(None, None, exc, dialect.loaded_dbapi.Error,
+                                                 hide_parameters=True,
+                                                 dialect=dialect) from exc
+
+        return patiently(attempt, patience=patience, doing="connect")
+
+    return engine
+
+
+_T = TypeVar("_T")
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether a database error may pass by itself: the server down or restarting, a lock held
+    too long, a full disk, a read-only file (someone may fix them while we wait)."""
+    if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, (sa.exc.OperationalError, sa.exc.InternalError,
+                            sa.exc.DisconnectionError))
+
+
+def patiently(action: Callable[[], _T], *, patience: float, doing: str,
+              say: Callable[[str], None] | None = None) -> _T:
+    """``action()``, tried again with backoff (0.1 s doubling to 5 s) for up to ``patience``
+    seconds while it fails with a :func:`transient` database error; then that error.
+
+    What it waits for goes to ``say`` (stderr by default): at once, then every 10 s.
+    """
+    say = say or _say
+    deadline = time.monotonic() + patience
+    delay = 0.1
+    said_at = -1e9
+    while True:
+        try:
+            return action()
+        except sa.exc.SQLAlchemyError as exc:
+            left = deadline - time.monotonic()
+            if not transient(exc) or left <= 0:
+                raise
+            if time.monotonic() - said_at >= 10:
+                said_at = time.monotonic()
+                say(f"waiting for the database to {doing} ({describe_error(exc)}); trying "
+                    f"again for up to {left:.0f} s")
+            time.sleep(min(delay, max(left, 0.01)))
+            delay = min(delay * 2, 5.0)
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def storage_error(exc: BaseException, *, resumes: str = "") -> StorageError:
+    """A database failure as a message saying what failed and what to do.
+
+    ``resumes`` names the command that picks up where this one stopped (``send``), if any.
+    """
+    why = describe_error(exc)
+    low = why.lower()
+    if "full" in low or "no space" in low:
+        hint = "free some disk space where the database lives"
+    elif "readonly" in low or "read-only" in low:
+        hint = "make the database file and its folder writable again"
+    elif "locked" in low:
+        hint = "another program held the database too long (a backup, another command?)"
+    elif "connect" in low or "refused" in low or "closed" in low or "terminat" in low:
+        hint = "check that the database server is running and reachable (--db or NEWSLETTER_DB)"
+    else:
+        hint = "check the database (--db or NEWSLETTER_DB)"
+    if resumes:
+        hint += f"; nothing recorded is lost: run the same `{resumes}` again to carry on"
+    else:
+        hint += ", then run the same command again"
+    return StorageError(f"the database failed: {why}", hint=hint)
 
 
 def shown_url(url: str) -> str:
@@ -308,11 +401,13 @@ def _check_sqlite_file(url: str, writable: bool) -> None:
             f"chmod u+w {what}), or point --db or NEWSLETTER_DB at a writable copy")
 
 
-def open_db(url: str, *, writable: bool = True) -> Database:
+def open_db(url: str, *, writable: bool = True,
+            patience: float = DEFAULT_PATIENCE) -> Database:
     """Open (creating if needed) and migrate the database at ``url``.
 
     ``writable=False`` (reports) skips the up-front check that a SQLite file and its folder
-    can be written; everything else records something and must be able to.
+    can be written; everything else records something and must be able to. A server that
+    does not answer is waited for, up to ``patience`` seconds (see :func:`create_db_engine`).
     """
     from newsletter.migrations import migrate
 
@@ -324,7 +419,7 @@ def open_db(url: str, *, writable: bool = True) -> Database:
             "(--db or NEWSLETTER_DB)")
     _check_sqlite_file(url, writable)
     try:
-        engine = create_db_engine(url)
+        engine = create_db_engine(url, patience)
         for attempt in range(5):
             try:
                 migrate(engine)

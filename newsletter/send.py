@@ -100,7 +100,8 @@ def prepare(project: Project, issue: str, lists: tuple[str, ...], *,
         notes = adapter_.preflight()
     finally:
         adapter_.close()
-    database = open_db(project.db_url(db_url, create=create_db))
+    database = open_db(project.db_url(db_url, create=create_db),
+                       patience=project.settings.db_wait)
     try:
         fixed.check_unchanged(database, built, "nothing sent")
         if audiences is not None:

@@ -24,6 +24,7 @@ from newsletter.errors import ConfigurationError, InvalidSettings
 SETTINGS_FILE = "newsletter.yaml"
 DEFAULT_TRACKING_URL = "http://127.0.0.1:8025"
 DEFAULT_SEND_LEASE = 15 * 60.0
+DEFAULT_DB_WAIT = 60.0
 
 # Every environment variable the code reads, and what it is for (the README table lists them).
 ENVIRONMENT: dict[str, str] = {
@@ -42,6 +43,8 @@ ENVIRONMENT: dict[str, str] = {
     "SENDGRID_API_KEY": "SendGrid key", "SENDGRID_API_URL": "SendGrid API base URL",
     "NEWSLETTER_SEND_LEASE": "seconds after which a claim of a send that stopped answering "
                              "may be taken over (default 900)",
+    "NEWSLETTER_DB_WAIT": "seconds commands wait for a database that is down, locked or full "
+                          "before stopping with a message (default 60)",
     "NEWSLETTER_SCANNER_NETWORKS": "extra mail-scanner networks, comma-separated CIDRs",
     "NEWSLETTER_SPILL_DIR": "where trackers before the journal saved events they could not "
                             "store (track serve names them; track import stores them)",
@@ -52,6 +55,7 @@ ENVIRONMENT: dict[str, str] = {
     "NEWSLETTER_TRACKER_JOURNAL": "internal: `track serve` hands --journal to its workers",
     "NEWSLETTER_TRACKER_SOFT_BOUNCE_LIMIT": "internal: `track serve` hands soft_bounce_limit "
                                             "to its workers",
+    "NEWSLETTER_TRACKER_MAIN_PID": "internal: the `track serve` process its workers die with",
     "MALLOC_ARENA_MAX": "glibc's; when set, send leaves its memory arenas as you chose",
     "NEWSLETTER_BOUNCE_IMAP_URL": "the bounce mailbox: imaps://USER@HOST/FOLDER",
     "NEWSLETTER_BOUNCE_IMAP_PASSWORD": "the bounce mailbox's password",
@@ -90,6 +94,7 @@ class Settings:
     secret_key: str = field(default="", repr=False)
     adapter: str = ""
     send_lease: float = DEFAULT_SEND_LEASE
+    db_wait: float = DEFAULT_DB_WAIT
     scanner_networks: tuple[str, ...] = ()
     spill_dir: str = ""
     malloc_arena_max_set: bool = False
@@ -128,6 +133,7 @@ class Settings:
             secret_key=env.get("NEWSLETTER_SECRET_KEY", "").strip(),
             adapter=env.get("NEWSLETTER_ADAPTER", "").strip(),
             send_lease=_seconds(env, "NEWSLETTER_SEND_LEASE", DEFAULT_SEND_LEASE),
+            db_wait=_seconds(env, "NEWSLETTER_DB_WAIT", DEFAULT_DB_WAIT),
             scanner_networks=_networks(env.get("NEWSLETTER_SCANNER_NETWORKS", "")),
             spill_dir=env.get("NEWSLETTER_SPILL_DIR", "").strip(),
             malloc_arena_max_set=bool(env.get("MALLOC_ARENA_MAX", "").strip()),
@@ -279,6 +285,8 @@ class TrackerWorker:
     journal: str = ""  # the journal folder ("" for none: benchmarks only)
     soft_bounce_limit: int = DEFAULT_SOFT_BOUNCE_LIMIT
     webhook_env: Mapping[str, str] = field(default_factory=dict, repr=False)
+    main_pid: int = 0  # the `track serve` process, whose death the workers follow
+    db_wait: float = DEFAULT_DB_WAIT
 
     def export(self) -> None:
         """Put these settings where the workers about to be started will read them."""
@@ -287,6 +295,7 @@ class TrackerWorker:
         os.environ["NEWSLETTER_TRACKER_PROXIES"] = ",".join(self.proxies)
         os.environ["NEWSLETTER_TRACKER_JOURNAL"] = self.journal
         os.environ["NEWSLETTER_TRACKER_SOFT_BOUNCE_LIMIT"] = str(self.soft_bounce_limit)
+        os.environ["NEWSLETTER_TRACKER_MAIN_PID"] = str(self.main_pid)
 
     @classmethod
     def from_environment(cls, env: Mapping[str, str] | None = None) -> TrackerWorker:
@@ -305,4 +314,6 @@ class TrackerWorker:
                    journal=env.get("NEWSLETTER_TRACKER_JOURNAL", "").strip(),
                    soft_bounce_limit=int(env.get("NEWSLETTER_TRACKER_SOFT_BOUNCE_LIMIT")
                                          or DEFAULT_SOFT_BOUNCE_LIMIT),
-                   webhook_env={name: env.get(name, "").strip() for name in WEBHOOK_VARIABLES})
+                   webhook_env={name: env.get(name, "").strip() for name in WEBHOOK_VARIABLES},
+                   main_pid=int(env.get("NEWSLETTER_TRACKER_MAIN_PID", "0") or 0),
+                   db_wait=_seconds(env, "NEWSLETTER_DB_WAIT", DEFAULT_DB_WAIT))

@@ -10,6 +10,7 @@ packages=(
   libemail-mime-perl         # a second, independent reader of the messages we send
   spamassassin               # the message must not look like spam
   dovecot-imapd              # the bounce mailbox over IMAP (tests start their own on 127.0.0.1)
+  nginx                      # the documented proxy in front of the tracker (tests run their own)
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -25,6 +26,9 @@ if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
   # would listen on every address), stop it.
   if [[ " ${missing[*]} " == *" dovecot-imapd "* ]] && command -v systemctl >/dev/null; then
     systemctl disable --now dovecot >/dev/null 2>&1 || true
+  fi
+  if [[ " ${missing[*]} " == *" nginx "* ]] && command -v systemctl >/dev/null; then
+    systemctl disable --now nginx >/dev/null 2>&1 || true
   fi
 else
   echo "Missing system packages: ${missing[*]}" >&2

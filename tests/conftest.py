@@ -447,3 +447,67 @@ def artifacts() -> Path:
     """Folder for screenshots and other test artefacts (gitignored)."""
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+# --- database trouble ---
+
+
+class OwnPostgres:
+    """A PostgreSQL cluster of one test's own (scripts/start-postgres.sh), to stop and start."""
+
+    def __init__(self, folder: Path, port: int) -> None:
+        self.folder, self.port = folder, port
+        self.url = ""
+
+    def _script(self, *args: str) -> str:
+        import os
+        import subprocess
+
+        env = {**os.environ, "NEWSLETTER_PG_DIR": str(self.folder),
+               "NEWSLETTER_PG_PORT": str(self.port)}
+        done = subprocess.run(["bash", str(REPO / "scripts" / "start-postgres.sh"), *args],
+                              env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    def start(self) -> None:
+        self.url = self._script().strip().rpartition("=")[2]
+
+    def stop(self) -> None:
+        self._script("stop")
+
+
+@pytest.fixture
+def own_postgres():  # type: ignore[no-untyped-def]
+    """A PostgreSQL of this test's own, started; ``.stop()`` and ``.start()`` it at will."""
+    import socket
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="newsletter-own-pg-"))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = OwnPostgres(folder, port)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A real 2 MiB file system (tmpfs) to fill up or make read-only; needs root to mount."""
+    import os
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small file system needs root (the CI runs as root)")
+    folder = tmp_path / "small-disk"
+    folder.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(folder)], check=True)
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)

@@ -548,3 +548,60 @@ def envelope_smtp() -> Iterator[tuple[EnvelopeRecorder, str]]:
         yield recorder, f"smtp://127.0.0.1:{port}?timeout=5"
     finally:
         controller.stop()
+
+
+# --- the real tracker -------------------------------------------------------------------
+
+
+def wait_for_port(port: int, process: subprocess.Popen, limit: float = 30.0) -> None:
+    """Wait until something accepts connections on ``port``; fail if ``process`` exits first."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"the server exited early: {process.communicate()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"nothing opened port {port}")
+
+
+def start_tracker(url: str, folder: Path, port: int, *options: str) -> subprocess.Popen:
+    """`newsletter track serve` on ``port`` with its journal in ``folder``/journal, in a session
+    of its own (so a test can kill it with all its workers), once it accepts connections."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("NEWSLETTER_DB", "NEWSLETTER_SECRET_KEY")}
+    command = [shutil.which("newsletter") or "newsletter", "track", "serve",
+               "--port", str(port), "--db", url, "--journal", str(folder / "journal"), *options]
+    process = subprocess.Popen(command, cwd=folder, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    wait_for_port(port, process)
+    return process
+
+
+def stop_group(process: subprocess.Popen) -> None:
+    """SIGKILL a process started by :func:`start_tracker` and everything in its session."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, 9)
+        process.communicate()
+
+
+def child_pids(pid: int) -> list[int]:
+    """The processes whose parent is ``pid``."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            # the command name, in parentheses, may hold spaces: the fields follow its end
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False

@@ -101,3 +101,37 @@ def test_a_recipient_has_an_unrelated_pseudonym_in_each_issue() -> None:
 def test_the_ip_hash_key_did_not_change() -> None:
     # Hashes stored before tokens were encrypted must match the same addresses after.
     assert SIGNER.ip_hash_key() == b"azEfbx8AaXAtaGFzaC1rZXkfHw.ep6JooeIQ9OgnZL1"
+
+
+def _respell(token: str) -> list[str]:
+    """Other spellings of ``token`` a lenient base64 decoder reads as the same bytes."""
+    last = token[-1]
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    spare = {2: 0b1111, 3: 0b11}.get(len(token) % 4, 0)   # unused low bits of the last char
+    index = alphabet.index(last)
+    variants = [token[:-1] + alphabet[(index & ~spare) | bits] for bits in range(spare + 1)]
+    return [v for v in variants if v != token]
+
+
+def test_a_token_has_one_spelling_only() -> None:
+    token = SIGNER.click("spring", "a1", pseudonym="p1")
+    assert len(token) % 4 in (2, 3)  # so its last character has unused bits
+    standard = token.replace("-", "+").replace("_", "/")  # the other base64 alphabet
+    variants = [*_respell(token), token[:5] + "." + token[5:], token + "=", token + "==",
+                " " + token, token[:3] + "!" + token[4:]]
+    if standard != token:
+        variants.append(standard)
+    for variant in variants:
+        with pytest.raises(InvalidToken):
+            SIGNER.verify(variant)
+
+
+@pytest.mark.parametrize("token", OLD_CODE_TOKENS)
+def test_a_legacy_token_with_a_dot_in_its_mac_does_not_verify(token: str) -> None:
+    body, mac = token.split(".")
+    for spelt in (f"{body}.{mac[:3]}.{mac[3:]}", f"{body}.{mac}.", f"{body[:2]}.{body[2:]}.{mac}"):
+        with pytest.raises(InvalidToken):
+            SIGNER.verify(spelt)
+    for variant in _respell(mac):
+        with pytest.raises(InvalidToken):
+            SIGNER.verify(f"{body}.{variant}")

@@ -12,6 +12,7 @@ import time
 import httpx
 import pytest
 import sqlalchemy as sa
+from helpers import start_tracker, stop_group
 
 from newsletter import db
 from newsletter.tracking.tokens import signer_for
@@ -94,7 +95,10 @@ def test_serve_says_when_the_port_is_taken(tmp_path, runner, monkeypatch) -> Non
         result = runner.invoke(main, ["track", "serve", "--port", str(port),
                                       "--db", str(tmp_path / "t.db")])
     assert result.exit_code == 1
-    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in result.output
+    assert (f"cannot listen on 127.0.0.1:{port}: Address already in use by process "
+            f"{os.getpid()} (") in result.output
+    assert f"hint: if that is a tracker left running, stop it with `kill {os.getpid()}`" \
+        in result.output
     assert "Traceback" not in result.output
 
 
@@ -106,19 +110,6 @@ def test_serve_refuses_workers_with_uvicorn(tmp_path, runner, monkeypatch) -> No
                                   "--db", str(tmp_path / "t.db")])
     assert result.exit_code == 2
     assert "--workers needs --server granian" in result.output
-
-
-def start_tracker(database, tmp_path, port: int, *options: str) -> subprocess.Popen:  # type: ignore[no-untyped-def]
-    """`newsletter track serve` in a session of its own, so a kill can take all its workers."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("NEWSLETTER_DB", "NEWSLETTER_SECRET_KEY")}
-    command = [shutil.which("newsletter") or "newsletter", "track", "serve",
-               "--port", str(port), "--db", database.url, "--journal", str(tmp_path / "journal"),
-               *options]
-    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, start_new_session=True)
-    wait_for_port(port, process)
-    return process
 
 
 def click_until_stopped(port: int, tokens: list[str], answered: list[int], stop) -> None:  # type: ignore[no-untyped-def]
@@ -153,7 +144,7 @@ def test_sigkill_loses_no_click_it_answered(tracking_db, tmp_path, workers: str,
     tokens = [signer.click("spring", link, pseudonym=f"p{1 + n}")
               for n in range(5) for link in ("a1", "d1", "e1")]
     port = free_port()
-    process = start_tracker(tracking_db, tmp_path, port, "--workers", workers,
+    process = start_tracker(tracking_db.url, tmp_path, port, "--workers", workers,
                             "--flush-interval", flush)
     counters = [[0] for _ in range(4)]
     stop = threading.Event()
@@ -169,16 +160,14 @@ def test_sigkill_loses_no_click_it_answered(tracking_db, tmp_path, workers: str,
         process.communicate(timeout=30)
     finally:
         stop.set()
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.communicate()
+        stop_group(process)
         for client in clients:
             client.join(30)
     answered = sum(c[0] for c in counters)
     assert answered >= 1500
     assert count_clicks(tracking_db) < answered  # the kill did leave clicks unstored
     port = free_port()
-    again = start_tracker(tracking_db, tmp_path, port)
+    again = start_tracker(tracking_db.url, tmp_path, port)
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}") as http:
             deadline = time.monotonic() + 60
@@ -188,9 +177,7 @@ def test_sigkill_loses_no_click_it_answered(tracking_db, tmp_path, workers: str,
         again.send_signal(signal.SIGTERM)
         out, err = again.communicate(timeout=60)
     finally:
-        if again.poll() is None:
-            os.killpg(again.pid, signal.SIGKILL)
-            again.communicate()
+        stop_group(again)
     assert again.returncode == 0, err
     assert "left in the journal by an earlier run" in err
     # Every click answered is stored. A request in flight at the kill may have been journaled

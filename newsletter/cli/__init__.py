@@ -64,6 +64,15 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             ctx.exit(130)
+        except Exception as exc:
+            # The database failed under a command (down, locked, full, read-only) after the
+            # waiting each command does: a message, never a traceback.
+            if type(exc).__module__.split(".")[0] not in ("sqlalchemy", "psycopg", "sqlite3"):
+                raise
+            from newsletter.db import storage_error
+
+            click.echo(storage_error(exc).format(), err=True)
+            ctx.exit(1)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -49,9 +49,10 @@ def report(issue: str, by: str, fmt: str, include_scanners: bool, min_count: int
     from newsletter.db import open_db
 
     slug = reporting.issue_slug(issue)
-    url = load_project(issue).db_url(db, can_create=False)
+    project = load_project(issue)
+    url = project.db_url(db, can_create=False)
     reporting.require_database(url)
-    database = open_db(url, writable=False)
+    database = open_db(url, writable=False, patience=project.settings.db_wait)
     try:
         data = reporting.build(database, slug, include_scanners=include_scanners,
                                min_count=min_count)

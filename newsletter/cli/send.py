@@ -81,7 +81,7 @@ def _suppressed_members(project: Project, loaded, db: str | None) -> None:  # ty
     url = project.db_url(db)
     if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
         return      # nothing sent yet: nothing suppressed, and no database to create
-    database = open_db(url)
+    database = open_db(url, patience=project.settings.db_wait)
     try:
         found = {s.address: s for s in suppressions.all_suppressions(database)}
     finally:

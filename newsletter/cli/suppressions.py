@@ -34,7 +34,8 @@ def _open(db: str | None, create: bool = False,  # type: ignore[no-untyped-def]
     from newsletter.db import open_db
 
     project = load_project()
-    return project, open_db(project.db_url(db, create=create, can_create=can_create))
+    return project, open_db(project.db_url(db, create=create, can_create=can_create),
+                            patience=project.settings.db_wait)
 
 
 def _document(s: Suppression) -> dict[str, str]:

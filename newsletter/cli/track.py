@@ -68,7 +68,7 @@ def serve(host: str, port: int, db: str | None, workers: int, server: str,
     journal_dir = None if no_journal else Path(journal or project.root / "tracker-journal")
     # Open, migrate and make sure a signing key exists once, here, before any worker starts:
     # a bad --db is reported now, and workers never race to create the first key.
-    database = open_db(url)
+    database = open_db(url, patience=project.settings.db_wait)
     try:
         signer_for(database, project.settings.secret_key)
         _name_unsaved_files(database, project.settings.spill_dir)
@@ -118,6 +118,16 @@ def _check_address(host: str, port: int) -> None:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             probe.bind(infos[0][4])
     except OSError as exc:
+        from newsletter.tracking.hardening import listener
+
+        holder = listener(port)
+        if holder is not None:
+            pid, command = holder
+            raise NewsletterError(
+                f"cannot listen on {host}:{port}: {exc.strerror or exc} by process {pid} "
+                f"({command[:120]})",
+                hint=f"if that is a tracker left running, stop it with `kill {pid}`; "
+                "or choose another --port or --host") from exc
         raise NewsletterError(
             f"cannot listen on {host}:{port}: {exc.strerror or exc}",
             hint="is another tracker running there? choose another --port or --host") from exc
@@ -126,11 +136,14 @@ def _check_address(host: str, port: int) -> None:
 def _serve_granian(project: Project, url: str, host: str, port: int, workers: int,
                    forwarded_allow_ips: str, flush_interval: float,
                    journal_dir: Path | None) -> None:
+    import os
+
     from granian import Granian
-    from granian.constants import Interfaces, Loops
+    from granian.constants import HTTPModes, Interfaces, Loops
     from granian.http import HTTP1Settings
 
     from newsletter.settings import TrackerWorker
+    from newsletter.tracking import hardening
 
     # Granian imports the app in each worker process by name: the settings travel in the
     # environment (see server.app_from_env). Each worker's lifespan shutdown, on SIGTERM or
@@ -138,11 +151,19 @@ def _serve_granian(project: Project, url: str, host: str, port: int, workers: in
     TrackerWorker(url, flush_interval, tuple(p.strip() for p in forwarded_allow_ips.split(",")
                                              if p.strip()),
                   journal=str(journal_dir.resolve()) if journal_dir else "",
-                  soft_bounce_limit=project.settings.soft_bounce_limit).export()
+                  soft_bounce_limit=project.settings.soft_bounce_limit,
+                  main_pid=os.getpid()).export()
+    # Hardened against idle and slow clients (see tracking/hardening.py); workers inherit
+    # the raised descriptor limit.
+    fd_limit = hardening.raise_fd_limit()
     Granian("newsletter.tracking.server:app_from_env", factory=True,
             interface=Interfaces.ASGI, address=host, port=port, workers=workers,
             loop=Loops.uvloop, websockets=False, log_access=False, log_level="warning",
-            http1_settings=HTTP1Settings(max_buffer_size=64 * 1024)).serve()
+            http=HTTPModes.http1, backlog=hardening.LISTEN_BACKLOG,
+            backpressure=hardening.backpressure(fd_limit),
+            http1_settings=HTTP1Settings(
+                max_buffer_size=64 * 1024,
+                header_read_timeout=int(hardening.HEADER_READ_TIMEOUT * 1000))).serve()
 
 
 def _serve_uvicorn(project: Project, url: str, host: str, port: int,
@@ -156,8 +177,12 @@ def _serve_uvicorn(project: Project, url: str, host: str, port: int,
     from newsletter.tracking.server import create_app
 
     settings = project.settings
+    from newsletter.tracking import hardening
+
+    hardening.raise_fd_limit()
     app = create_app(url, flush_interval=flush_interval, secret_key=settings.secret_key,
                      spill_dir=settings.spill_dir, journal_dir=journal_dir,
+                     patience=settings.db_wait,
                      webhook_env=settings.webhook_env,
                      soft_bounce_limit=settings.soft_bounce_limit,
                      rules=classify.Rules(networks=classify.scanner_networks(
@@ -165,6 +190,7 @@ def _serve_uvicorn(project: Project, url: str, host: str, port: int,
     try:
         config = uvicorn.Config(
             app, host=host, port=port, loop="uvloop", http="httptools", lifespan="on",
+            backlog=hardening.LISTEN_BACKLOG, timeout_keep_alive=hardening.HEADER_READ_TIMEOUT,
             access_log=False, log_level="warning", proxy_headers=True,
             forwarded_allow_ips=forwarded_allow_ips, server_header=False,
             timeout_graceful_shutdown=10)
@@ -200,9 +226,10 @@ def purge(older_than: str, issue: str | None, db: str | None) -> None:
     from newsletter.tracking import events
 
     seconds = events.parse_age(older_than)
-    url = load_project().db_url(db, can_create=False)
+    project = load_project()
+    url = project.db_url(db, can_create=False)
     require_database(url)
-    database = open_db(url)
+    database = open_db(url, patience=project.settings.db_wait)
     try:
         count = events.purge(database, seconds, issue=issue)
     finally:
@@ -228,9 +255,10 @@ def import_unsaved(files: tuple[Path, ...], db: str | None) -> None:
     from newsletter.report import require_database
     from newsletter.tracking import events
 
-    url = load_project().db_url(db, can_create=False)
+    project = load_project()
+    url = project.db_url(db, can_create=False)
     require_database(url)
-    database = open_db(url)
+    database = open_db(url, patience=project.settings.db_wait)
     try:
         for path in files:
             count, before = events.import_spill(database, path)

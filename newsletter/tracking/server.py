@@ -435,7 +435,9 @@ def create_app(database_url: str | None = None, *, database: Database | None = N
     if (database_url is None) == (database is None):
         raise ValueError("give exactly one of database_url and database")
     owns = database is None
-    database = database or open_db(database_url)  # type: ignore[arg-type]
+    # A visitor waits no longer than this for a connection (then gets 503); the event writer
+    # retries on its own, for as long as it takes, with the hits safe in the journal.
+    database = database or open_db(database_url, patience=2.0)  # type: ignore[arg-type]
     try:
         return TrackerApp(database, owns_database=owns, rules=rules or classify.Rules(),
                           flush_interval=flush_interval, cache_seconds=cache_seconds,
@@ -456,11 +458,14 @@ def app_from_env():  # type: ignore[no-untyped-def]
     trusts X-Forwarded-For only from the proxies named there.
     """
     from newsletter.settings import TrackerWorker
+    from newsletter.tracking.hardening import die_with_parent
 
     worker = TrackerWorker.from_environment()
+    die_with_parent(worker.main_pid)
     app = create_app(worker.database, flush_interval=worker.flush_interval,
                      secret_key=worker.secret_key, spill_dir=worker.spill_dir,
                      journal_dir=Path(worker.journal) if worker.journal else None,
+                     patience=worker.db_wait,
                      webhook_env=worker.webhook_env,
                      soft_bounce_limit=worker.soft_bounce_limit,
                      rules=classify.Rules(networks=classify.scanner_networks(

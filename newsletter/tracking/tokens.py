@@ -49,7 +49,16 @@ def _b64(data: bytes) -> str:
 
 
 def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    """Strict: only the URL-safe alphabet, and only the one spelling :func:`_b64` makes.
+
+    Lenient decoding let a token be spelt many ways (characters outside the alphabet, such as
+    a dot, were skipped; the unused low bits of the last character were ignored), so one
+    token had many URLs that all verified.
+    """
+    data = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
+    if _b64(data) != text:
+        raise binascii.Error("not the canonical spelling")
+    return data
 
 
 @dataclass(frozen=True)
