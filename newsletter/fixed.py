@@ -320,14 +320,18 @@ def check_against_ledger(project: Project, built, db_url: str | None,  # type: i
                          outcome: str) -> None:
     """:func:`check_unchanged` for ``check`` and ``build``, with the project's database.
 
-    A SQLite ledger that does not exist yet holds nothing sent: it is not created here.
+    A SQLite ledger that does not exist yet holds nothing sent: it is not created here. A
+    mistyped path while the project has a ledger elsewhere is refused (``Project.db_url``),
+    so a typo never skips the comparison.
     """
-    url = project.db_url(db_url)
-    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
-        return
     from newsletter.db import open_db
+    from newsletter.project import sqlite_path
 
-    database = open_db(url)
+    url = project.db_url(db_url, can_create=False)
+    path = sqlite_path(url)
+    if path is not None and not path.exists():
+        return
+    database = open_db(url, writable=False)
     try:
         check_unchanged(database, built, outcome)
     finally:

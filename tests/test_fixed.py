@@ -337,3 +337,14 @@ def test_a_summary_written_by_an_older_version_compares_field_by_field(project: 
     del older["fields"]["greeting"]
     assert fixed.fingerprint(older) != fixed.fingerprint(content)
     assert fixed.differences(older, content) == []
+
+
+def test_check_with_a_mistyped_database_is_refused_not_skipped(send_project: Path) -> None:
+    sent(send_project)
+    edit(send_project, SUBJECT, "Summer 2026 partner update")
+    result = run("check", SAMPLE, "--db", "newsletter-typo.db")
+    assert result.exit_code == 1
+    assert result.output.endswith(
+        "no database at newsletter-typo.db; this project's ledger is newsletter.db\n"
+        "    hint: check the path given with --db or NEWSLETTER_DB\n")
+    assert not (send_project / "newsletter-typo.db").exists()

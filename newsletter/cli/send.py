@@ -301,6 +301,7 @@ def amend(issue: str, reason: str, yes: bool, db_url: str | None) -> None:
     from newsletter import fixed
     from newsletter.cli.build import _checked_build
     from newsletter.db import open_db
+    from newsletter.project import sqlite_path
 
     if not reason.strip():
         raise NewsletterError("--reason is empty",
@@ -309,10 +310,10 @@ def amend(issue: str, reason: str, yes: bool, db_url: str | None) -> None:
     project, path, built = _checked_build(Path(issue), "not amended; fix the errors above",
                                           outcome=None)
     slug = built.issue.slug
-    url = project.db_url(db_url)
-    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
-        raise NewsletterError(f"'{slug}' has not been sent: there is no database at "
-                              f"{url[len('sqlite:///'):]}",
+    url = project.db_url(db_url, can_create=False)
+    path = sqlite_path(url)
+    if path is not None and not path.exists():
+        raise NewsletterError(f"'{slug}' has not been sent: there is no database at {path}",
                               hint="name the database it was sent from with --db or "
                               "NEWSLETTER_DB")
     database = open_db(url)
