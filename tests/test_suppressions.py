@@ -137,6 +137,14 @@ def test_export_then_import_into_another_database(database: Database, project: P
         copy.close()
 
 
+def test_a_mistyped_database_path_is_refused(database: Database) -> None:
+    result = invoke("list", "--db", "newsleter.db")
+    assert result.exit_code == 1
+    assert result.output.startswith("no database at newsleter.db; this project's ledger is "
+                                    "newsletter.db\n    hint: check the path given with --db "
+                                    "or NEWSLETTER_DB\n")
+
+
 def test_import_with_a_bad_line_imports_nothing(database: Database, project: Path) -> None:
     (project / "in.csv").write_text("address,reason\nfine@example.org,manual\n"
                                     "broken,manual\nok@example.org,bounced\n")

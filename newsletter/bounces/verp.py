@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -53,13 +54,25 @@ class VerpCodec:
         if not secrets:
             raise ValueError("a VERP codec needs at least one key")
         self._keys = [_derive(secret) for secret in secrets]
+        # One message, one tag: made once per codec, the cipher and the issue's digest cost
+        # nothing per message (the send loop's threads share them under a lock).
+        self._lock = threading.Lock()
+        self._encryptor = _aes(self._keys[0][0]).encryptor()
+        self._digests: dict[str, bytes] = {}
+        self._mac = hmac.new(self._keys[0][1], digestmod=hashlib.sha256)
 
     def tag(self, issue: str, recipient_id: int) -> str:
         """The tag for ``recipient_id``'s message of ``issue``."""
-        enc, mac = self._keys[0]
-        block = _issue_digest(mac, issue) + int(recipient_id).to_bytes(8, "big")
-        sealed = _aes(enc).encryptor().update(block)
-        data = sealed + hmac.new(mac, sealed, hashlib.sha256).digest()[:_MAC_BYTES]
+        _, mac = self._keys[0]
+        digest = self._digests.get(issue)
+        if digest is None:
+            digest = self._digests[issue] = _issue_digest(mac, issue)
+        block = digest + int(recipient_id).to_bytes(8, "big")
+        with self._lock:
+            sealed = self._encryptor.update(block)
+        signature = self._mac.copy()
+        signature.update(sealed)
+        data = sealed + signature.digest()[:_MAC_BYTES]
         return base64.b32encode(data).decode("ascii").rstrip("=").lower()
 
     def read(self, tag: str, issues: Iterable[str]) -> Tagged:

@@ -53,7 +53,7 @@ def fetch_command(maildir: Path | None, mbox: Path | None, dry_run: bool,
     mailbox = open_mailbox(maildir=maildir, mbox=mbox, imap_url=settings.bounce_imap_url,
                            imap_password=settings.bounce_imap_password,
                            ca_file=settings.bounce_imap_ca_file or None, read_only=dry_run)
-    database = open_db(project.db_url(db), patience=settings.db_wait)
+    database = open_db(project.db_url(db, can_create=False), patience=settings.db_wait)
     try:
         with mailbox:
             codec = codec_for(signer_for(database, settings.secret_key))
