@@ -211,3 +211,9 @@ def test_a_first_release_unsubscribe_keeps_its_issue(storage_url: str) -> None:
                                                              "2026-spring")
     finally:
         database.close()
+
+
+def test_export_to_a_folder_that_does_not_exist_says_so(database: Database) -> None:
+    result = invoke("export", "-o", "no-such-folder/out.csv")
+    assert result.exit_code == 1
+    assert result.output == "cannot write no-such-folder/out.csv: No such file or directory\n"
