@@ -30,8 +30,9 @@ echo "== 3. Track and report: a view and a download through the real tracker, th
 port=$(python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 newsletter track serve --port "$port" 2>/dev/null &
 tracker=$!
+trap 'kill -TERM "$tracker" 2>/dev/null || true' EXIT   # never left running, whatever happens
 python - "$port" <<'PY'
-import base64, email, email.policy, http.client, json, pathlib, re, socket, sys, time
+import email, email.policy, http.client, json, pathlib, re, socket, sys, time
 port = int(sys.argv[1])
 for _ in range(200):
     try:
@@ -42,12 +43,17 @@ for _ in range(200):
 message = email.message_from_bytes(sorted(pathlib.Path("maildir/new").iterdir())[0].read_bytes(),
                                    policy=email.policy.default)
 text = message.get_body(("plain",)).get_content()
-# the first tracked link to a download (the token's payload names the click ID)
+# the first tracked link to a download
 kinds = {link["id"]: link["kind"] for link in
          json.loads(pathlib.Path("build/2026-spring/links.json").read_text())["links"]}
 paths = re.findall(r"https?://[^/\s]+(/c/[A-Za-z0-9_.-]+)", text)
-link_id = lambda p: base64.urlsafe_b64decode(p[3:].split(".")[0] + "==").split(b"\x1f")[3]
-path = next(p for p in paths if kinds.get(link_id(p).decode()) == "download")
+# tokens are opaque: only the project's key opens them (as the tracker does)
+from newsletter.db import open_db
+from newsletter.tracking.tokens import signer_for
+database = open_db("sqlite:///" + str(pathlib.Path("newsletter.db").resolve()))
+signer = signer_for(database)
+database.close()
+path = next(p for p in paths if kinds.get(signer.verify(p[3:], "c").link) == "download")
 browser = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Firefox/140.0"
 # a reader opening the web version ("view in browser"), a click on a download, and a
 # scanner's HEAD on the same link
