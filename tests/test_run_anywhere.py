@@ -82,6 +82,17 @@ def test_an_issue_outside_any_project_uses_the_current_one(project: Path, tmp_pa
     assert result.exit_code == 0, result.output
 
 
+def test_an_issue_outside_the_project_may_not_take_a_slug_of_its_issues(
+        project: Path, tmp_path: Path, runner) -> None:
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    (loose / "draft.yaml").write_text((project / "issues" / "2026-spring.yaml").read_text())
+    result = runner.invoke(main, ["check", str(loose / "draft.yaml")])
+    assert result.exit_code == 1
+    assert (f"{loose / 'draft.yaml'}:5:7: error: the slug '2026-spring' is also the slug of "
+            "issues/2026-spring.yaml:5:7; one slug names one issue") in result.output
+
+
 def test_new_and_audiences_take_the_project_option(project: Path, elsewhere: Path,
                                                    runner) -> None:
     created = runner.invoke(main, ["--project", str(project), "new", "--slug", "2027-spring"])
