@@ -1,11 +1,6 @@
 """The send ledger: one row per (issue, recipient), written before anything is sent.
 
-A row's life::
-
-    pending --claim--> sending --accepted--> sent
-                          |----4xx, drop---> deferred --(backoff)--> claim again
-                          |----5xx---------> failed   (retried only with --resend-failed)
-                          '----no answer---> unknown  --> claim again, same Message-ID
+A row's life is told by its :class:`~newsletter.status.Status` (see ``newsletter/status.py``).
 
 Claiming is one atomic ``UPDATE ... WHERE status IN (...) AND claimed_by = ''`` with a unique
 claim token, then reading back the rows carrying that token: two ``send`` processes on one
@@ -29,12 +24,12 @@ from sqlalchemy.engine import Connection
 
 from newsletter import db
 from newsletter.db import Database, deliveries, delivery_lists, recipients, suppressions
+from newsletter.status import NOT_SENT, RETRYABLE, Status
 
 if TYPE_CHECKING:
     from newsletter.audiences import SendPlan
 
-STATUSES = ("pending", "sending", "sent", "deferred", "failed", "unknown")
-RETRYABLE = ("pending", "deferred", "unknown")
+STATUSES = tuple(Status)
 # Rows whose in-run retries are used up wait here until the next `send`.
 NEXT_RUN = 1e15
 DEFAULT_LEASE = 15 * 60.0
@@ -50,7 +45,7 @@ class Claimed:
     pseudonym: str
     message_id: str
     attempts: int
-    previous_status: str
+    previous_status: Status
 
 
 @dataclass(frozen=True)
@@ -58,7 +53,7 @@ class Result:
     """What happened to one claimed row; ``status`` is what the row becomes."""
 
     recipient_id: int
-    status: str
+    status: Status
     error: str = ""
     provider_id: str = ""
     next_attempt_at: float = 0.0
@@ -195,7 +190,7 @@ def write_plan(database: Database, slug: str, plan: SendPlan, domain: str,
             for r in chunk:
                 rid, secret = known[r.address][:2]
                 name = pseudonym(slug, secret)
-                rows.append({"issue": slug, "recipient_id": rid, "status": "pending",
+                rows.append({"issue": slug, "recipient_id": rid, "status": Status.PENDING,
                              "pseudonym": name, "message_id": message_id_for(slug, name, domain),
                              "updated_at": t})
             conn.execute(_insert_ignoring_duplicates(conn, deliveries), rows)
@@ -248,7 +243,7 @@ _CLAIM_TAKE = (
     .where(_d.c.issue == sa.bindparam("slug"),
            _d.c.recipient_id.in_(sa.bindparam("ids", expanding=True)),
            _d.c.status.not_in(sa.bindparam("others", expanding=True)), _d.c.claimed_by == "")
-    .values(previous_status=_d.c.status, status="sending", claimed_by=sa.bindparam("token"),
+    .values(previous_status=_d.c.status, status=Status.SENDING, claimed_by=sa.bindparam("token"),
             claimed_at=sa.bindparam("now"), updated_at=sa.bindparam("now"))
     .returning(_d.c.recipient_id, _d.c.message_id, _d.c.attempts, _d.c.previous_status))
 _RECORD = (
@@ -290,7 +285,7 @@ def claim(database: Database, slug: str, token: str, limit: int,
     for r in sorted(won, key=lambda row: row.recipient_id):
         who = candidates[r.recipient_id]
         claimed.append(Claimed(r.recipient_id, who.address, who.name, who.pseudonym,
-                               r.message_id, r.attempts, r.previous_status))
+                               r.message_id, r.attempts, Status(r.previous_status)))
     return claimed
 
 
@@ -300,8 +295,8 @@ def record(database: Database, slug: str, token: str, results: Iterable[Result])
     params = [{"slug": slug, "token": token, "now": t, "rid": r.recipient_id,
                "new_status": r.status, "error": r.error[:2000], "pid": r.provider_id[:255],
                "due": r.next_attempt_at, "inc": 1 if r.counts_as_attempt else 0,
-               "sent": t if r.status == "sent" else None,
-               "unanswered": r.status == "unknown"} for r in results]
+               "sent": t if r.status == Status.SENT else None,
+               "unanswered": r.status == Status.UNKNOWN} for r in results]
     if not params:
         return
     with database.engine.begin() as conn:
@@ -314,7 +309,7 @@ def release(database: Database, slug: str, token: str) -> int:
     with database.engine.begin() as conn:
         result = conn.execute(d.update()
                               .where(d.c.issue == slug, d.c.claimed_by == token,
-                                     d.c.status == "sending")
+                                     d.c.status == Status.SENDING)
                               .values(status=d.c.previous_status, claimed_by="", claimed_at=0,
                                       updated_at=db.now()))
     return result.rowcount
@@ -347,13 +342,13 @@ def recover_stale(database: Database, slug: str, lease: float = DEFAULT_LEASE) -
     t = db.now()
     with database.engine.begin() as conn:
         tokens = [row[0] for row in conn.execute(
-            sa.select(d.c.claimed_by).where(d.c.issue == slug, d.c.status == "sending")
+            sa.select(d.c.claimed_by).where(d.c.issue == slug, d.c.status == Status.SENDING)
             .distinct())]
         dead = [tok for tok in tokens if _claimant_is_dead(tok)]
         stale = sa.or_(d.c.claimed_at < t - lease, d.c.claimed_by.in_(dead))
         result = conn.execute(d.update()
-                              .where(d.c.issue == slug, d.c.status == "sending", stale)
-                              .values(status="unknown", attempts=d.c.attempts + 1,
+                              .where(d.c.issue == slug, d.c.status == Status.SENDING, stale)
+                              .values(status=Status.UNKNOWN, attempts=d.c.attempts + 1,
                                       repeat_possible=True,
                                       last_error="the sender stopped before recording the "
                                       "server's answer; it may have been delivered",
@@ -392,7 +387,7 @@ def status_counts(database: Database, slug: str) -> dict[str, int]:
             counts[status] = n
         counts["suppressed"] = conn.execute(
             sa.select(sa.func.count()).select_from(d)
-            .where(d.c.issue == slug, d.c.status != "sent", ~_not_suppressed())).scalar_one()
+            .where(d.c.issue == slug, d.c.status != Status.SENT, ~_not_suppressed())).scalar_one()
     return counts
 
 
@@ -402,7 +397,7 @@ def possible_repeats(database: Database, slug: str) -> int:
     d = deliveries
     with database.engine.connect() as conn:
         return conn.execute(sa.select(sa.func.count()).select_from(d).where(
-            d.c.issue == slug, d.c.status == "sent", d.c.repeat_possible)).scalar_one()
+            d.c.issue == slug, d.c.status == Status.SENT, d.c.repeat_possible)).scalar_one()
 
 
 def failures(database: Database, slug: str, limit: int = 20) -> list[tuple[str, str, str]]:
@@ -412,6 +407,6 @@ def failures(database: Database, slug: str, limit: int = 20) -> list[tuple[str, 
         return [(r.address, r.status, r.last_error) for r in conn.execute(
             sa.select(recipients.c.address, d.c.status, d.c.last_error)
             .join(recipients, recipients.c.id == d.c.recipient_id)
-            .where(d.c.issue == slug, d.c.status.in_(("failed", "deferred", "unknown")),
+            .where(d.c.issue == slug, d.c.status.in_(NOT_SENT),
                    _not_suppressed())
             .order_by(recipients.c.address).limit(limit))]

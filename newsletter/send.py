@@ -14,27 +14,27 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from newsletter import fixed, ledger
-from newsletter.adapters.base import (
-    Adapter,
-    AdapterSettings,
-    LoopOptions,
-    SendLoop,
-    Tally,
-    load_adapter,
-)
+from newsletter.adapters.base import Adapter, AdapterSettings, load_adapter
 from newsletter.audiences import SendPlan, load_audiences, normalise_address, plan_send
 from newsletter.db import Database, open_db
 from newsletter.errors import NewsletterError
+from newsletter.ledger import Claimed, Result
 from newsletter.message import MessageFactory, OutgoingMessage, Recipient
 from newsletter.project import Project
+from newsletter.sendloop import LoopOptions, SendLoop, Tally
+from newsletter.status import RETRYABLE, Status
 from newsletter.tracking.tokens import Signer, signer_for
+
+if TYPE_CHECKING:
+    from newsletter.build import BuiltIssue
 
 DEFAULT_ADAPTER = "maildir"
 
 
-def _build(path: Path, project: Project):  # type: ignore[no-untyped-def]
+def _build(path: Path, project: Project) -> BuiltIssue:
     from newsletter.build import build_issue
 
     return build_issue(path, project, tracked=True)
@@ -50,19 +50,19 @@ class Prepared:
     """A validated send, nothing written yet."""
 
     project: Project
-    built: object
+    built: BuiltIssue
     list_names: dict[str, str]
     plan: SendPlan | None
     database: Database
     adapter_cls: type[Adapter]
     settings: AdapterSettings
     adapter_description: str
-    statuses: tuple[str, ...] = ledger.RETRYABLE
+    statuses: tuple[Status, ...] = RETRYABLE
     adapter_notes: list[str] = field(default_factory=list)   # what the adapter could not check
 
     @property
     def slug(self) -> str:
-        return self.built.issue.slug  # type: ignore[attr-defined]
+        return self.built.issue.slug
 
     def signer(self) -> Signer:
         """The signer for this project's tokens (its key setting, else the database's key)."""
@@ -113,7 +113,7 @@ def prepare(project: Project, issue: str, lists: tuple[str, ...], *,
     except BaseException:
         database.close()
         raise
-    statuses = ledger.RETRYABLE + (("failed",) if resend_failed else ())
+    statuses = RETRYABLE + ((Status.FAILED,) if resend_failed else ())
     return Prepared(project, built, list_names, plan, database, cls, settings, description,
                     statuses, notes)
 
@@ -136,7 +136,7 @@ def _bounce_warning(prepared: Prepared) -> list[str]:
     if prepared.project.settings.bounce_address or \
             prepared.adapter_cls.name in _NO_BOUNCE_MAILBOX:
         return []
-    sender = prepared.built.issue.sender.email  # type: ignore[attr-defined]
+    sender = prepared.built.issue.sender.email
     return [f"warning: bounce_address is not set: bounces and out-of-office replies go to "
             f"{sender}, and a bounce that comes back later cannot be matched to its issue "
             "and recipient, so dead addresses stay on the lists\n"
@@ -159,7 +159,7 @@ def _suppressed_reasons(database: Database, addresses: list[str]) -> str:
 
 def summary(prepared: Prepared) -> list[str]:
     """What is about to happen, for the confirmation question."""
-    issue = prepared.built.issue  # type: ignore[attr-defined]
+    issue = prepared.built.issue
     lines = [f"Issue:    {issue.slug}",
              f"Subject:  {issue.subject}",
              f"From:     {issue.sender.name} <{issue.sender.email}>",
@@ -180,9 +180,9 @@ def summary(prepared: Prepared) -> list[str]:
             + " (this send resumes; nobody gets a second copy)")
     lines += prepared.adapter_notes
     lines += _bounce_warning(prepared)
-    for warning in getattr(prepared.built, "warnings", []):
+    for warning in prepared.built.warnings:
         lines.append(warning.format())
-    local_images = getattr(prepared.built, "images", [])
+    local_images = prepared.built.images
     if local_images and not prepared.project.settings.assets_url:
         lines.append(f"warning: {len(local_images)} image(s) use project paths "
                      f"({', '.join(local_images)}), which recipients' mail cannot load\n"
@@ -214,7 +214,7 @@ class LedgerQueue:
             self._count += 1
             return f"{self._base}:{self._count}"
 
-    def claim(self, token: str, limit: int) -> list[ledger.Claimed]:
+    def claim(self, token: str, limit: int) -> list[Claimed]:
         rows = ledger.claim(self.database, self.slug, token, limit, self.statuses)
         with self._lock:
             # Kept while a row is in flight, so a refusal can be recorded against its address.
@@ -229,10 +229,10 @@ class LedgerQueue:
                 self._first_list[rid] = min(keys, key=lambda k: (self.order.get(k, late), k))
         return rows
 
-    def record(self, token: str, results: list[ledger.Result]) -> None:
+    def record(self, token: str, results: list[Result]) -> None:
         ledger.record(self.database, self.slug, token, results)
         refused = [(self._addresses.get(r.recipient_id, ""), r.error) for r in results
-                   if r.status == "failed" and r.recipient_problem]
+                   if r.status == Status.FAILED and r.recipient_problem]
         if refused:
             from newsletter.bounces.record import record_refusals
 
@@ -244,15 +244,15 @@ class LedgerQueue:
     def next_due(self) -> float | None:
         return ledger.next_due(self.database, self.slug, self.statuses)
 
-    def render(self, row: ledger.Claimed) -> OutgoingMessage:
+    def render(self, row: Claimed) -> OutgoingMessage:
         return self.factory.make(Recipient(row.address, row.name, row.pseudonym, row.message_id,
                                            self._first_list.pop(row.recipient_id, ""),
                                            row.recipient_id))
 
 
 @dataclass
-class Outcome:
-    """How the run ended, from the ledger's point of view."""
+class RunResult:
+    """How a run ended, from the ledger's point of view."""
 
     counts: dict[str, int]
     tally: Tally
@@ -266,15 +266,14 @@ class Outcome:
     @property
     def complete(self) -> bool:
         """True when every planned recipient is sent."""
-        return all(self.counts.get(s, 0) == 0
-                   for s in ("pending", "sending", "deferred", "failed", "unknown"))
+        return all(self.counts.get(s, 0) == 0 for s in Status if s != Status.SENT)
 
 
 def run(prepared: Prepared, options: LoopOptions, *,
         on_start: Callable[[int], None] | None = None,
         on_progress: Callable[[Tally, int], None] | None = None,
         on_waiting: Callable[[int], None] | None = None,
-        lease: float = ledger.DEFAULT_LEASE) -> Outcome:
+        lease: float = ledger.DEFAULT_LEASE) -> RunResult:
     """Write the plan into the ledger, then send every due row; resumable."""
     started = time.time()
     db = prepared.database
@@ -316,9 +315,9 @@ def run(prepared: Prepared, options: LoopOptions, *,
             time.sleep(0.2)
             ledger.recover_stale(db, slug, lease)
             counts = ledger.status_counts(db, slug)
-    return Outcome(counts, tally, stopped, ledger.failures(db, slug),
-                   ledger.possible_repeats(db, slug),
-                   bounced=_bounced_during(db, slug, started))
+    return RunResult(counts, tally, stopped, ledger.failures(db, slug),
+                     ledger.possible_repeats(db, slug),
+                     bounced=_bounced_during(db, slug, started))
 
 
 def _bounced_during(database: Database, slug: str, since: float) -> list[tuple[str, str, str]]:
@@ -339,7 +338,7 @@ def _small_sqlite_cache(database: Database) -> None:
         return
     import sqlalchemy as sa
 
-    def small_cache(connection, _record) -> None:  # type: ignore[no-untyped-def]
+    def small_cache(connection: Any, _record: object) -> None:
         cursor = connection.cursor()
         cursor.execute("PRAGMA cache_size=-1024")
         cursor.close()
@@ -367,6 +366,42 @@ def _fewer_malloc_arenas(chosen_by_user: bool) -> None:
         pass
 
 
+class SingleCopyQueue:
+    """One test copy as the send loop's work queue: nothing goes into the ledger.
+
+    It is tried once, through the same loop (pacing, classification, stopping) as a real send.
+    """
+
+    def __init__(self, factory: MessageFactory, row: Claimed, list_key: str) -> None:
+        self.factory = factory
+        self.row = row
+        self.list_key = list_key
+        self.results: list[Result] = []
+        self._given = False
+
+    def new_token(self) -> str:
+        return "test"
+
+    def claim(self, token: str, limit: int) -> list[Claimed]:
+        if self._given:
+            return []
+        self._given = True
+        return [self.row]
+
+    def record(self, token: str, results: list[Result]) -> None:
+        self.results += results
+
+    def release(self, token: str) -> None:
+        """Nothing to give back: the test copy is in no ledger."""
+
+    def next_due(self) -> float | None:
+        return None
+
+    def render(self, row: Claimed) -> OutgoingMessage:
+        return self.factory.make(Recipient(row.address, row.name, row.pseudonym,
+                                           row.message_id, self.list_key))
+
+
 def send_test(prepared: Prepared, address: str) -> tuple[str, str]:
     """Send one copy marked as a test to ``address``; record no delivery. Returns (id, where)."""
     normalised, why = normalise_address(address)
@@ -379,22 +414,21 @@ def send_test(prepared: Prepared, address: str) -> tuple[str, str]:
     first = prepared.plan.list_keys[0] if prepared.plan else "test"
     # A pseudonym no delivery has: the test copy's links work, its unsubscribe link does not.
     pseudonym = "test-" + _nonce()
-    message = factory.make(Recipient(normalised, "", pseudonym,
-                                     ledger.message_id_for(slug, pseudonym,
-                                                           prepared.project.list_id_domain),
-                                     first))
-    adapter = prepared.adapter_cls(prepared.settings)
-    adapter.open()
-    try:
-        outcome = adapter.attempt(message)
-    finally:
-        adapter.close()
-    if adapter.control.stop_reason is not None:
-        raise adapter.control.stop_reason
-    if outcome.status != "sent":
+    message_id = ledger.message_id_for(slug, pseudonym, prepared.project.list_id_domain)
+    row = Claimed(0, normalised, "", pseudonym, message_id, 0, Status.PENDING)
+    queue = SingleCopyQueue(factory, row, first)
+    # One try: a test copy that is deferred is reported, not retried in the background.
+    options = LoopOptions(concurrency=1, tries_per_run=1, pause_after=0)
+    SendLoop(queue, lambda: prepared.adapter_cls(prepared.settings), options).run()
+    (result,) = queue.results
+    if result.status != Status.SENT:
         raise NewsletterError(f"the test message to {normalised} was not sent "
-                              f"({outcome.status}): {outcome.error}")
-    return outcome.provider_id, adapter.describe()
+                              f"({_what_happened(result)}): {result.error}")
+    return result.provider_id, prepared.adapter_description
+
+
+def _what_happened(result: Result) -> str:
+    return str(result.status) if result.counts_as_attempt else "rate limited"
 
 
 def _nonce() -> str:

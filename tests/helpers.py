@@ -18,14 +18,16 @@ from email.header import decode_header, make_header
 from email.message import EmailMessage
 from email.utils import getaddresses
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
 from newsletter import send as sending
-from newsletter.adapters.base import AdapterSettings, Control, LoopOptions, load_adapter
+from newsletter.adapters.base import Adapter, AdapterSettings, Outcome, load_adapter
 from newsletter.db import deliveries, open_db, recipients
 from newsletter.message import MessageFactory, OutgoingMessage, Recipient
 from newsletter.project import Project
+from newsletter.sendloop import Control, LoopOptions, SendLoop, deliver_batch
 from newsletter.tracking.tokens import Signer
 
 # --- reading what was sent --------------------------------------------------------------
@@ -336,7 +338,7 @@ def prepare_send(project_root: Path, env: dict[str, str], adapter: str,
 
 
 def run_send(project_root: Path, env: dict[str, str], adapter: str, timeout: float = 30.0,
-             **options) -> sending.Outcome:  # type: ignore[no-untyped-def]
+             **options) -> sending.RunResult:  # type: ignore[no-untyped-def]
     """Prepare and run a send of the sample issue; ``timeout`` is the adapter's read timeout."""
     prepared = prepare_send(project_root, env, adapter)
     prepared.settings.timeout = timeout
@@ -367,12 +369,40 @@ def messages(project_root: Path, built, addresses: list[str],  # type: ignore[no
             for i, a in enumerate(addresses)]
 
 
-def adapter(name: str, project_root: Path, env: dict[str, str], timeout: float = 30.0):  # type: ignore[no-untyped-def]
-    """An opened adapter of kind ``name`` with a control that never pauses the run."""
+class Driven:
+    """An adapter driven as a send-loop worker drives it (``sendloop.deliver_batch``: in
+    turn, answers classified, 429 pauses, stopping), without a ledger.
+
+    ``attempt(message)`` and ``send_batch(messages)`` give the answers, None for a message
+    not tried because the run stopped (``control.stop_reason`` says why). Other attributes
+    are the adapter's.
+    """
+
+    def __init__(self, adapter: Adapter, pause_after: int = 0) -> None:
+        self.adapter = adapter
+        self.control = Control(pause_after=pause_after)
+        adapter.stopping = self.control.stop_event
+
+    def send_batch(self, messages: list[OutgoingMessage]) -> list[Outcome | None]:
+        answers: list[Outcome | None] = []
+        for batch in SendLoop.batches(self.adapter, messages):
+            answers += deliver_batch(self.adapter, batch, self.control)
+        return answers
+
+    def attempt(self, message: OutgoingMessage) -> Outcome | None:
+        (answer,) = self.send_batch([message])
+        return answer
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.adapter, name)
+
+
+def adapter(name: str, project_root: Path, env: dict[str, str], timeout: float = 30.0,
+            ) -> Driven:
+    """An opened adapter of kind ``name``, driven as the loop does, never pausing the run."""
     made = load_adapter(name)(AdapterSettings(root=project_root, env=env, timeout=timeout))
-    made.control = Control(pause_after=0)
     made.open()
-    return made
+    return Driven(made)
 
 
 # --- tokens as the code before encrypted tokens made them --------------------------------

@@ -9,9 +9,9 @@ from fake_providers import HREF_RE, URL_RE, Mailgun, MailgunDomain
 from helpers import adapter, ledger_rows, mailgun_env, messages, prepare_send, run_send
 
 from newsletter import send as sending
-from newsletter.adapters.base import LoopOptions
 from newsletter.adapters.http import HttpAdapter
 from newsletter.errors import ConfigurationError
+from newsletter.sendloop import LoopOptions
 
 from conftest import SEND_ADDRESSES, make_built  # isort: skip
 

@@ -1,4 +1,7 @@
-"""The adapter registry (built-ins and entry-point plug-ins) and the base class's contract."""
+"""The adapter registry (built-ins and plug-ins, all entry points) and the base class's contract.
+
+The loop that drives adapters is tested in tests/test_sendloop.py.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +13,15 @@ import pytest
 from newsletter.adapters.base import (
     Adapter,
     AdapterSettings,
-    Control,
+    ConfigurationStop,
     Outcome,
+    OutcomeUnknown,
     PermanentError,
+    RateLimited,
+    Status,
+    TransientError,
     adapter_names,
+    builtin_names,
     load_adapter,
 )
 from newsletter.errors import ConfigurationError, NotSupported
@@ -23,6 +31,17 @@ def test_builtins_are_registered() -> None:
     for name in ("maildir", "smtp", "mailgun", "postmark", "sendgrid"):
         assert load_adapter(name).name == name
     assert {"maildir", "smtp", "mailgun", "postmark", "sendgrid"} <= set(adapter_names())
+
+
+def test_builtins_are_entry_points_of_this_package() -> None:
+    import tomllib
+
+    declared = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())[
+        "project"]["entry-points"]["newsletter.adapters"]
+    assert builtin_names() == sorted(declared)
+    for name, target in declared.items():
+        module, _, attr = target.partition(":")
+        assert load_adapter(name) is getattr(importlib.import_module(module), attr)
 
 
 def test_unknown_adapter_lists_choices_and_where_to_set() -> None:
@@ -58,7 +77,8 @@ def test_plugins_are_found_through_entry_points(tmp_path: Path,
     assert "pigeon" in adapter_names()
     cls = load_adapter("pigeon")
     adapter = cls(AdapterSettings(root=tmp_path, env={}))
-    assert adapter.attempt(object()).provider_id == "coo"  # type: ignore[arg-type]
+    assert adapter.deliver([object()]) == [Outcome(Status.SENT, provider_id="coo")]  # type: ignore[list-item]
+    assert "pigeon" not in builtin_names()
     with pytest.raises(ConfigurationError, match="'broken' is not a newsletter Adapter class"):
         load_adapter("broken")
     with pytest.raises(ConfigurationError, match="'missing' cannot be loaded"):
@@ -69,7 +89,7 @@ def test_an_adapter_without_send_says_which_class() -> None:
     class Half(Adapter):
         name = "half"
 
-    with pytest.raises(NotImplementedError, match="Half must implement send"):
+    with pytest.raises(NotImplementedError, match=r"Half must implement send\(\) or deliver"):
         Half(AdapterSettings(root=Path("."), env={})).send(object())  # type: ignore[arg-type]
 
 
@@ -83,121 +103,103 @@ def test_unsupported_features_are_refused_not_dropped() -> None:
     assert info.value.message == "single does not support --concurrency"
 
 
-def test_a_configuration_error_stops_the_rest_of_the_batch() -> None:
-    class Flaky(Adapter):
-        name = "flaky"
-        calls = 0
+def test_two_packages_claiming_one_name_are_refused(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "evil_smtp.py").write_text(
+        "from newsletter.adapters.base import Adapter\n"
+        "class EvilSmtp(Adapter):\n    name = 'smtp'\n")
+    info = tmp_path / "evil_smtp-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: evil-smtp\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[newsletter.adapters]\nsmtp = evil_smtp:EvilSmtp\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.invalidate_caches()
+    with pytest.raises(ConfigurationError) as info_:
+        load_adapter("smtp")
+    assert info_.value.message == (
+        "more than one installed package provides the mail adapter 'smtp': "
+        "evil_smtp:EvilSmtp (evil-smtp), newsletter.adapters.smtp:SmtpAdapter (newsletter)")
+    assert info_.value.hint == "uninstall the package you do not want"
+
+
+def test_default_deliver_classifies_each_answer_from_send() -> None:
+    answers = iter([lambda: "id-1", TransientError("451 later"), PermanentError("550 no"),
+                    OutcomeUnknown("no answer"), RateLimited("429 slow down", 7.0)])
+
+    class Scripted(Adapter):
+        name = "scripted"
 
         def send(self, message):  # type: ignore[no-untyped-def]
-            Flaky.calls += 1
-            if Flaky.calls == 1:
-                raise PermanentError("550 no")
+            answer = next(answers)
+            if isinstance(answer, Exception):
+                raise answer
+            return answer()
+
+    outcomes = Scripted(AdapterSettings(root=Path("."), env={})).deliver([object()] * 5)  # type: ignore[list-item]
+    assert outcomes == [Outcome(Status.SENT, provider_id="id-1"),
+                        Outcome(Status.DEFERRED, "451 later"),
+                        Outcome(Status.FAILED, "550 no"),
+                        Outcome(Status.UNKNOWN, "no answer"),
+                        Outcome(Status.DEFERRED, "429 slow down", retry_after=7.0)]
+    assert [o.rate_limited for o in outcomes] == [False] * 4 + [True]
+
+
+def test_a_configuration_error_from_send_is_not_an_answer() -> None:
+    class Locked(Adapter):
+        name = "locked"
+
+        def send(self, message):  # type: ignore[no-untyped-def]
             raise ConfigurationError("bad password")
 
-    adapter = Flaky(AdapterSettings(root=Path("."), env={}))
-    adapter.control = Control(pause_after=0)
-    outcomes = adapter.send_batch([object()] * 4)  # type: ignore[list-item]
-    assert outcomes == [Outcome("failed", "550 no"), Outcome("untried"), Outcome("untried"),
-                        Outcome("untried")]
-    assert adapter.control.stop_reason.message == "bad password"  # type: ignore[union-attr]
-    assert Flaky.calls == 2
+    with pytest.raises(ConfigurationError, match="bad password"):
+        Locked(AdapterSettings(root=Path("."), env={})).deliver([object()])  # type: ignore[list-item]
 
 
-class FakeClock:
-    """Stands in for time.monotonic and Event.wait so pacing is checked without sleeping."""
+def test_a_configuration_error_part_way_keeps_the_answers_before_it() -> None:
+    calls = iter(["id-1", PermanentError("550 no"), ConfigurationError("bad password", "fix")])
 
-    def __init__(self) -> None:
-        self.now = 100.0
-        self.waits: list[float] = []
+    class Locking(Adapter):
+        name = "locking"
 
-    def monotonic(self) -> float:
-        return self.now
+        def send(self, message):  # type: ignore[no-untyped-def]
+            answer = next(calls)
+            if isinstance(answer, Exception):
+                raise answer
+            return answer
 
-    def wait(self, seconds: float) -> bool:
-        self.waits.append(round(seconds, 6))
-        self.now += seconds
-        return False
-
-
-def paced(monkeypatch: pytest.MonkeyPatch, **kwargs) -> tuple[Control, FakeClock]:  # type: ignore[no-untyped-def]
-    from newsletter.adapters import base
-
-    clock = FakeClock()
-    monkeypatch.setattr(base.time, "monotonic", clock.monotonic)
-    control = Control(**kwargs)
-    control.stop_event.wait = clock.wait  # type: ignore[method-assign]
-    return control, clock
+    with pytest.raises(ConfigurationStop) as info:
+        Locking(AdapterSettings(root=Path("."), env={})).deliver([object()] * 4)  # type: ignore[list-item]
+    assert (info.value.message, info.value.hint) == ("bad password", "fix")
+    assert info.value.outcomes == [Outcome.sent("id-1"), Outcome(Status.FAILED, "550 no")]
 
 
-def test_rate_spaces_messages_over_all_connections(monkeypatch: pytest.MonkeyPatch) -> None:
-    control, clock = paced(monkeypatch, rate=4)
-    for _ in range(3):
-        control.wait_turn()
-    control.wait_turn(2)          # a batch of two takes two slots
-    control.wait_turn()
-    assert clock.waits == [0.25, 0.25, 0.25, 0.5]
+def test_an_outcome_is_an_answer_a_server_can_give() -> None:
+    assert Outcome("sent").status is Status.SENT        # type: ignore[arg-type]
+    for status in (Status.PENDING, Status.SENDING, "retry"):
+        with pytest.raises(ValueError, match="an adapter answers sent, deferred, failed or "
+                                             "unknown, not"):
+            Outcome(status)  # type: ignore[arg-type]
 
 
-def test_retry_after_holds_everyone(monkeypatch: pytest.MonkeyPatch) -> None:
-    control, clock = paced(monkeypatch)
-    control.pause_for(3)
-    control.wait_turn()
-    control.wait_turn()
-    assert clock.waits == [1.0, 1.0, 1.0]     # waited in steps, so a stop is noticed
+def test_a_batch_size_needs_a_batch_delivery() -> None:
+    with pytest.raises(TypeError, match="Lazy sets max_batch = 10 but does not implement "
+                                        r"deliver\(\)"):
+        class Lazy(Adapter):
+            name = "lazy"
+            max_batch = 10
 
 
-def test_backoff_doubles_then_waits_for_the_next_run(monkeypatch: pytest.MonkeyPatch) -> None:
-    from newsletter.adapters import base
-    from newsletter.adapters.base import LoopOptions, SendLoop
-    from newsletter.ledger import NEXT_RUN, Claimed
+def test_the_adapters_do_not_know_the_ledger() -> None:
+    # Delivery only: claiming and recording belong to the send loop.
+    import ast
 
-    monkeypatch.setattr(base.time, "time", lambda: 1000.0)
-    loop = SendLoop(None, lambda: None, LoopOptions(retry_delay=10, tries_per_run=4))  # type: ignore[arg-type]
-    row = Claimed(7, "a@x.example", "", "p", "<m>", 0, "pending")
-    dues = [loop._result(row, Outcome("deferred", "451")).next_attempt_at for _ in range(4)]
-    assert dues == [1010.0, 1020.0, 1040.0, NEXT_RUN]
-    unknown = loop._result(Claimed(8, "b@x.example", "", "q", "<n>", 0, "pending"),
-                           Outcome("unknown", "no answer"))
-    assert (unknown.status, unknown.next_attempt_at) == ("unknown", 1010.0)
-    limited = loop._result(row, Outcome("retry", "429", retry_after=30))
-    assert (limited.status, limited.counts_as_attempt, limited.next_attempt_at) == \
-        ("pending", False, 1030.0)
-
-
-def test_failure_streak_pauses_the_run() -> None:
-    control = Control(pause_after=3)
-    for _ in range(2):
-        control.note(Outcome("failed", "550"))
-    control.note(Outcome("sent"))                 # a success resets the streak
-    for _ in range(2):
-        control.note(Outcome("deferred", "451"))
-    assert not control.stopped
-    control.note(Outcome("unknown", "dropped"))
-    assert control.stopped
-    assert control.stop_reason.message == "paused after 3 failures in a row (last: dropped)"  # type: ignore[union-attr]
-
-
-@pytest.mark.parametrize(("rate", "expected"), [(None, 50), (100.0, 50), (0.5, 30), (0.001, 1)])
-def test_claims_hold_at_most_a_minute_of_work(rate, expected) -> None:  # type: ignore[no-untyped-def]
-    from newsletter.adapters.base import LoopOptions, SendLoop
-
-    asked: list[int] = []
-
-    class Empty:
-        def new_token(self) -> str:
-            return "t"
-
-        def claim(self, token: str, limit: int) -> list:  # type: ignore[type-arg]
-            asked.append(limit)
-            return []
-
-        def next_due(self) -> None:
-            return None
-
-    class Quiet(Adapter):
-        name = "quiet"
-
-    loop = SendLoop(Empty(), lambda: Quiet(AdapterSettings(root=Path("."), env={})),  # type: ignore[arg-type]
-                    LoopOptions(rate=rate))
-    loop.run()
-    assert asked == [expected]
+    package = Path(__file__).parent.parent / "newsletter" / "adapters"
+    for source in package.glob("*.py"):
+        imported: set[str] = set()
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                imported |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+            elif isinstance(node, ast.Import):
+                imported |= {a.name for a in node.names}
+        assert not imported & {"newsletter.ledger", "newsletter.sendloop", "newsletter.send"}, \
+            source

@@ -180,7 +180,7 @@ def raw_server():  # type: ignore[no-untyped-def]
 def test_lost_after_the_request_is_unknown(send_project: Path, raw_server, behaviour) -> None:  # type: ignore[no-untyped-def]
     from conftest import make_built
 
-    from newsletter.adapters.base import AdapterSettings, Control
+    from newsletter.adapters.base import AdapterSettings
     from newsletter.adapters.sendgrid import SendgridAdapter
     from newsletter.message import MessageFactory, Recipient
     from newsletter.tracking.tokens import Signer
@@ -188,13 +188,48 @@ def test_lost_after_the_request_is_unknown(send_project: Path, raw_server, behav
     url = raw_server(behaviour)
     adapter = SendgridAdapter(AdapterSettings(root=send_project, timeout=0.3,
                                               env=sendgrid_env(url, "k")))
-    adapter.control = Control(pause_after=0)
     factory = MessageFactory(make_built(), Project.load(send_project), Signer({"k": b"s"}, "k"))
     message = factory.make(Recipient("a@x.example", "", "p", "<m@x>"))
     adapter.open()
     try:
-        (outcome,) = adapter.send_batch([message])
+        (outcome,) = adapter.deliver([message])
     finally:
         adapter.close()
     assert outcome.status == "unknown"
     assert "may have been accepted" in outcome.error
+
+
+@pytest.mark.parametrize("provider", ["mailgun", "postmark", "sendgrid"])
+def test_test_copy_through_each_provider(send_project: Path, http_server, provider) -> None:  # type: ignore[no-untyped-def]
+    from click.testing import CliRunner
+
+    from newsletter.cli import main
+
+    fake = {"mailgun": Mailgun, "postmark": Postmark, "sendgrid": Sendgrid}[provider]()
+    url = http_server(fake.app())
+    env = {"mailgun": mailgun_env, "postmark": postmark_env, "sendgrid": sendgrid_env}[
+        provider](url)
+    result = CliRunner().invoke(main, ["send", "2026-spring", "--test", "editor@example.org",
+                                       "--adapter", provider], env=env)
+    assert result.exit_code == 0, result.output
+    assert "Sent a test copy to editor@example.org via " + provider in result.output
+    (accepted,) = fake.accepted
+    assert accepted.delivered["X-Newsletter-Test"] == "yes"
+    assert accepted.delivered["Subject"].startswith("[TEST] ")
+    assert ledger_rows(send_project) == {}
+
+
+def test_test_copy_with_a_revoked_key_stops_with_the_hint(send_project: Path,  # type: ignore[no-untyped-def]
+                                                          http_server) -> None:
+    from click.testing import CliRunner
+
+    from newsletter.cli import main
+
+    fake = Sendgrid()
+    env = sendgrid_env(http_server(fake.app()), key="SG.wrong")
+    result = CliRunner().invoke(main, ["send", "2026-spring", "--test", "editor@example.org",
+                                       "--adapter", "sendgrid"], env=env)
+    assert result.exit_code == 1
+    assert "SendGrid answered 401" in result.output
+    assert "hint: check the key in the environment variable SENDGRID_API_KEY" in result.output
+    assert "Traceback" not in result.output and fake.accepted == []

@@ -100,6 +100,34 @@ def test_test_copy_goes_to_one_address_and_records_nothing(send_project: Path) -
     assert ledger_rows(send_project) == []
 
 
+def test_test_copy_through_smtp(send_project: Path, smtp_server,  # type: ignore[no-untyped-def]
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    recorder, url = smtp_server()
+    monkeypatch.setenv("NEWSLETTER_SMTP_URL", url)
+    result = invoke("--test", "editor@example.org", "--adapter", "smtp")
+    assert result.exit_code == 0, result.output
+    assert "Sent a test copy to editor@example.org via smtp smtp://127.0.0.1:" in result.output
+    assert "(2.0.0 queued as 1)" in result.output
+    (raw,) = recorder.messages
+    message = email.message_from_bytes(raw, policy=policy.default)
+    assert message["To"].addresses[0].addr_spec == "editor@example.org"
+    assert message["X-Newsletter-Test"] == "yes"
+    assert ledger_rows(send_project) == []
+
+
+def test_test_copy_refused_says_why(send_project: Path, smtp_server,  # type: ignore[no-untyped-def]
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    recorder, url = smtp_server()
+    recorder.faults["editor@example.org"] = ["451 4.7.1 greylisted"]
+    monkeypatch.setenv("NEWSLETTER_SMTP_URL", url)
+    result = invoke("--test", "editor@example.org", "--adapter", "smtp")
+    assert result.exit_code == 1
+    assert "the test message to editor@example.org was not sent (deferred): RCPT TO " \
+        "editor@example.org: 451 4.7.1 greylisted" in result.output
+    assert recorder.attempts["editor@example.org"] == 1     # tried once, not retried
+    assert "Traceback" not in result.output
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (("--test", "not an address"), "--test 'not an address' is not a valid email address"),
     (("--to", "nope", "--yes"), "there is no list called 'nope' in audiences.yaml\n"
@@ -196,7 +224,7 @@ def test_commands_have_help_with_an_example() -> None:
 
 
 def test_docs_describe_every_send_option_and_adapter() -> None:
-    from newsletter.adapters.base import BUILTINS
+    from newsletter.adapters.base import builtin_names
     from newsletter.cli.send import send
 
     docs = (Path(__file__).resolve().parent.parent / "docs" / "sending.md").read_text()
@@ -204,7 +232,7 @@ def test_docs_describe_every_send_option_and_adapter() -> None:
         for name in option.opts:
             if name.startswith("--"):
                 assert name in docs, f"{name} is not in docs/sending.md"
-    for adapter in BUILTINS:
+    for adapter in builtin_names():
         assert f"`{adapter}`" in docs
 
 

@@ -1,27 +1,49 @@
-"""What every mail adapter shares: the send loop, error classes, pacing, and the registry.
+"""What every mail adapter is: the contract, the answers it gives, and the registry.
 
-An adapter only says how to hand one message (or one batch) to its server or provider, and
-what each answer means. The loop here owns everything else: claiming ledger rows, rendering
-messages, pacing (``--rate``), parallel connections (``--concurrency``), backoff after
-temporary failures, pausing the run after too many failures in a row, and stopping the whole
-run on a configuration error (wrong password, revoked key) without marking anybody failed.
+An adapter is only delivery. It opens and closes a connection and hands over a batch of
+messages, saying for each what the server or provider answered. Everything else (claiming
+ledger rows, pacing, parallel connections, retries, pausing after failures in a row, stopping,
+recording) is the send loop's, in :mod:`newsletter.sendloop`, so every adapter, built-in or
+plug-in, gets the same behaviour without writing it.
 
-Every failure is one of::
+The contract (:class:`Adapter`)::
+
+    name: ClassVar[str]                        what --adapter NAME chooses
+    max_batch: ClassVar[int] = 1               messages per deliver() call
+    max_batch_bytes: ClassVar[int] = 0         a size cap per batch (0: none), with size()
+    supports_concurrency: ClassVar[bool] = True
+    __init__(settings: AdapterSettings)        read settings; raise ConfigurationError
+    check_settings(settings) (classmethod)     before anything is sent
+    describe() -> str                          where messages go (no secrets)
+    preflight() -> list[str]                   check the provider's own settings before
+                                               sending: raise ConfigurationError, or warn
+    open() / close()                           a connection per worker; close() always runs
+    send(message) -> str                       one message; the provider's id for it
+    deliver(batch) -> list[Outcome]            one Outcome per message, in order; the
+                                               default calls send() for each
+
+How an answer is given, by raising from ``send()`` or ``deliver()`` or returning an Outcome::
 
     TransientError   try later                                     -> deferred, backoff
     PermanentError   this recipient can never get it               -> failed
     OutcomeUnknown   handed over, but no answer came back          -> unknown, retried with
                                                                       the same Message-ID
-    RateLimited      slow down; not counted as an attempt          -> retried after the wait
+    RateLimited      slow down; not counted as an attempt          -> every connection waits
+                                                                      ``retry_after`` seconds
     ConfigurationError (newsletter.errors): a setting is wrong (key, sender, domain, stream):
-                     the run stops, nobody is marked failed, rows go back as they were
+                     the run stops, nobody is marked failed, the batch goes back as it was
+    ConfigurationStop  the same, met part-way through a batch: carries the outcomes of the
+                     messages already settled (accepted ones are recorded as sent)
 
-What counts as which is the adapter's to say, from what its server documents: over SMTP a
-4xx reply is temporary and a 5xx permanent (RFC 5321); HTTP providers answer with their own
-status codes and error codes, read in ``http.py`` and each provider's module.
+An error raised from ``deliver()`` is the answer for every message of the batch. What counts as
+which is the adapter's to say, from what its server documents: over SMTP a 4xx reply is
+temporary and a 5xx permanent (RFC 5321); HTTP providers answer with their own status codes
+and error codes, read in ``http.py`` and each provider's module. An adapter that must wait
+(e.g. before asking a provider whether a message whose answer was lost arrived) waits with
+``self.stopping.wait(seconds)``, which returns True at once when the run is stopping.
 
-Third-party adapters register a subclass of :class:`Adapter` under the entry-point group
-``newsletter.adapters``, e.g. in their pyproject.toml::
+Adapters are found through the entry-point group ``newsletter.adapters``: the built-in ones
+are declared in this package's pyproject.toml, a plug-in in its own::
 
     [project.entry-points."newsletter.adapters"]
     ses = "newsletter_ses:SesAdapter"
@@ -30,73 +52,84 @@ Third-party adapters register a subclass of :class:`Adapter` under the entry-poi
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from importlib import import_module
-from importlib.metadata import entry_points
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Protocol
+from typing import TYPE_CHECKING, ClassVar
 
-from newsletter.errors import ConfigurationError, NewsletterError
+from newsletter.errors import ConfigurationError, NewsletterError, NotSupported
+from newsletter.status import ANSWERS, Status
 
 if TYPE_CHECKING:
-    from newsletter.ledger import Claimed, Result
     from newsletter.message import OutgoingMessage
 
 ENTRY_POINT_GROUP = "newsletter.adapters"
-BUILTINS = {
-    "maildir": "newsletter.adapters.maildir:MaildirAdapter",
-    "smtp": "newsletter.adapters.smtp:SmtpAdapter",
-    "mailgun": "newsletter.adapters.mailgun:MailgunAdapter",
-    "postmark": "newsletter.adapters.postmark:PostmarkAdapter",
-    "sendgrid": "newsletter.adapters.sendgrid:SendgridAdapter",
-}
+DISTRIBUTION = "newsletter"     # the package whose entry points are the built-in adapters
+DEFAULT_RETRY_AFTER = 60.0
 
 
-# --- outcomes ----------------------------------------------------------------------------
+# --- answers -----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """What became of one message: sent, deferred, failed, unknown, retry (429) or untried."""
+    """An adapter's answer for one message.
 
-    status: str
+    ``status`` is SENT, DEFERRED, FAILED or UNKNOWN. ``retry_after`` is set only when the
+    provider asked us to slow down (:class:`RateLimited`): the message was not taken, the try
+    does not count, and every connection waits that many seconds. ``recipient_problem`` marks
+    a FAILED that the provider said is about the recipient (an address it refuses, one that
+    bounced or complained before): the kind of failure that belongs on the suppression list.
+    """
+
+    status: Status
     error: str = ""
     provider_id: str = ""
     retry_after: float | None = None
-    # A "failed" the provider said is about the recipient (an address it refuses, one that
-    # bounced or complained before): the kind of failure that belongs on the suppression list.
     recipient_problem: bool = False
+
+    def __post_init__(self) -> None:
+        if self.status not in ANSWERS:
+            raise ValueError(f"an adapter answers sent, deferred, failed or unknown, "
+                             f"not {self.status!r}")
+        if not isinstance(self.status, Status):
+            object.__setattr__(self, "status", Status(self.status))
+
+    @classmethod
+    def sent(cls, provider_id: str = "") -> Outcome:
+        """The message was accepted; ``provider_id`` is the server's or provider's id for it."""
+        return cls(Status.SENT, provider_id=provider_id)
+
+    @property
+    def rate_limited(self) -> bool:
+        """True when the provider asked us to wait before trying again (not an attempt)."""
+        return self.retry_after is not None
 
 
 class DeliveryError(Exception):
-    """A message was not (or may not have been) accepted."""
+    """A message was not (or may not have been) accepted; subclasses say which."""
 
-    status = "deferred"
-
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
+    status: ClassVar[Status] = Status.DEFERRED
 
     def outcome(self) -> Outcome:
-        return Outcome(self.status, str(self), retry_after=self.retry_after)
+        """This error as the answer for one message."""
+        return Outcome(self.status, str(self))
 
 
 class TransientError(DeliveryError):
     """Try again later: SMTP 4xx (and 552), a dropped connection, an HTTP provider's 5xx."""
 
-    status = "deferred"
+    status = Status.DEFERRED
 
 
 class PermanentError(DeliveryError):
     """Do not try again: SMTP 5xx, or an address an HTTP provider refuses for good."""
 
-    status = "failed"
+    status = Status.FAILED
 
-    def __init__(self, message: str, retry_after: float | None = None,
-                 recipient_problem: bool = False) -> None:
-        super().__init__(message, retry_after)
+    def __init__(self, message: str, recipient_problem: bool = False) -> None:
+        super().__init__(message)
         self.recipient_problem = recipient_problem
 
     def outcome(self) -> Outcome:
@@ -106,13 +139,37 @@ class PermanentError(DeliveryError):
 class OutcomeUnknown(DeliveryError):
     """The message was handed over but no answer came: it may have been delivered."""
 
-    status = "unknown"
+    status = Status.UNKNOWN
 
 
 class RateLimited(DeliveryError):
     """The provider asked us to slow down; the message goes back without counting a try."""
 
-    status = "retry"
+    status = Status.DEFERRED
+
+    def __init__(self, message: str, retry_after: float = DEFAULT_RETRY_AFTER) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def outcome(self) -> Outcome:
+        return Outcome(self.status, str(self), retry_after=self.retry_after)
+
+
+class ConfigurationStop(ConfigurationError):
+    """A configuration problem met part-way through a batch: ``outcomes`` holds, from the
+    start of the batch, what was already settled (messages the provider accepted before it),
+    None for a message it did not take; messages after them were not tried."""
+
+    def __init__(self, message: str, hint: str = "",
+                 outcomes: Sequence[Outcome | None] = ()) -> None:
+        super().__init__(message, hint)
+        self.outcomes: list[Outcome | None] = list(outcomes)
+
+    @classmethod
+    def wrap(cls, error: NewsletterError,
+             outcomes: Sequence[Outcome | None]) -> ConfigurationStop:
+        """``error``, met after ``outcomes`` were settled."""
+        return cls(error.message, error.hint, outcomes)
 
 
 # --- settings and the adapter class ------------------------------------------------------
@@ -141,92 +198,35 @@ class AdapterSettings:
         return value
 
 
-class Control:
-    """Shared between the loop's workers: pacing, 429 pauses, failure streaks, stopping."""
-
-    def __init__(self, rate: float | None = None, pause_after: int = 10,
-                 sleep: Callable[[float], None] | None = None) -> None:
-        self.rate = rate
-        self.pause_after = pause_after
-        self._lock = threading.Lock()
-        self._next_slot = 0.0
-        self._resume_at = 0.0
-        self._streak = 0
-        self.stop_event = threading.Event()
-        self.stop_reason: NewsletterError | None = None
-
-    @property
-    def stopped(self) -> bool:
-        return self.stop_event.is_set()
-
-    def stop(self, reason: NewsletterError) -> None:
-        with self._lock:
-            if self.stop_reason is None:
-                self.stop_reason = reason
-        self.stop_event.set()
-
-    def _sleep_until(self, when: float) -> None:
-        while not self.stop_event.is_set():
-            delay = when - time.monotonic()
-            if delay <= 0:
-                return
-            self.stop_event.wait(min(delay, 1.0))
-
-    def wait_turn(self, count: int = 1) -> None:
-        """Block until ``count`` messages may go: after any 429 pause, at the ``--rate`` pace."""
-        with self._lock:
-            resume = self._resume_at
-        self._sleep_until(resume)
-        if not self.rate:
-            return
-        with self._lock:
-            start = max(time.monotonic(), self._next_slot)
-            self._next_slot = start + count / self.rate
-        self._sleep_until(start)
-
-    def pause_for(self, seconds: float) -> float:
-        """Every worker waits ``seconds`` (a provider's Retry-After); returns the wall time."""
-        with self._lock:
-            self._resume_at = max(self._resume_at, time.monotonic() + seconds)
-        return time.time() + seconds
-
-    def note(self, outcome: Outcome) -> None:
-        """Count failure streaks; too many in a row pause the whole run."""
-        if outcome.status in ("retry", "untried"):
-            return
-        with self._lock:
-            self._streak = 0 if outcome.status == "sent" else self._streak + 1
-            streak = self._streak
-        if self.pause_after and streak >= self.pause_after:
-            self.stop(NewsletterError(
-                f"paused after {streak} failures in a row (last: {outcome.error})",
-                hint="nothing more is sent; fix the cause and run the same `newsletter send` "
-                "again: it resumes where it stopped",
-            ))
-
-
 class Adapter:
     """Hands messages to one kind of mail system. Subclasses fill in :meth:`send`.
 
-    Set ``max_batch`` above 1 and override :meth:`send_batch` for providers with a batch
-    endpoint. Adapters that need the whole MIME message use ``message.mime``; HTTP APIs that
-    take parts use ``message.html``, ``message.text`` and ``message.headers``.
+    A provider with a batch endpoint sets ``max_batch`` above 1 (and ``max_batch_bytes`` if
+    its batches have a size cap, measured by :meth:`size`) and overrides :meth:`deliver`.
+    Adapters that need the whole MIME message use ``message.mime``; HTTP APIs that take parts
+    use ``message.html``, ``message.text`` and ``message.headers``.
     """
 
     name: ClassVar[str] = ""
     max_batch: ClassVar[int] = 1
+    max_batch_bytes: ClassVar[int] = 0
     supports_concurrency: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.max_batch > 1 and cls.deliver is Adapter.deliver:
+            raise TypeError(f"{cls.__name__} sets max_batch = {cls.max_batch} but does not "
+                            "implement deliver(): the default sends one message at a time")
 
     def __init__(self, settings: AdapterSettings) -> None:
         self.settings = settings
-        self.control = Control()
+        # Set when the run is stopping (the send loop hands over its own): wait on it.
+        self.stopping = threading.Event()
 
     @classmethod
     def check_settings(cls, settings: AdapterSettings) -> None:
         """Raise ConfigurationError now if a setting is missing, before anything is sent."""
         if settings.concurrency > 1 and not cls.supports_concurrency:
-            from newsletter.errors import NotSupported
-
             raise NotSupported(cls.name or cls.__name__, "--concurrency")
 
     def describe(self) -> str:
@@ -247,71 +247,79 @@ class Adapter:
     def close(self) -> None:
         """Release connections; called once, even after errors."""
 
+    def size(self, message: OutgoingMessage) -> int:
+        """What ``message`` adds to a batch, in the unit of ``max_batch_bytes``."""
+        return len(message.mime)
+
     def send(self, message: OutgoingMessage) -> str:
         """Hand over one message; return the provider's id for it, or raise DeliveryError."""
         raise NotImplementedError(
-            f"{type(self).__name__} must implement send() or send_batch()")
+            f"{type(self).__name__} must implement send() or deliver()")
 
-    def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[Outcome]:
-        """One outcome per message, in order. Stops early (rest 'untried') when the run stops."""
+    def deliver(self, batch: Sequence[OutgoingMessage]) -> list[Outcome]:
+        """Hand over ``batch`` (at most ``max_batch`` messages); one Outcome each, in order.
+
+        Raising DeliveryError answers for the whole batch; raising ConfigurationError stops
+        the run with the batch untried (:class:`ConfigurationStop` with the outcomes of the
+        messages already settled). The default sends each message through :meth:`send`.
+        """
         outcomes: list[Outcome] = []
-        for message in messages:
-            if self.control.stopped:
-                outcomes.append(Outcome("untried"))
-                continue
-            self.control.wait_turn()
-            if self.control.stopped:
-                outcomes.append(Outcome("untried"))
-                continue
-            outcome = self.attempt(message)
-            outcomes.append(outcome)
+        for message in batch:
+            try:
+                outcomes.append(Outcome.sent(self.send(message) or ""))
+            except DeliveryError as exc:
+                outcomes.append(exc.outcome())
+            except NewsletterError as exc:
+                if not outcomes:
+                    raise
+                settled = exc.outcomes if isinstance(exc, ConfigurationStop) else []
+                raise ConfigurationStop(exc.message, exc.hint, [*outcomes, *settled]) from exc
         return outcomes
-
-    def attempt(self, message: OutgoingMessage) -> Outcome:
-        """:meth:`send` one message and classify what happened."""
-        try:
-            provider_id = self.send(message)
-        except DeliveryError as exc:
-            outcome = exc.outcome()
-        except NewsletterError as exc:
-            self.control.stop(exc)
-            return Outcome("untried")
-        else:
-            outcome = Outcome("sent", provider_id=provider_id or "")
-        if outcome.status == "retry":
-            self.control.pause_for(outcome.retry_after or 60.0)
-        self.control.note(outcome)
-        return outcome
 
 
 # --- registry ----------------------------------------------------------------------------
 
 
-def _third_party() -> dict[str, object]:
-    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+def _registered() -> dict[str, list[EntryPoint]]:
+    found: dict[str, list[EntryPoint]] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        same = found.setdefault(ep.name, [])
+        if all(other.value != ep.value for other in same):
+            same.append(ep)
+    return found
 
 
 def adapter_names() -> list[str]:
-    """Every adapter that can be chosen: the built-ins, then installed plug-ins."""
-    return sorted(set(BUILTINS) | set(_third_party()))
+    """Every adapter that can be chosen: the built-ins and installed plug-ins."""
+    return sorted(_registered())
+
+
+def builtin_names() -> list[str]:
+    """The adapters this package provides (declared in its own pyproject.toml)."""
+    return sorted(name for name, eps in _registered().items()
+                  if any(ep.dist is not None and ep.dist.name == DISTRIBUTION for ep in eps))
 
 
 def load_adapter(name: str) -> type[Adapter]:
     """The adapter class called ``name``, or an error listing the ones there are."""
-    if name in BUILTINS:
-        module, _, attr = BUILTINS[name].partition(":")
-        return getattr(import_module(module), attr)
-    plugin = _third_party().get(name)
-    if plugin is None:
+    found = _registered().get(name)
+    if not found:
         raise ConfigurationError(
             f"there is no mail adapter called {name!r}; choose one of: "
             + ", ".join(adapter_names()),
             hint="choose with --adapter NAME or the environment variable NEWSLETTER_ADAPTER; "
             f"plug-ins register under the entry-point group {ENTRY_POINT_GROUP!r}",
         )
+    if len(found) > 1:
+        # Two packages claim the name: refuse rather than guess which one sends the mail.
+        raise ConfigurationError(
+            f"more than one installed package provides the mail adapter {name!r}: "
+            + ", ".join(sorted(f"{ep.value} ({ep.dist.name if ep.dist else '?'})"
+                               for ep in found)),
+            hint="uninstall the package you do not want")
     try:
-        cls = plugin.load()  # type: ignore[attr-defined]
-    except ImportError as exc:
+        cls = found[0].load()
+    except (ImportError, AttributeError) as exc:
         raise ConfigurationError(f"the mail adapter {name!r} cannot be loaded: {exc}",
                                  hint="reinstall the package that provides it") from exc
     if not (isinstance(cls, type) and issubclass(cls, Adapter)):
@@ -319,202 +327,6 @@ def load_adapter(name: str) -> type[Adapter]:
     return cls
 
 
-# --- the loop ----------------------------------------------------------------------------
-
-
-class WorkQueue(Protocol):
-    """Where the loop gets work and writes results: the ledger, in ``send.py``."""
-
-    def claim(self, token: str, limit: int) -> list[Claimed]: ...
-    def record(self, token: str, results: list[Result]) -> None: ...
-    def release(self, token: str) -> None: ...
-    def next_due(self) -> float | None: ...
-    def render(self, row: Claimed) -> OutgoingMessage: ...
-    def new_token(self) -> str: ...
-
-
-@dataclass
-class LoopOptions:
-    """How the loop paces and retries."""
-
-    concurrency: int = 1
-    rate: float | None = None
-    claim_size: int = 50            # rows a worker takes from the ledger at once
-    record_every: int = 20          # answers written back at once: the most that can repeat
-    pause_after: int = 10           # failures in a row that pause the run
-    retry_delay: float = 30.0       # first backoff; doubles each try
-    retry_max_delay: float = 900.0
-    tries_per_run: int = 4          # then the row waits for the next `send`
-    max_wait: float = 1800.0        # longest the run waits for a deferred row to become due
-
-
-@dataclass
-class Tally:
-    """Counts for the progress bar and the summary."""
-
-    total: int = 0
-    sent: int = 0
-    deferred: int = 0
-    failed: int = 0
-    unknown: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    @property
-    def done(self) -> int:
-        return self.sent + self.failed
-
-
-class SendLoop:
-    """Runs workers (one connection each) until no due work is left or the run stops."""
-
-    def __init__(self, queue: WorkQueue, adapter_factory: Callable[[], Adapter],
-                 options: LoopOptions, total: int = 0,
-                 on_progress: Callable[[Tally, int], None] | None = None) -> None:
-        self.queue = queue
-        self.factory = adapter_factory
-        self.options = options
-        self.control = Control(options.rate, options.pause_after)
-        self.tally = Tally(total=total)
-        self.on_progress = on_progress
-        self._tries: dict[int, int] = {}
-        self._state: dict[int, str] = {}  # recipient id -> latest status in this run
-        self._errors: list[BaseException] = []
-
-    def run(self) -> Tally:
-        """Send until done; raise the error that stopped the run, if one did."""
-        count = max(1, self.options.concurrency)
-        # Workers always run in threads, so Ctrl-C reaches this thread: it stops the workers
-        # after the message each is sending, their answers are recorded, then it re-raises.
-        # Waiting is on events each worker sets when it has finished, not on Thread.join: a
-        # KeyboardInterrupt landing inside join() can leave it returning before the thread
-        # is done, and the process would then exit with rows still claimed.
-        finished = [threading.Event() for _ in range(count)]
-        threads = [threading.Thread(target=self._worker, args=(i, finished[i]),
-                                    name=f"send-{i}") for i in range(count)]
-        try:
-            for thread in threads:
-                thread.start()
-            for event in finished:
-                while not event.wait(0.5):
-                    pass
-        except KeyboardInterrupt:
-            self.control.stop(NewsletterError("interrupted"))
-            for thread, event in zip(threads, finished, strict=True):
-                while thread.ident is not None and not event.is_set():
-                    event.wait(0.5)
-            raise
-        for thread in threads:
-            thread.join()
-        if self._errors:
-            raise self._errors[0]
-        if self.control.stop_reason is not None:
-            raise self.control.stop_reason
-        return self.tally
-
-    def _result(self, row: Claimed, outcome: Outcome) -> Result:
-        from newsletter.ledger import NEXT_RUN, Result
-
-        if outcome.status == "sent":
-            return Result(row.recipient_id, "sent", provider_id=outcome.provider_id)
-        if outcome.status == "failed":
-            return Result(row.recipient_id, "failed", outcome.error,
-                          recipient_problem=outcome.recipient_problem)
-        if outcome.status in ("retry", "untried"):
-            # Not tried (or refused for pace): back as it was, no attempt counted.
-            due = time.time() + (outcome.retry_after or 0) if outcome.status == "retry" else 0
-            return Result(row.recipient_id, row.previous_status or "pending", outcome.error,
-                          next_attempt_at=due, counts_as_attempt=False)
-        tries = self._tries.get(row.recipient_id, 0) + 1
-        self._tries[row.recipient_id] = tries
-        if tries >= self.options.tries_per_run:
-            due = NEXT_RUN
-        else:
-            delay = min(self.options.retry_delay * 2 ** (tries - 1), self.options.retry_max_delay)
-            due = time.time() + delay
-        return Result(row.recipient_id, outcome.status, outcome.error, next_attempt_at=due)
-
-    def _count(self, rows: list, outcomes: list[Outcome]) -> None:
-        """Count each recipient once, in its latest state: a deferred row sent on a retry
-        moves from deferred to sent, and the progress position only grows by new recipients."""
-        with self.tally._lock:
-            first_seen = 0
-            for row, outcome in zip(rows, outcomes, strict=True):
-                if outcome.status not in ("sent", "failed", "deferred", "unknown"):
-                    continue
-                before = self._state.get(row.recipient_id)
-                if before is None:
-                    first_seen += 1
-                else:
-                    setattr(self.tally, before, getattr(self.tally, before) - 1)
-                self._state[row.recipient_id] = outcome.status
-                setattr(self.tally, outcome.status, getattr(self.tally, outcome.status) + 1)
-            if self.on_progress:
-                self.on_progress(self.tally, first_seen)
-
-    def _wait_for_due(self) -> bool:
-        """True when a deferred row will be due soon enough to wait for it."""
-        due = self.queue.next_due()
-        if due is None:
-            return False
-        delay = due - time.time()
-        if delay > self.options.max_wait:
-            return False
-        if delay > 0:
-            self.control.stop_event.wait(min(delay, 1.0))
-        return not self.control.stopped
-
-    def _worker(self, index: int, finished: threading.Event) -> None:
-        try:
-            self._work(index)
-        finally:
-            finished.set()
-
-    def _work(self, index: int) -> None:
-        try:
-            adapter = self.factory()
-            adapter.control = self.control
-            adapter.open()
-        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
-            self._errors.append(exc)
-            self.control.stop_event.set()
-            return
-        claim_size = max(adapter.max_batch, self.options.claim_size)
-        if self.options.rate:
-            # At a slow --rate, take only about a minute's work at a time: a claim held much
-            # longer than the lease could be taken over by another `send` and sent twice.
-            claim_size = max(1, min(claim_size, int(self.options.rate * 60)))
-        try:
-            while not self.control.stopped:
-                token = self.queue.new_token()
-                rows = self.queue.claim(token, claim_size)
-                if not rows:
-                    if self._wait_for_due():
-                        continue
-                    break
-                # A one-at-a-time adapter gets chunks of `record_every`; a batch API gets its
-                # batches. Each chunk is recorded as soon as it is answered: messages accepted
-                # but not yet recorded (one chunk per worker) are the only ones a crash can
-                # repeat. Rows claimed but not yet tried come back as unknown, sent once.
-                size = (min(adapter.max_batch, len(rows)) if adapter.max_batch > 1
-                        else self.options.record_every)
-                try:
-                    for start in range(0, len(rows), size):
-                        chunk = rows[start:start + size]
-                        messages = [self.queue.render(row) for row in chunk]
-                        if self.control.stopped:
-                            outcomes = [Outcome("untried")] * len(chunk)
-                        else:
-                            outcomes = adapter.send_batch(messages)
-                        self.queue.record(token, [self._result(row, outcome)
-                                                  for row, outcome in zip(chunk, outcomes,
-                                                                          strict=True)])
-                        self._count(chunk, outcomes)
-                except BaseException:
-                    # Every answered row is recorded; give back the rest exactly as they were.
-                    self.queue.release(token)
-                    raise
-        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
-            self._errors.append(exc)
-            self.control.stop_event.set()
-        finally:
-            adapter.close()
+__all__ = ["Adapter", "AdapterSettings", "ConfigurationStop", "DeliveryError", "Outcome",
+           "OutcomeUnknown", "PermanentError", "RateLimited", "Status", "TransientError",
+           "adapter_names", "builtin_names", "load_adapter"]

@@ -1,8 +1,9 @@
 """What the HTTP API adapters share: one requests session per worker, and reading answers.
 
 A provider module fills in :meth:`HttpAdapter.deliver` (build the request for a batch, post it,
-read each message's outcome) and says what its own answers mean in :meth:`classify`. Every
-answer ends in one of three places, and the difference matters:
+read each message's outcome) and says what its own answers mean in :meth:`classify`; pacing,
+retries and 429 pauses are the send loop's (``newsletter/sendloop.py``). Every answer ends in
+one of three places, and the difference matters:
 
 - a **recipient problem** (an address the provider refuses, one that bounced or complained
   before): that recipient fails, with ``recipient_problem`` set, and nobody else does;
@@ -37,10 +38,12 @@ import requests
 from newsletter.adapters.base import (
     Adapter,
     AdapterSettings,
+    ConfigurationStop,
     DeliveryError,
     Outcome,
     OutcomeUnknown,
     RateLimited,
+    Status,
     TransientError,
 )
 from newsletter.errors import ConfigurationError, NewsletterError
@@ -73,20 +76,6 @@ def reset_seconds(value: str | None, default: float = 60.0) -> float:
         return max(1.0, float(value or "") - time.time())
     except ValueError:
         return default
-
-
-class ConfigurationStop(ConfigurationError):
-    """A configuration problem met part-way through a batch: ``outcomes`` holds what was
-    already settled (messages the provider accepted before it), the rest were not tried."""
-
-    def __init__(self, message: str, hint: str = "",
-                 outcomes: Sequence[Outcome] = ()) -> None:
-        super().__init__(message, hint)
-        self.outcomes = list(outcomes)
-
-    @classmethod
-    def wrap(cls, error: NewsletterError, outcomes: Sequence[Outcome]) -> ConfigurationStop:
-        return cls(error.message, error.hint, outcomes)
 
 
 def words(response: requests.Response) -> str:
@@ -230,10 +219,6 @@ class HttpAdapter(Adapter):
 
     # --- delivering ------------------------------------------------------------------
 
-    def deliver(self, messages: Sequence[OutgoingMessage]) -> list[Outcome]:
-        """Hand over up to ``max_batch`` messages; one outcome each, or raise for all."""
-        raise NotImplementedError(f"{type(self).__name__} must implement deliver()")
-
     def each(self, messages: Sequence[OutgoingMessage],
              send_one: Callable[[OutgoingMessage], Outcome]) -> list[Outcome]:
         """Deliver one request per message, settling each as it is answered."""
@@ -263,7 +248,7 @@ class HttpAdapter(Adapter):
         searched = False
         waited = 0.0
         for wait in self.confirm_waits if self.can_look_up else ():
-            if self.control.stop_event.wait(wait):
+            if self.stopping.wait(wait):
                 break
             waited += wait
             try:
@@ -277,7 +262,7 @@ class HttpAdapter(Adapter):
         outcomes = []
         for index in range(len(messages)):
             if index in found:
-                outcomes.append(Outcome("sent", provider_id=found[index]))
+                outcomes.append(Outcome.sent(found[index]))
                 continue
             if not self.can_look_up:
                 where = f"and {self.provider} offers no way to look it up"
@@ -285,33 +270,8 @@ class HttpAdapter(Adapter):
                 where = f"and {self.provider} had no record of it after {waited:.0f} s"
             else:
                 where = f"and {self.provider} could not be asked whether it had it"
-            outcomes.append(Outcome("unknown", f"{lost} {where}; it will be sent again with "
-                                    "the same Message-ID, so a second copy is possible"))
-        return outcomes
-
-    def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[Outcome]:
-        outcomes: list[Outcome] = []
-        for start in range(0, len(messages), self.max_batch):
-            chunk = messages[start:start + self.max_batch]
-            if self.control.stopped:
-                outcomes += [Outcome("untried")] * len(chunk)
-                continue
-            self.control.wait_turn(len(chunk))
-            try:
-                results = self.deliver(chunk)
-            except DeliveryError as exc:
-                results = [exc.outcome()] * len(chunk)
-            except ConfigurationStop as exc:
-                self.control.stop(exc)
-                results = exc.outcomes + [Outcome("untried")] * (len(chunk) - len(exc.outcomes))
-            except NewsletterError as exc:
-                self.control.stop(exc)
-                results = [Outcome("untried")] * len(chunk)
-            for outcome in results:
-                if outcome.status == "retry":
-                    self.control.pause_for(outcome.retry_after or 60.0)
-                self.control.note(outcome)
-            outcomes += results
+            outcomes.append(Outcome(Status.UNKNOWN, f"{lost} {where}; it will be sent again "
+                                    "with the same Message-ID, so a second copy is possible"))
         return outcomes
 
 

@@ -117,7 +117,7 @@ class MailgunAdapter(HttpAdapter):
                 f"\"{response.text[:200].strip()}\"",
                 hint="check MAILGUN_API_URL (https://api.mailgun.net, or "
                 "https://api.eu.mailgun.net for EU domains) and MAILGUN_DOMAIN") from None
-        return Outcome("sent", provider_id=provider_id)
+        return Outcome.sent(provider_id)
 
     def find_accepted(self, messages: Sequence[OutgoingMessage],
                       token: str) -> dict[int, str]:

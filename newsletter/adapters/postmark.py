@@ -34,20 +34,22 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from email.utils import formataddr
 
 import requests
 
 from newsletter.adapters.base import (
     AdapterSettings,
+    ConfigurationStop,
     DeliveryError,
     Outcome,
     OutcomeUnknown,
     RateLimited,
+    Status,
     TransientError,
 )
-from newsletter.adapters.http import ConfigurationStop, HttpAdapter
+from newsletter.adapters.http import HttpAdapter
 from newsletter.errors import ConfigurationError, NewsletterError
 from newsletter.message import OutgoingMessage
 
@@ -140,14 +142,14 @@ class PostmarkAdapter(HttpAdapter):
         said = str(answer.get("Message", ""))
         code = answer.get("ErrorCode", 0)      # none: "accepted, but delivery may be delayed"
         if code == 0:
-            return Outcome("sent", provider_id=str(answer.get("MessageID", "")))
+            return Outcome.sent(str(answer.get("MessageID", "")))
         text = f"Postmark error {code}: {said}"
         if code in RECIPIENT_CODES or (code == 300 and ("'to'" in said.lower())):
-            return Outcome("failed", text, recipient_problem=True)
+            return Outcome(Status.FAILED, text, recipient_problem=True)
         if code == 100:
-            return Outcome("deferred", text)
+            return Outcome(Status.DEFERRED, text)
         if code == 429:
-            return Outcome("retry", text, retry_after=60.0)
+            return RateLimited(text, 60.0).outcome()
         return self._stop(code, said)
 
     # --- sending ---------------------------------------------------------------------
@@ -167,13 +169,24 @@ class PostmarkAdapter(HttpAdapter):
             except DeliveryError as exc:
                 outcomes += [exc.outcome()] * len(chunk)
             except ConfigurationStop as exc:
-                raise ConfigurationStop(exc.message, exc.hint, outcomes + exc.outcomes) from exc
+                raise ConfigurationStop(exc.message, exc.hint,
+                                        [*outcomes, *exc.outcomes]) from exc
             except NewsletterError as exc:
                 raise ConfigurationStop.wrap(exc, outcomes) from exc
         return outcomes
 
-    def _requests(self, messages: Sequence[OutgoingMessage], done: list[Outcome]):  # type: ignore[no-untyped-def]
-        """Batches of at most 500 messages and 50 MB, each as (messages, body, batch id)."""
+    def size(self, message: OutgoingMessage) -> int:
+        """The bytes ``message`` adds to a batch request (its JSON and a comma): the send
+        loop keeps each batch under ``max_batch_bytes`` by it."""
+        return len(json.dumps(self.payload(message, "0" * 16),
+                              ensure_ascii=False).encode("utf-8")) + 1
+
+    def _requests(self, messages: Sequence[OutgoingMessage], done: list[Outcome]
+                  ) -> Iterator[tuple[list[OutgoingMessage], bytes, str]]:
+        """Requests of at most 500 messages and 50 MB, each as (messages, body, batch id).
+
+        The send loop already makes batches under the cap by :meth:`size`; this keeps the
+        request itself, brackets included, under it whatever it is given."""
         chunk: list[OutgoingMessage] = []
         parts: list[bytes] = []
         size = ENVELOPE
@@ -212,18 +225,19 @@ class PostmarkAdapter(HttpAdapter):
             # Postmark answered, but we cannot tell which messages it took: ask it.
             return self.settle(chunk, OutcomeUnknown("Postmark's batch answer does not match "
                                                      "the batch sent"), batch)
-        outcomes: list[Outcome] = []
+        outcomes: list[Outcome | None] = []
         stop: ConfigurationError | None = None
         for answer in answers:
             outcome = self._outcome(answer)
             if isinstance(outcome, ConfigurationError):
                 stop = stop or outcome
-                outcome = Outcome("untried")
+                outcomes.append(None)        # not taken: goes back as it was
+                continue
             outcomes.append(outcome)
         if stop is not None:
             # Accepted messages stay sent; the others go back untouched, the run stops.
             raise ConfigurationStop(stop.message, stop.hint, outcomes)
-        return outcomes
+        return [outcome for outcome in outcomes if outcome is not None]
 
     def find_accepted(self, messages: Sequence[OutgoingMessage],
                       token: str) -> dict[int, str]:

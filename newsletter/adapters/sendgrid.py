@@ -105,4 +105,4 @@ class SendgridAdapter(HttpAdapter):
     def _send_one(self, message: OutgoingMessage) -> Outcome:
         response = self.post("/v3/mail/send", json=self.payload(message),
                              headers={"Authorization": f"Bearer {self.key}"})
-        return Outcome("sent", provider_id=response.headers.get("X-Message-Id", ""))
+        return Outcome.sent(response.headers.get("X-Message-Id", ""))

@@ -10,11 +10,11 @@ from pathlib import Path
 import click
 
 from newsletter import send as sending
-from newsletter.adapters.base import LoopOptions, Tally
 from newsletter.audiences import load_audiences
 from newsletter.cli import load_project
 from newsletter.errors import InvalidAudiences, NewsletterError
 from newsletter.project import Project
+from newsletter.sendloop import LoopOptions, Tally
 
 
 def _echo_warnings(problems) -> None:  # type: ignore[no-untyped-def]
@@ -260,7 +260,7 @@ def _waiting(count: int) -> None:
                "waiting for its answers...")
 
 
-def _final_summary(outcome: sending.Outcome, seconds: float) -> None:
+def _final_summary(outcome: sending.RunResult, seconds: float) -> None:
     c = outcome.counts
     click.echo(f"Done in {seconds:.1f}s: this run sent {outcome.tally.sent}. Ledger: "
                f"sent {c['sent']}, deferred {c['deferred']}, failed {c['failed']}, "
