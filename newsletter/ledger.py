@@ -15,8 +15,8 @@ from __future__ import annotations
 import os
 import secrets
 import socket
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
@@ -28,6 +28,7 @@ from newsletter.status import NOT_SENT, RETRYABLE, Status
 
 if TYPE_CHECKING:
     from newsletter.audiences import SendPlan
+    from newsletter.build import BuiltIssue
 
 STATUSES = tuple(Status)
 # Rows whose in-run retries are used up wait here until the next `send`.
@@ -88,7 +89,7 @@ def _insert_ignoring_duplicates(conn: Connection, table: sa.Table) -> sa.Insert:
 # --- issues and links --------------------------------------------------------------------
 
 
-def register_issue(database: Database, built) -> None:  # type: ignore[no-untyped-def]
+def register_issue(database: Database, built: BuiltIssue) -> None:
     """Store the issue and its links so the tracker can work from the database alone, and
     what it contains (:func:`fixed.record_content`), before its first ledger rows.
 
@@ -218,7 +219,7 @@ def worker_token() -> str:
     return f"{socket.gethostname()[:30]}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
-def _not_suppressed():  # type: ignore[no-untyped-def]
+def _not_suppressed() -> sa.ColumnElement[bool]:
     return ~sa.exists().where(recipients.c.id == deliveries.c.recipient_id,
                               suppressions.c.address == recipients.c.address)
 
@@ -376,19 +377,54 @@ def next_due(database: Database, slug: str, statuses: Sequence[str]) -> float | 
                                    _not_suppressed())).scalar_one_or_none()
 
 
-def status_counts(database: Database, slug: str) -> dict[str, int]:
-    """Rows of ``slug`` per status; unsent rows of suppressed addresses count as 'suppressed'."""
+SUPPRESSED = "suppressed"
+
+
+@dataclass(frozen=True)
+class LedgerCounts(Mapping[str, int]):
+    """An issue's rows per :class:`Status`, and ``suppressed`` apart.
+
+    A row whose address has been suppressed (unsubscribed, bounced) since it was planned will
+    not be sent, whatever its status says: unless it is already sent, it is counted under
+    ``suppressed`` only. Read as a mapping, the keys are the statuses then ``"suppressed"``.
+    """
+
+    statuses: Mapping[Status, int] = field(default_factory=dict)
+    suppressed: int = 0
+
+    def __getitem__(self, key: str) -> int:
+        if key == SUPPRESSED:
+            return self.suppressed
+        return self.statuses.get(Status(key), 0)
+
+    def __iter__(self) -> Iterator[str]:
+        yield from Status
+        yield SUPPRESSED
+
+    def __len__(self) -> int:
+        return len(Status) + 1
+
+    def of(self, statuses: Iterable[Status]) -> int:
+        """How many rows are in any of ``statuses``."""
+        return sum(self[status] for status in statuses)
+
+    @property
+    def unfinished(self) -> int:
+        """Rows that are not sent (and not suppressed): a send has work left."""
+        return self.of(s for s in Status if s != Status.SENT)
+
+
+def status_counts(database: Database, slug: str) -> LedgerCounts:
+    """Rows of ``slug`` per status; unsent rows of suppressed addresses count as suppressed."""
     d = deliveries
-    counts = dict.fromkeys(STATUSES, 0)
     with database.engine.connect() as conn:
-        for status, n in conn.execute(sa.select(d.c.status, sa.func.count())
-                                      .where(d.c.issue == slug, _not_suppressed())
-                                      .group_by(d.c.status)):
-            counts[status] = n
-        counts["suppressed"] = conn.execute(
+        statuses = {Status(status): n for status, n in conn.execute(
+            sa.select(d.c.status, sa.func.count())
+            .where(d.c.issue == slug, _not_suppressed()).group_by(d.c.status))}
+        suppressed = conn.execute(
             sa.select(sa.func.count()).select_from(d)
             .where(d.c.issue == slug, d.c.status != Status.SENT, ~_not_suppressed())).scalar_one()
-    return counts
+    return LedgerCounts(statuses, suppressed)
 
 
 def possible_repeats(database: Database, slug: str) -> int:

@@ -28,6 +28,7 @@ from newsletter import headers
 from newsletter.links import PLACEHOLDER_RE
 
 if TYPE_CHECKING:
+    from newsletter.build import BuiltIssue
     from newsletter.project import Project
     from newsletter.tracking.tokens import Signer
 
@@ -285,7 +286,7 @@ _check_header = headers.check_header_text
 class MessageFactory:
     """Makes each recipient's message for one built issue."""
 
-    def __init__(self, built, project: Project, signer: Signer, *,  # type: ignore[no-untyped-def]
+    def __init__(self, built: BuiltIssue, project: Project, signer: Signer, *,
                  test: bool = False) -> None:
         issue = built.issue
         self.slug = issue.slug

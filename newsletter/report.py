@@ -1,8 +1,8 @@
 """The report: the ledger and the tracking events of one issue, counted honestly.
 
-:func:`build` aggregates in SQL (covering indexes from migration ``m002``) and returns a plain dict,
-the JSON contract documented in ``docs/tracking.md``; :func:`render` turns it into a table, CSV,
-JSON or a self-contained HTML page with charts.
+:func:`build` aggregates in SQL (covering indexes from migration ``m002``) and returns a
+:class:`Report`, the JSON contract documented in ``docs/tracking.md``; :func:`render` turns it
+into a table, CSV, JSON or a self-contained HTML page with charts.
 
 Headline figures count people, not security scanners: events classified as probable scanners
 (with reasons, see :mod:`newsletter.tracking.classify`) are counted apart and left out unless
@@ -16,19 +16,146 @@ import csv
 import datetime as dt
 import io
 import json
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, NotRequired, TypedDict, TypeVar, cast
 
 import sqlalchemy as sa
 
 from newsletter import db
 from newsletter.db import Database
 from newsletter.errors import NewsletterError
+from newsletter.status import Status
 
 BY = ("link", "list", "organisation", "day", "tidy")
 FORMATS = ("table", "csv", "json", "html")
 FORMAT_VERSION = 1
 E = db.events
+
+# --- the JSON contract (docs/tracking.md): fields are only ever added ----------------------
+
+# A count; None when it does not exist (unique figures under aggregate tracking) or is hidden
+# because it is below --min-count.
+Count = int | None
+Rate = float | None
+
+
+class Bounces(TypedDict):
+    bounced_hard: int
+    bounced_soft: int
+    complaints: int
+    unsubscribes: int
+
+
+class Kpi(TypedDict):
+    viewers: Count
+    downloads: Count
+    clicks: Count
+
+
+class Clicks(TypedDict):
+    total: Count
+    unique: Count
+    scanners: Count
+    click_through_rate: Rate
+
+
+class Downloads(TypedDict):
+    total: Count
+    unique: Count
+    scanners: Count
+
+
+class Views(TypedDict):
+    total: Count
+    scanners: Count
+
+
+class Opens(TypedDict):
+    total: Count
+    unique: Count
+    scanners: Count
+
+
+class LinkRow(TypedDict):
+    link_id: str
+    kind: str
+    text: str
+    section: str
+    url: str
+    clicks: Count
+    unique: Count
+    scanners: Count
+
+
+class ListRow(TypedDict):
+    list: str
+    sent: int
+    bounced_hard: int
+    bounced_soft: int
+    complaints: int
+    unsubscribes: int
+    delivered: int
+    clicks: Count
+    unique: Count
+    click_through_rate: Rate
+
+
+class OrganisationRow(TypedDict):
+    domain: str
+    organisation: str
+    delivered: int
+    clicks: Count
+    unique: Count
+    click_through_rate: Rate
+
+
+class DayRow(TypedDict):
+    day: str
+    clicks: Count
+    downloads: Count
+    views: Count
+    scanners: Count
+
+
+class TidyRow(TypedDict):
+    list: str
+    address: NotRequired[str]       # left out of JSON unless --include-addresses
+    organisation: str
+    reason: str
+    status: str
+    detail: str
+
+
+Row = LinkRow | ListRow | OrganisationRow | DayRow | TidyRow
+
+
+class Report(TypedDict):
+    """Every figure of one issue's report: what ``--format json`` prints."""
+
+    format: int
+    issue: str
+    subject: str
+    tracking: str
+    generated_at: str
+    include_scanners: bool
+    min_count: int
+    sent: int
+    delivered: int
+    bounces: Bounces
+    kpi: Kpi
+    clicks: Clicks
+    downloads: Downloads
+    views: Views
+    opens: Opens | None
+    scanner_reasons: dict[str, Count]
+    links: list[LinkRow]
+    lists: list[ListRow]
+    organisations: list[OrganisationRow]
+    days: list[DayRow]
+    lists_to_tidy: list[TidyRow]
+
 
 
 def issue_slug(text: str) -> str:
@@ -64,13 +191,13 @@ def require_database(url: str) -> None:
 
 
 def build(database: Database, slug: str, *, include_scanners: bool = False,
-          min_count: int = 0) -> dict:
+          min_count: int = 0) -> Report:
     """Every figure of the report for issue ``slug``, as the JSON contract."""
     with database.engine.connect() as conn:
         issue = conn.execute(sa.select(db.issues).where(db.issues.c.slug == slug)).first()
-        status = dict(conn.execute(
+        status: dict[str, int] = {row[0]: row[1] for row in conn.execute(
             sa.select(db.deliveries.c.status, sa.func.count())
-            .where(db.deliveries.c.issue == slug).group_by(db.deliveries.c.status)).all())
+            .where(db.deliveries.c.issue == slug).group_by(db.deliveries.c.status))}
         if issue is None and not status:
             known = [r[0] for r in conn.execute(
                 sa.select(db.deliveries.c.issue).distinct().order_by(db.deliveries.c.issue))]
@@ -78,7 +205,7 @@ def build(database: Database, slug: str, *, include_scanners: bool = False,
                 f"issue {slug!r} was never sent: the database has no record of it",
                 hint=("issues sent: " + ", ".join(known)) if known else
                 "nothing has been sent from this database; check --db or NEWSLETTER_DB")
-        if not status.get("sent"):
+        if not status.get(Status.SENT):
             found = ", ".join(f"{n} {s}" for s, n in sorted(status.items()))
             raise NewsletterError(
                 f"issue {slug!r} was never sent: " + (
@@ -89,8 +216,13 @@ def build(database: Database, slug: str, *, include_scanners: bool = False,
                         min_count).build()
 
 
+_T = TypeVar("_T")
+_Pairs = dict[tuple[str, str], int]     # (event kind, link id) -> events
+
+
 class _Builder:
-    def __init__(self, database: Database, conn: sa.Connection, slug: str, issue, status: dict,  # type: ignore[no-untyped-def]
+    def __init__(self, database: Database, conn: sa.Connection, slug: str,
+                 issue: sa.Row[Any] | None, status: Mapping[str, int],
                  include_scanners: bool, min_count: int) -> None:
         self.database = database
         self.conn = conn
@@ -100,7 +232,7 @@ class _Builder:
         self.individual = self.tracking == "individual"
         from newsletter.bounces.figures import figures
 
-        self.sent = int(status.get("sent", 0))
+        self.sent = int(status.get(Status.SENT, 0))
         self.bounce_figures = figures(conn, slug)
         # Delivered is sent minus bounced (hard or soft); click-through is out of delivered.
         self.delivered = self.bounce_figures["totals"]["delivered"]
@@ -109,13 +241,13 @@ class _Builder:
         self.links = list(conn.execute(
             sa.select(db.links).where(db.links.c.issue == slug).order_by(db.links.c.link_id)))
         self.downloads = [r.link_id for r in self.links if r.kind == "download"]
-        self._recipient_rows: list | None = None
+        self._recipient_rows: list[sa.Row[Any]] | None = None
 
     def _scanner_values(self) -> tuple[bool, ...]:
         return (False, True) if self.include else (False,)
 
-    def _on_own_connection(self, work):  # type: ignore[no-untyped-def]
-        def run():  # type: ignore[no-untyped-def]
+    def _on_own_connection(self, work: Callable[[sa.Connection], _T]) -> Callable[[], _T]:
+        def run() -> _T:
             with self.database.engine.connect() as conn:
                 if conn.dialect.name == "postgresql":
                     # room to hash a million (link, recipient) pairs without spilling to disk;
@@ -124,7 +256,7 @@ class _Builder:
                 return work(conn)
         return run
 
-    def build(self) -> dict:
+    def build(self) -> Report:
         slug = self.slug
         # Every query reads one covering index in its order (migration m002), so SQLite streams
         # through it without sorting; the four scans are independent and run side by side, each
@@ -145,7 +277,8 @@ class _Builder:
         views = counted.get(("view", ""), 0)
         opens_on = bool(self.issue.opens) if self.issue is not None else False
 
-        report = {
+        totals = self.bounce_figures["totals"]
+        report: Report = {
             "format": FORMAT_VERSION,
             "issue": slug,
             "subject": self.issue.subject if self.issue is not None else "",
@@ -155,8 +288,10 @@ class _Builder:
             "min_count": self.min_count,
             "sent": self.sent,
             "delivered": self.delivered,
-            "bounces": {k: v for k, v in self.bounce_figures["totals"].items()
-                        if k not in ("sent", "delivered")},
+            "bounces": {"bounced_hard": totals["bounced_hard"],
+                        "bounced_soft": totals["bounced_soft"],
+                        "complaints": totals["complaints"],
+                        "unsubscribes": totals["unsubscribes"]},
             "kpi": {"viewers": views, "downloads": download_total, "clicks": click_total},
             "clicks": {
                 "total": click_total,
@@ -181,7 +316,7 @@ class _Builder:
         }
         return _hide_small(report, self.min_count)
 
-    def _counts(self, conn: sa.Connection) -> tuple[dict, dict, dict]:
+    def _counts(self, conn: sa.Connection) -> tuple[_Pairs, _Pairs, dict[str, int]]:
         """Events per (kind, link): counted ones and probable scanners; scanner reasons."""
         counted: dict[tuple[str, str], int] = {}
         scanners: dict[tuple[str, str], int] = {}
@@ -216,10 +351,11 @@ class _Builder:
         return dict(conn.execute(
             sa.select(pairs.c.link_id, sa.func.count()).group_by(pairs.c.link_id)).all())
 
-    def _links(self, counted: dict, scanners: dict, unique: dict) -> list[dict]:
-        out = []
+    def _links(self, counted: _Pairs, scanners: _Pairs,
+               unique: dict[str, int]) -> list[LinkRow]:
+        out: list[LinkRow] = []
         registered = {r.link_id for r in self.links}
-        rows = list(self.links)
+        rows: list[Any] = list(self.links)
         # Clicks on a link id the registry does not list cannot come from the tracker (it answers
         # 404), but events imported from elsewhere might: show them rather than lose them.
         for kind, link_id in sorted(set(counted) | set(scanners)):
@@ -252,12 +388,12 @@ class _Builder:
                 people[p] = (before[0] + n, before[1] + int(dl or 0))
         return people
 
-    def _recipients(self) -> list:
+    def _recipients(self) -> list[sa.Row[Any]]:
         if self._recipient_rows is None:
             self._recipient_rows = self._load_recipients()
         return self._recipient_rows
 
-    def _load_recipients(self) -> list:
+    def _load_recipients(self) -> list[sa.Row[Any]]:
         r, d, dl = db.recipients, db.deliveries, db.delivery_lists
         return list(self.conn.execute(
             sa.select(d.c.pseudonym, r.c.domain, r.c.organisation, d.c.status, dl.c.list_key)
@@ -265,13 +401,13 @@ class _Builder:
             .outerjoin(dl, sa.and_(dl.c.issue == d.c.issue, dl.c.recipient_id == d.c.recipient_id))
             .where(d.c.issue == self.slug)))
 
-    def _lists(self, people: dict) -> list[dict]:
+    def _lists(self, people: dict[str, tuple[int, int]]) -> list[ListRow]:
         delivered: dict[str, set[str]] = {}
         members: dict[str, set[str]] = {}
         for row in self._recipients():
             key = row.list_key or ""
             members.setdefault(key, set()).add(row.pseudonym)
-            if row.status == "sent":
+            if row.status == Status.SENT:
                 delivered.setdefault(key, set()).add(row.pseudonym)
         clicks: dict[str, int] = {}
         unique: dict[str, int | None] = {}
@@ -288,7 +424,7 @@ class _Builder:
                     .group_by(E.c.list_key)):
                 clicks[key or ""] = n
                 members.setdefault(key or "", set())
-        out = []
+        out: list[ListRow] = []
         bounced = self.bounce_figures["lists"]
         for key in sorted(members):
             if not key and not clicks.get(key) and not delivered.get(key):
@@ -297,15 +433,20 @@ class _Builder:
             figures = bounced.get(key, {"sent": sent, "bounced_hard": 0, "bounced_soft": 0,
                                         "complaints": 0, "unsubscribes": 0, "delivered": sent})
             u = unique.get(key) if self.individual else None
-            out.append({"list": key or "(no list)", **figures,
+            out.append({"list": key or "(no list)", "sent": figures["sent"],
+                        "bounced_hard": figures["bounced_hard"],
+                        "bounced_soft": figures["bounced_soft"],
+                        "complaints": figures["complaints"],
+                        "unsubscribes": figures["unsubscribes"],
+                        "delivered": figures["delivered"],
                         "clicks": clicks.get(key, 0), "unique": u,
                         "click_through_rate": _rate(u, figures["delivered"])})
         return out
 
-    def _organisations(self, people: dict) -> list[dict]:
+    def _organisations(self, people: dict[str, tuple[int, int]]) -> list[OrganisationRow]:
         if not self.individual:
             return []
-        orgs: dict[str, dict] = {}
+        orgs: dict[str, OrganisationRow] = {}
         per_person = {p: n for p, (n, _dl) in people.items()}
         seen: set[str] = set()
         for row in self._recipients():
@@ -314,25 +455,26 @@ class _Builder:
             seen.add(row.pseudonym)
             domain = row.domain or "(unknown)"
             org = orgs.setdefault(domain, {"domain": domain, "organisation": row.organisation,
-                                           "delivered": 0, "clicks": 0, "unique": 0})
+                                           "delivered": 0, "clicks": 0, "unique": 0,
+                                           "click_through_rate": None})
             org["organisation"] = org["organisation"] or row.organisation
-            if row.status == "sent":
+            if row.status == Status.SENT:
                 org["delivered"] += 1
             if row.pseudonym in per_person:
-                org["clicks"] += per_person[row.pseudonym]
-                org["unique"] += 1
-        out = []
+                org["clicks"] = (org["clicks"] or 0) + per_person[row.pseudonym]
+                org["unique"] = (org["unique"] or 0) + 1
+        out: list[OrganisationRow] = []
         for domain in sorted(orgs):
             org = orgs[domain]
             org["click_through_rate"] = _rate(org["unique"], org["delivered"])
             out.append(org)
         return out
 
-    def _days(self, conn: sa.Connection) -> list[dict]:
+    def _days(self, conn: sa.Connection) -> list[DayRow]:
         """Clicks, downloads, views and probable scanners per UTC day."""
         counts = self._day_counts_sqlite(conn) if self.database.is_sqlite \
             else self._day_counts_grouped(conn)
-        days: dict[int, dict] = {}
+        days: dict[int, dict[str, Any]] = {}
         for number, kind, flag, n, dl in counts:
             if not n:
                 continue
@@ -347,9 +489,9 @@ class _Builder:
                     entry["downloads"] += int(dl or 0)
                 else:
                     entry["views"] += n
-        return [days[k] for k in sorted(days)]
+        return [cast(DayRow, days[k]) for k in sorted(days)]
 
-    def _day_counts_sqlite(self, conn: sa.Connection) -> list[tuple]:
+    def _day_counts_sqlite(self, conn: sa.Connection) -> list[tuple[Any, ...]]:
         """One index range count per day, kind and scanner flag.
 
         SQLite would sort every event for a GROUP BY on a day computed from ``at``; counting each
@@ -375,7 +517,7 @@ class _Builder:
                     out.append((number, kind, flag, n, dl))
         return out
 
-    def _day_counts_grouped(self, conn: sa.Connection) -> list[tuple]:
+    def _day_counts_grouped(self, conn: sa.Connection) -> list[tuple[Any, ...]]:
         """PostgreSQL: one hashed GROUP BY (parallel) beats a hundred small range scans."""
         day = sa.cast(sa.func.floor(E.c.at / 86400), sa.Integer).label("day")
         downloads = sa.func.sum(sa.case((E.c.link_id.in_(self.downloads), 1), else_=0))
@@ -401,26 +543,32 @@ def _rate(unique: int | None, delivered: int) -> float | None:
 _COUNTS = {"total", "unique", "scanners", "clicks", "downloads", "views", "viewers"}
 
 
-def _hide_small(report: dict, threshold: int) -> dict:
+def _hide_small(report: Report, threshold: int) -> Report:
     """Replace counts from 1 to threshold-1 with None: small numbers can identify people."""
     if threshold <= 1:
         return report
 
-    def hide(obj: dict) -> None:
+    def hide(part: object) -> None:
+        # Every part is a dict of the contract; counts are found by their key names.
+        obj = cast(dict[str, Any], part)
         for key, value in list(obj.items()):
             if key in _COUNTS and isinstance(value, int) and 0 < value < threshold:
                 obj[key] = None
                 if key == "unique" and "click_through_rate" in obj:
                     obj["click_through_rate"] = None
 
-    for part in ("kpi", "clicks", "downloads", "views", "opens"):
-        if isinstance(report.get(part), dict):
-            hide(report[part])
-    for part in ("links", "lists", "organisations", "days"):
-        for row in report[part]:
+    for figures in (report["kpi"], report["clicks"], report["downloads"], report["views"],
+                    report["opens"]):
+        if figures is not None:
+            hide(figures)
+    rows: list[Sequence[Row]] = [report["links"], report["lists"], report["organisations"],
+                                 report["days"]]
+    for part in rows:
+        for row in part:
             hide(row)
     report["scanner_reasons"] = {
-        k: (None if 0 < v < threshold else v) for k, v in report["scanner_reasons"].items()}
+        k: (None if v is not None and 0 < v < threshold else v)
+        for k, v in report["scanner_reasons"].items()}
     return report
 
 
@@ -441,19 +589,27 @@ _COLUMNS = {
     "tidy": [("list", "List"), ("address", "Address"), ("organisation", "Organisation"),
              ("reason", "Reason"), ("status", "Status"), ("detail", "Server said")],
 }
-_ROWS = {"link": "links", "list": "lists", "organisation": "organisations", "day": "days",
-         "tidy": "lists_to_tidy"}
 
 
-def rows_for(report: dict, by: str) -> list[dict]:
+def links_by_clicks(report: Report) -> list[LinkRow]:
+    """The links, most clicked first."""
+    return sorted(report["links"], key=lambda r: (-(r["clicks"] or 0), r["link_id"]))
+
+
+def rows_for(report: Report, by: str) -> Sequence[Row]:
     """The breakdown ``by`` one of :data:`BY`; links sorted by clicks, most first."""
-    rows = report[_ROWS[by]]
     if by == "link":
-        rows = sorted(rows, key=lambda r: (-(r["clicks"] or 0), r["link_id"]))
-    return rows
+        return links_by_clicks(report)
+    if by == "list":
+        return report["lists"]
+    if by == "organisation":
+        return report["organisations"]
+    if by == "tidy":
+        return report["lists_to_tidy"]
+    return report["days"]
 
 
-def render(report: dict, fmt: str = "table", by: str = "link",
+def render(report: Report, fmt: str = "table", by: str = "link",
            include_addresses: bool = False) -> str:
     """The report as text in one of :data:`FORMATS`.
 
@@ -463,9 +619,8 @@ def render(report: dict, fmt: str = "table", by: str = "link",
     """
     if fmt == "json":
         if not include_addresses:
-            report = {**report, "lists_to_tidy": [
-                {k: v for k, v in row.items() if k != "address"}
-                for row in report["lists_to_tidy"]]}
+            report = {**report, "lists_to_tidy": [_without_address(row)
+                                                  for row in report["lists_to_tidy"]]}
         return json.dumps(report, indent=2, ensure_ascii=False) + "\n"
     if fmt == "csv":
         return _csv(report, by)
@@ -474,17 +629,23 @@ def render(report: dict, fmt: str = "table", by: str = "link",
     return _table(report, by)
 
 
-def _cell(value, key: str, threshold: int) -> str:  # type: ignore[no-untyped-def]
+def _without_address(row: TidyRow) -> TidyRow:
+    out = row.copy()
+    out.pop("address", None)
+    return out
+
+
+def _cell(value: object, key: str, threshold: int) -> str:
     if value is None:
         if key in _COUNTS and threshold > 1:
             return f"<{threshold}"
         return "-"
-    if key == "click_through_rate":
+    if key == "click_through_rate" and isinstance(value, float | int):
         return f"{value * 100:.1f}%"
     return str(value)
 
 
-def _csv(report: dict, by: str) -> str:
+def _csv(report: Report, by: str) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     columns = _COLUMNS[by]
@@ -494,13 +655,13 @@ def _csv(report: dict, by: str) -> str:
     return out.getvalue()
 
 
-def headline(report: dict) -> list[str]:
+def headline(report: Report) -> list[str]:
     """The summary lines shown above every table and on the HTML page."""
     t = report["min_count"]
     clicks, downloads, views, kpi = (report["clicks"], report["downloads"], report["views"],
                                      report["kpi"])
 
-    def c(value, key: str = "total") -> str:  # type: ignore[no-untyped-def]
+    def c(value: Count, key: str = "total") -> str:
         return _cell(value, key, t)
 
     b = report["bounces"]
@@ -539,7 +700,7 @@ def headline(report: dict) -> list[str]:
     return lines
 
 
-def _table(report: dict, by: str) -> str:
+def _table(report: Report, by: str) -> str:
     columns = _COLUMNS[by]
     t = report["min_count"]
     body = [[_cell(row.get(k), k, t) for k, _ in columns] for row in rows_for(report, by)]
@@ -566,7 +727,7 @@ def _table(report: dict, by: str) -> str:
     return "\n".join(out) + "\n"
 
 
-def _html(report: dict, by: str) -> str:
+def _html(report: Report, by: str) -> str:
     import jinja2
 
     folder = Path(__file__).parent / "report_templates"
@@ -575,7 +736,7 @@ def _html(report: dict, by: str) -> str:
     chart_js = (folder / "chart.umd.min.js").read_text(encoding="utf-8")
     t = report["min_count"]
     days = report["days"]
-    links = rows_for(report, "link")
+    links = links_by_clicks(report)
     charts = {
         "days": [d["day"] for d in days],
         "day_clicks": [d["clicks"] for d in days],

@@ -21,7 +21,7 @@ from newsletter.adapters.base import Adapter, AdapterSettings, load_adapter
 from newsletter.audiences import SendPlan, load_audiences, normalise_address, plan_send
 from newsletter.db import Database, open_db
 from newsletter.errors import NewsletterError
-from newsletter.ledger import Claimed, Result
+from newsletter.ledger import Claimed, LedgerCounts, Result
 from newsletter.message import MessageFactory, OutgoingMessage, Recipient
 from newsletter.project import Project
 from newsletter.sendloop import LoopOptions, SendLoop, Tally
@@ -254,7 +254,7 @@ class LedgerQueue:
 class RunResult:
     """How a run ended, from the ledger's point of view."""
 
-    counts: dict[str, int]
+    counts: LedgerCounts
     tally: Tally
     stopped_by: NewsletterError | None = None
     problems: list[tuple[str, str, str]] = field(default_factory=list)
@@ -266,7 +266,7 @@ class RunResult:
     @property
     def complete(self) -> bool:
         """True when every planned recipient is sent."""
-        return all(self.counts.get(s, 0) == 0 for s in Status if s != Status.SENT)
+        return self.counts.unfinished == 0
 
 
 def run(prepared: Prepared, options: LoopOptions, *,
@@ -290,7 +290,7 @@ def run(prepared: Prepared, options: LoopOptions, *,
     ledger.recover_stale(db, slug, lease)
     ledger.make_due(db, slug, prepared.statuses)
     counts = ledger.status_counts(db, slug)
-    todo = sum(counts[s] for s in prepared.statuses)
+    todo = counts.of(prepared.statuses)
     if on_start:
         on_start(todo)
     factory = MessageFactory(prepared.built, prepared.project, signer)
@@ -306,12 +306,12 @@ def run(prepared: Prepared, options: LoopOptions, *,
         stopped = exc
         tally = loop.tally
     counts = ledger.status_counts(db, slug)
-    if stopped is None and counts["sending"]:
+    if stopped is None and counts[Status.SENDING]:
         # Another `send` on this issue still holds rows: wait for its answers (or for it to
         # die, when its rows become unknown) so the summary and exit code tell the truth.
         if on_waiting:
-            on_waiting(counts["sending"])
-        while counts["sending"]:
+            on_waiting(counts[Status.SENDING])
+        while counts[Status.SENDING]:
             time.sleep(0.2)
             ledger.recover_stale(db, slug, lease)
             counts = ledger.status_counts(db, slug)

@@ -210,6 +210,56 @@ def test_json_contract_keys(events) -> None:  # type: ignore[no-untyped-def]
                                   "unique", "scanners"}
 
 
+def _follows(value, hint, where: str) -> None:  # type: ignore[no-untyped-def]
+    """Assert that JSON ``value`` has the shape of the type ``hint``, recursively."""
+    import types
+    import typing
+
+    origin = typing.get_origin(hint)
+    if typing.is_typeddict(hint):
+        fields = typing.get_type_hints(hint)
+        assert isinstance(value, dict), (where, value)
+        assert hint.__required_keys__ <= set(value) <= set(fields), (where, value)
+        for key, inner in fields.items():
+            if key in value:
+                _follows(value[key], inner, f"{where}.{key}")
+    elif origin in (types.UnionType, typing.Union):
+        options = typing.get_args(hint)
+        assert any(_fits(value, option, where) for option in options), (where, value, hint)
+    elif origin is list:
+        assert isinstance(value, list), where
+        for i, item in enumerate(value):
+            _follows(item, typing.get_args(hint)[0], f"{where}[{i}]")
+    elif origin is dict:
+        assert isinstance(value, dict), where
+        for key, item in value.items():
+            _follows(item, typing.get_args(hint)[1], f"{where}.{key}")
+    elif hint is type(None):
+        assert value is None, where
+    elif hint is float:
+        assert isinstance(value, int | float) and not isinstance(value, bool), (where, value)
+    elif hint is int:
+        assert isinstance(value, int) and not isinstance(value, bool), (where, value)
+    else:
+        assert isinstance(value, hint), (where, value, hint)
+
+
+def _fits(value, hint, where: str) -> bool:  # type: ignore[no-untyped-def]
+    try:
+        _follows(value, hint, where)
+    except AssertionError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("options", [{}, {"min_count": 3}, {"include_scanners": True}])
+@pytest.mark.parametrize("slug", ["spring", "autumn"])
+def test_json_follows_the_typed_contract(events, slug: str, options: dict) -> None:  # type: ignore[no-untyped-def]
+    report = json.loads(reporting.render(reporting.build(events, slug, **options), "json"))
+    _follows(report, reporting.Report, "report")
+    assert report["lists"] and report["links"] and report["days"]
+
+
 # --- the command ---------------------------------------------------------------------------
 
 

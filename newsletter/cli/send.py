@@ -15,6 +15,7 @@ from newsletter.cli import load_project
 from newsletter.errors import InvalidAudiences, NewsletterError
 from newsletter.project import Project
 from newsletter.sendloop import LoopOptions, Tally
+from newsletter.status import Status
 
 
 def _echo_warnings(problems) -> None:  # type: ignore[no-untyped-def]
@@ -237,19 +238,19 @@ def send(issue: str, lists: tuple[str, ...], yes: bool, dry_run: bool,
         lease = project.settings.send_lease
         started = time.monotonic()
         try:
-            outcome = sending.run(prepared, options, on_start=progress.start,
-                                  on_progress=progress.update, lease=lease,
-                                  on_waiting=_waiting)
+            result = sending.run(prepared, options, on_start=progress.start,
+                                 on_progress=progress.update, lease=lease,
+                                 on_waiting=_waiting)
         finally:
             progress.finish()
-        _final_summary(outcome, time.monotonic() - started)
-        if outcome.stopped_by is not None:
-            raise outcome.stopped_by
-        if not outcome.complete:
+        _final_summary(result, time.monotonic() - started)
+        if result.stopped_by is not None:
+            raise result.stopped_by
+        if not result.complete:
             raise NewsletterError(
                 "not every recipient is sent yet",
                 hint="run the same command again to retry deferred and unknown ones"
-                + ("; add --resend-failed to retry failed ones" if outcome.counts["failed"]
+                + ("; add --resend-failed to retry failed ones" if result.counts[Status.FAILED]
                    else ""))
     finally:
         prepared.close()
@@ -260,22 +261,22 @@ def _waiting(count: int) -> None:
                "waiting for its answers...")
 
 
-def _final_summary(outcome: sending.RunResult, seconds: float) -> None:
-    c = outcome.counts
-    click.echo(f"Done in {seconds:.1f}s: this run sent {outcome.tally.sent}. Ledger: "
-               f"sent {c['sent']}, deferred {c['deferred']}, failed {c['failed']}, "
-               f"unknown {c['unknown']}, pending {c['pending']}"
-               + (f", suppressed {c['suppressed']}" if c["suppressed"] else ""))
-    if outcome.possible_repeats:
-        click.echo(f"{outcome.possible_repeats} recipient(s) may have two copies: an earlier "
+def _final_summary(result: sending.RunResult, seconds: float) -> None:
+    c = result.counts
+    ledger = ", ".join(f"{status} {c[status]}" for status in (
+        Status.SENT, Status.DEFERRED, Status.FAILED, Status.UNKNOWN, Status.PENDING))
+    click.echo(f"Done in {seconds:.1f}s: this run sent {result.tally.sent}. Ledger: {ledger}"
+               + (f", suppressed {c.suppressed}" if c.suppressed else ""))
+    if result.possible_repeats:
+        click.echo(f"{result.possible_repeats} recipient(s) may have two copies: an earlier "
                    "attempt went unanswered and was sent again with the same Message-ID, "
                    "which mail systems and people can recognise")
-    for address, status, error in outcome.problems:
+    for address, status, error in result.problems:
         click.echo(f"  {status:<8} {address}: {error}", err=True)
-    if outcome.bounced:
-        click.echo(f"Suppressed {len(outcome.bounced)} address(es) the server refused for good "
+    if result.bounced:
+        click.echo(f"Suppressed {len(result.bounced)} address(es) the server refused for good "
                    "(no later issue goes to them; see `newsletter suppressions list`):")
-        for address, reason, detail in outcome.bounced[:20]:
+        for address, reason, detail in result.bounced[:20]:
             click.echo(f"  {reason:<12} {address}: {detail}")
 
 
