@@ -244,12 +244,16 @@ class SendLoop:
 
     # --- the retry schedule --------------------------------------------------------------
 
-    def result(self, row: Claimed, answer: Answer) -> Result:
-        """What ``row`` becomes after ``answer``: the retry schedule."""
+    def result(self, row: Claimed, answer: Answer, now: float | None = None) -> Result:
+        """What ``row`` becomes after ``answer``: the retry schedule.
+
+        ``now`` is the time the answers of one batch are recorded at: rows that wait together
+        become due together, so they are claimed (and sent) together again."""
+        now = time.time() if now is None else now
         rid = row.recipient_id
         if answer is None or answer.rate_limited:
             # Not tried (or refused for pace): back as it was, no attempt counted.
-            due = time.time() + (answer.retry_after or 0) if answer is not None else 0.0
+            due = now + (answer.retry_after or 0) if answer is not None else 0.0
             return Result(rid, row.previous_status or Status.PENDING,
                           answer.error if answer is not None else "",
                           next_attempt_at=due, counts_as_attempt=False)
@@ -264,7 +268,7 @@ class SendLoop:
             due = NEXT_RUN
         else:
             delay = min(self.options.retry_delay * 2 ** (tries - 1), self.options.retry_max_delay)
-            due = time.time() + delay
+            due = now + delay
         return Result(rid, answer.status, answer.error, next_attempt_at=due)
 
     # --- delivering ------------------------------------------------------------------------
@@ -377,6 +381,7 @@ class SendLoop:
             answers: list[Answer] = []
             for batch in self.batches(adapter, messages):
                 answers += deliver_batch(adapter, batch, self.control)
-            self.queue.record(token, [self.result(row, answer)
+            now = time.time()
+            self.queue.record(token, [self.result(row, answer, now)
                                       for row, answer in zip(chunk, answers, strict=True)])
             self._count(chunk, answers)

@@ -317,6 +317,23 @@ def test_a_429_pauses_the_run_and_is_not_an_attempt(monkeypatch: pytest.MonkeyPa
     assert loop.tally.deferred == 0
 
 
+def test_a_batch_that_waits_becomes_due_together(monkeypatch: pytest.MonkeyPatch) -> None:
+    from newsletter import sendloop
+
+    monkeypatch.setattr(sendloop.Control, "pause_for", lambda self, seconds: 0.0)
+
+    class Limited(Batching):
+        max_batch_bytes = 0
+
+        def deliver(self, batch):  # type: ignore[no-untyped-def]
+            raise RateLimited("429", 3600.0)
+
+    queue = MemoryQueue(["a@x", "b@x", "c@x"])
+    run(queue, Limited())
+    assert len({r.next_attempt_at for r in queue.recorded}) == 1    # claimed together again
+    assert {r.status for r in queue.recorded} == {Status.PENDING}
+
+
 def test_backoff_doubles_then_waits_for_the_next_run(monkeypatch: pytest.MonkeyPatch) -> None:
     from newsletter import sendloop
 
