@@ -23,11 +23,13 @@ system-deps:
 
 test: $(VENV)/.test-installed system-deps
 	$(BIN)/ruff check newsletter tests bench
+	$(BIN)/mypy
 	eval "$$(bash scripts/start-postgres.sh)" && \
 	  PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
 
 lint: $(VENV)/.test-installed
 	$(BIN)/ruff check newsletter tests bench
+	$(BIN)/mypy
 
 bench: $(VENV)/.test-installed system-deps
 	@bash scripts/install-bench-deps.sh

@@ -11,10 +11,11 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.engine.interfaces import DBAPIConnection
 
 from newsletter.errors import StorageError, display_path
 
@@ -245,7 +246,7 @@ class Database:
         self.engine.dispose()
 
 
-def _sqlite_pragmas(dbapi_connection, _record, busy_ms: int = 30000) -> None:  # type: ignore[no-untyped-def]
+def _sqlite_pragmas(dbapi_connection: Any, _record: object, busy_ms: int = 30000) -> None:
     # WAL lets the tracker write while send and report read; busy_timeout waits out writers
     # instead of failing with "database is locked".
     # busy_timeout comes first so that switching a new file to WAL, which needs a moment of
@@ -278,8 +279,9 @@ def create_db_engine(url: str, patience: float = DEFAULT_PATIENCE) -> Engine:
         engine = sa.create_engine(url, pool_pre_ping=True, hide_parameters=True)
 
     @sa.event.listens_for(engine, "do_connect")
-    def _connect(dialect, _record, cargs, cparams):  # type: ignore[no-untyped-def]
-        def attempt():  # type: ignore[no-untyped-def]
+    def _connect(dialect: Dialect, _record: object, cargs: tuple[Any, ...],
+                 cparams: dict[str, Any]) -> DBAPIConnection:
+        def attempt() -> DBAPIConnection:
             try:
                 return dialect.connect(*cargs, **cparams)
             except dialect.loaded_dbapi.Error as exc:
@@ -461,7 +463,7 @@ def database_id(database: Database) -> str:
     return found
 
 
-def _insert_ignoring(conn: sa.Connection, table: sa.Table):  # type: ignore[no-untyped-def]
+def _insert_ignoring(conn: sa.Connection, table: sa.Table) -> sa.Insert:
     """INSERT that skips rows whose key exists (two processes may create the same row)."""
     if conn.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert

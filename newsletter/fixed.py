@@ -29,6 +29,7 @@ from newsletter.theme import display_path
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
+    from newsletter.build import BuiltIssue
     from newsletter.db import Database
     from newsletter.project import Project
 
@@ -123,7 +124,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def content_of(built) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def content_of(built: BuiltIssue) -> dict[str, Any]:
     """The recipient-independent content of a built issue, as stored at its first send."""
     issue = built.issue
     fields = {name: _plain(getattr(issue, name, None)) for name in _FIELDS}
@@ -239,7 +240,7 @@ def sent_record(conn: Connection, slug: str) -> SentRecord | None:
     return SentRecord(slug, subject, web_html, stored, content, count[0], count[1], link_ids)
 
 
-def _legacy_differences(record: SentRecord, built) -> list[str]:  # type: ignore[no-untyped-def]
+def _legacy_differences(record: SentRecord, built: BuiltIssue) -> list[str]:
     """For an issue sent before contents were stored: compare what the database kept."""
     found = []
     if record.subject != built.issue.subject:
@@ -253,7 +254,7 @@ def _legacy_differences(record: SentRecord, built) -> list[str]:  # type: ignore
     return found
 
 
-def changes_since_sent(record: SentRecord, built) -> list[str]:  # type: ignore[no-untyped-def]
+def changes_since_sent(record: SentRecord, built: BuiltIssue) -> list[str]:
     """What differs between ``built`` and what was sent under its slug ([] if nothing)."""
     now = content_of(built)
     if record.content is None:
@@ -276,7 +277,7 @@ def _sent_when(record: SentRecord) -> str:
     return f"was sent on {day.day} {day:%B %Y} to {record.recipients} recipient(s)"
 
 
-def refusal(record: SentRecord, built, changes: list[str],  # type: ignore[no-untyped-def]
+def refusal(record: SentRecord, built: BuiltIssue, changes: list[str],
             outcome: str) -> SentIssueChanged:
     """The error that says what differs and what to do, located at the file's slug."""
     slug = record.slug
@@ -295,7 +296,7 @@ def refusal(record: SentRecord, built, changes: list[str],  # type: ignore[no-un
         "version and records who changed what and when")
 
 
-def _slug_location(built) -> str:  # type: ignore[no-untyped-def]
+def _slug_location(built: BuiltIssue) -> str:
     # The loader names the file as the user sees it: relative to the current folder, or whole.
     source = getattr(built.issue, "source", "") or f"issues/{built.issue.slug}.yaml"
     path = Path(source)
@@ -305,7 +306,7 @@ def _slug_location(built) -> str:  # type: ignore[no-untyped-def]
     return f"{found.file}:{found.line}:{found.column}"
 
 
-def check_unchanged(database: Database, built, outcome: str) -> None:  # type: ignore[no-untyped-def]
+def check_unchanged(database: Database, built: BuiltIssue, outcome: str) -> None:
     """Refuse (:class:`SentIssueChanged`) when ``built``'s slug was sent with other content."""
     with database.engine.connect() as conn:
         record = sent_record(conn, built.issue.slug)
@@ -316,7 +317,7 @@ def check_unchanged(database: Database, built, outcome: str) -> None:  # type: i
         raise refusal(record, built, changes, outcome)
 
 
-def check_against_ledger(project: Project, built, db_url: str | None,  # type: ignore[no-untyped-def]
+def check_against_ledger(project: Project, built: BuiltIssue, db_url: str | None,
                          outcome: str) -> None:
     """:func:`check_unchanged` for ``check`` and ``build``, with the project's database.
 
@@ -338,7 +339,7 @@ def check_against_ledger(project: Project, built, db_url: str | None,  # type: i
         database.close()
 
 
-def record_content(conn: Connection, built) -> None:  # type: ignore[no-untyped-def]
+def record_content(conn: Connection, built: BuiltIssue) -> None:
     """Store ``built``'s content and fingerprint for its slug unless a sent one is stored.
 
     Called as the first ledger rows are written; until then the content may still change.
@@ -393,7 +394,7 @@ def who_am_i() -> str:
         return getpass.getuser()
 
 
-def amend(database: Database, built, reason: str, who: str) -> Amendment:  # type: ignore[no-untyped-def]
+def amend(database: Database, built: BuiltIssue, reason: str, who: str) -> Amendment:
     """Replace a sent issue's web version, subject and content record with ``built``'s, add
     its new links, and record the amendment. Links already sent are never removed."""
 
@@ -422,6 +423,7 @@ def amend(database: Database, built, reason: str, who: str) -> Amendment:  # typ
             old_fingerprint=record.fingerprint, new_fingerprint=fingerprint(content),
             old_subject=record.subject, old_web_html=record.web_html,
             old_content=_dump(record.content) if record.content else ""))
+        assert result.inserted_primary_key is not None    # an INSERT of one row
         number = result.inserted_primary_key[0]
         issue = built.issue
         conn.execute(db.issues.update().where(db.issues.c.slug == slug).values(

@@ -11,6 +11,7 @@ own rules: its keys, sections, greeting, and that no skeleton text is left in.
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -136,11 +137,14 @@ class _IssueReader:
     def event(self, data: LocDict, what: str) -> model.Event:
         c = self.c
         c.keys(data, ("title", "date", "time", "place", "url", "description", "track"), what)
-        return model.Event(title=c.text(data, "title", what), date=c.date(data, "date", what),
+        # A missing date is a problem recorded by c.date; an issue with problems is not used.
+        when = c.date(data, "date", what)
+        return model.Event(title=c.text(data, "title", what),
+                           date=when,  # type: ignore[arg-type]
                            place=c.text(data, "place", what), url=c.url(data, "url", what),
                            time=c.text(data, "time", what, required=False),
                            description=c.text(data, "description", what, required=False),
-                           track=c.flag(data, "track", True))  # type: ignore[arg-type]
+                           track=c.flag(data, "track", True))
 
     def resource(self, data: LocDict, what: str) -> model.Resource:
         c = self.c
@@ -316,19 +320,24 @@ def _untracked_links(c: Fields, issue: LocDict) -> tuple[str, ...]:
     return tuple(untracked)
 
 
+def _below(mark: Mark, offset: int) -> Mark:
+    """``offset`` lines below ``mark``."""
+    return (mark[0] + offset, mark[1])
+
+
 def _texts(data: Any) -> Iterator[tuple[str, Callable[[int], Mark]]]:
     """Every text value under ``data``, with a way to locate each of its lines."""
     if isinstance(data, LocDict):
         for key, value in data.items():
             if isinstance(value, str):
-                yield value, lambda offset, key=key: _body_line(data, key, offset)
+                yield value, functools.partial(_body_line, data, key)
             else:
                 yield from _texts(value)
     elif isinstance(data, LocList):
         for index, value in enumerate(data):
             mark = data.item_at(index)
             if isinstance(value, str):
-                yield value, lambda offset, mark=mark: (mark[0] + offset, mark[1])
+                yield value, functools.partial(_below, mark)
             else:
                 yield from _texts(value)
 

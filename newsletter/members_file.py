@@ -24,10 +24,13 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from newsletter.fields import Fields
 from newsletter.members import Member, MemberChecker
+
+if TYPE_CHECKING:
+    import _csv
 
 SEPARATORS = {",": "comma", ";": "semicolon", "\t": "tab"}
 # Normalised header (lower case, letters and digits only) -> what the column holds.
@@ -167,24 +170,24 @@ def _columns(c: Fields, header: list[str], line: int) -> dict[str, int] | None:
     return position
 
 
-def _rows(reader: Iterator[list[str]], c: Fields,
+def _rows(reader: _csv.Reader, c: Fields,
           offset: int) -> Iterator[tuple[int, list[str]]]:
     """(line the row starts on, row) for every row; a CSV error is reported and ends it."""
     while True:
         # A quoted field may span lines: report the line the row starts on.
-        line = reader.line_num + 1 + offset  # type: ignore[attr-defined]
+        line = reader.line_num + 1 + offset
         try:
             row = next(reader)
         except StopIteration:
             return
         except csv.Error as exc:
-            c.error((reader.line_num + offset, 1),  # type: ignore[attr-defined]
+            c.error((reader.line_num + offset, 1),
                     f"cannot read the CSV: {exc}", RESAVE)
             return
         yield line, row
 
 
-def _read_rows(checker: MemberChecker, c: Fields, reader: Iterator[list[str]], layout: Layout,
+def _read_rows(checker: MemberChecker, c: Fields, reader: _csv.Reader, layout: Layout,
                key: str, seen: dict[str, int]) -> list[Member]:
     members: list[Member] = []
     at = layout.position

@@ -278,7 +278,8 @@ class Preview:
     @contextlib.contextmanager
     def listen(self) -> Iterator[asyncio.Queue[str]]:
         """A queue that receives one message per rebuild, for as long as the block runs."""
-        entry = (asyncio.get_running_loop(), asyncio.Queue())
+        entry: tuple[asyncio.AbstractEventLoop, asyncio.Queue[str]] = (
+            asyncio.get_running_loop(), asyncio.Queue())
         with self._listeners_lock:
             self._listeners.add(entry)
         try:

@@ -59,9 +59,9 @@ class Project:
             root = project_dir.resolve()
             return cls(root=root, settings=Settings.load(root))
         if issue is not None and Path(issue).is_file():
-            root = project_around(Path(issue).resolve().parent)
-            if root is not None:
-                return cls(root=root, settings=Settings.load(root))
+            around = project_around(Path(issue).resolve().parent)
+            if around is not None:
+                return cls(root=around, settings=Settings.load(around))
         return cls.load()
 
     @property

@@ -17,6 +17,7 @@ import io
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -102,7 +103,7 @@ def all_suppressions(database: Database, *, reason: str | None = None,
     return [_suppression(r) for r in rows if wanted is None or r.address in wanted]
 
 
-def _suppression(row) -> Suppression:  # type: ignore[no-untyped-def]
+def _suppression(row: sa.Row[Any]) -> Suppression:
     return Suppression(row.address, row.reason, row.source, row.created_at, row.issue,
                        row.detail)
 

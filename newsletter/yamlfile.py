@@ -18,6 +18,7 @@ Explicit tags (``!!int 5``, ``!!binary ...``) are refused: no field needs them.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -131,7 +132,7 @@ class _Loader(yaml.SafeLoader):
         return super().construct_object(node, deep=deep)
 
 
-def _construct_map(loader: _Loader, node: yaml.MappingNode):  # type: ignore[no-untyped-def]
+def _construct_map(loader: _Loader, node: yaml.MappingNode) -> Iterator[LocDict]:
     data = LocDict()
     data.mark = _mark(node)
     yield data
@@ -153,7 +154,7 @@ def _construct_map(loader: _Loader, node: yaml.MappingNode):  # type: ignore[no-
             data.block_scalar.add(key)
 
 
-def _construct_seq(loader: _Loader, node: yaml.SequenceNode):  # type: ignore[no-untyped-def]
+def _construct_seq(loader: _Loader, node: yaml.SequenceNode) -> Iterator[LocList]:
     data = LocList()
     data.mark = _mark(node)
     yield data

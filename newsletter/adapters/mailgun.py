@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import requests
 
@@ -58,7 +59,7 @@ class MailgunAdapter(HttpAdapter):
     def describe(self) -> str:
         return f"mailgun {self.base_url} (domain {self.domain})"
 
-    def request(self, method: str, path: str, **kwargs) -> requests.Response:  # type: ignore[no-untyped-def]
+    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         return super().request(method, path, auth=("api", self.key), **kwargs)
 
     # --- answers ---------------------------------------------------------------------

@@ -36,6 +36,7 @@ import json
 import secrets
 from collections.abc import Iterator, Sequence
 from email.utils import formataddr
+from typing import Any
 
 import requests
 
@@ -82,7 +83,7 @@ class PostmarkAdapter(HttpAdapter):
     def describe(self) -> str:
         return f"postmark {self.base_url} (stream {self.stream or 'not set'})"
 
-    def request(self, method: str, path: str, **kwargs) -> requests.Response:  # type: ignore[no-untyped-def]
+    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         headers = {"X-Postmark-Server-Token": self.token, "Accept": "application/json",
                    **kwargs.pop("headers", {})}
         return super().request(method, path, headers=headers, **kwargs)

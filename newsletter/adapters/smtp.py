@@ -98,21 +98,28 @@ def _login_hint(code: int, reply: str) -> str:
         return f"the server wants TLS first: add ?starttls=true to {SETTING}"
     return f"check the user and password in {SETTING}"
 
+def _text(reply: bytes | str) -> str:
+    """A server's reply as text."""
+    return reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
+
+
+class _Closing(TransientError):
+    """421: the server is closing the connection (RFC 5321 3.8); try later, on a new one."""
+
+
 def _classify(code: int, reply: bytes | str, what: str, recipient: bool = False) -> Exception:
-    text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
+    text = _text(reply)
     message = f"{what}: {code} {text}".strip()
+    if code == 421:
+        return _Closing(message)
     # RFC 5321 4.5.3.1.10: 552 (storage exceeded) is to be treated as temporary.
-    error: Exception
     if 400 <= code < 500 or code == 552:
-        error = TransientError(message)
-    elif code in (530, 534, 535, 538):
-        error = ConfigurationError(f"the SMTP server refused our login: {message}",
-                                   hint=_login_hint(code, text))
-    else:
-        # A refusal at RCPT TO is about the address: a bounce at send time (bounces.record).
-        error = PermanentError(message, recipient_problem=recipient)
-    error.smtp_code = code  # type: ignore[attr-defined]
-    return error
+        return TransientError(message)
+    if code in (530, 534, 535, 538):
+        return ConfigurationError(f"the SMTP server refused our login: {message}",
+                                  hint=_login_hint(code, text))
+    # A refusal at RCPT TO is about the address: a bounce at send time (bounces.record).
+    return PermanentError(message, recipient_problem=recipient)
 
 
 class SmtpAdapter(Adapter):
@@ -180,7 +187,7 @@ class SmtpAdapter(Adapter):
             raise self._untrusted(exc) from exc
         except smtplib.SMTPConnectError as exc:
             raise TransientError(f"connecting to {s.host}:{s.port}: {exc.smtp_code} "
-                                 f"{exc.smtp_error.decode('utf-8', 'replace')}") from exc
+                                 f"{_text(exc.smtp_error)}") from exc
         except (OSError, smtplib.SMTPException) as exc:
             raise TransientError(f"connecting to {s.host}:{s.port}: {exc}") from exc
         try:
@@ -195,7 +202,7 @@ class SmtpAdapter(Adapter):
             raise self._untrusted(exc) from exc
         except smtplib.SMTPAuthenticationError as exc:
             conn.close()
-            reply = exc.smtp_error.decode("utf-8", "replace")
+            reply = _text(exc.smtp_error)
             raise ConfigurationError(
                 f"the SMTP server refused our login: {exc.smtp_code} {reply}",
                 hint=_login_hint(exc.smtp_code, reply)) from exc
@@ -293,7 +300,7 @@ class SmtpAdapter(Adapter):
 
     def _after_refusal(self, error: Exception) -> None:
         # 421 means the server is closing the connection; otherwise reset and reuse it.
-        if getattr(error, "smtp_code", 0) == 421:
+        if isinstance(error, _Closing):
             self._drop()
             return
         try:

@@ -32,6 +32,7 @@ from email.message import Message
 from email.policy import compat32
 from email.utils import getaddresses, parseaddr
 from enum import StrEnum
+from typing import Any
 
 from newsletter.bounces.events import EventType, basic_code_in, bounce_type, status_in
 
@@ -102,7 +103,7 @@ def classify(raw: bytes) -> Classification:
 
 
 def _classify(msg: Message) -> Classification:
-    base = {
+    base: dict[str, Any] = {
         "message_id": _message_id(msg.get("Message-ID")),
         "subject": _header(msg, "Subject"),
     }
@@ -154,7 +155,7 @@ def _dsn_blocks(msg: Message) -> list[Message]:
             blocks.extend(p for p in payload if isinstance(p, Message))
         else:
             # Sent base64- or quoted-printable-encoded, so the parser kept it as text.
-            data = part.get_payload(decode=True) or b""
+            data = _decoded(part)
             text = data.decode("utf-8", "replace").replace("\r\n", "\n")
             blocks.extend(message_from_string(chunk.strip() + "\n", policy=compat32)
                           for chunk in re.split(r"\n\s*\n", text) if chunk.strip())
@@ -199,15 +200,22 @@ def _typed_address(value: str | None) -> str:
 # --- RFC 5965 ---------------------------------------------------------------------------------
 
 
-def _complaint(msg: Message, original: Message | None, base: dict) -> Classification:
+def _decoded(part: Message) -> bytes:
+    """The body of ``part`` with its transfer encoding undone (empty if it has none)."""
+    data = part.get_payload(decode=True)
+    return data if isinstance(data, bytes) else b""
+
+
+def _complaint(msg: Message, original: Message | None,
+               base: dict[str, Any]) -> Classification:
     fields: Message | None = None
     for part in msg.walk():
         if part.get_content_type() == "message/feedback-report":
             payload = part.get_payload()
-            if isinstance(payload, list) and payload:
+            if isinstance(payload, list) and payload and isinstance(payload[0], Message):
                 fields = payload[0]
             else:
-                data = part.get_payload(decode=True) or b""
+                data = _decoded(part)
                 fields = message_from_string(data.decode("utf-8", "replace"), policy=compat32)
             break
     if fields is None:
@@ -305,10 +313,10 @@ def _original_headers(msg: Message) -> Message | None:
         kind = part.get_content_type()
         if kind in ("message/rfc822", "message/global"):
             payload = part.get_payload()
-            if isinstance(payload, list) and payload:
+            if isinstance(payload, list) and payload and isinstance(payload[0], Message):
                 return payload[0]
         elif kind in ("text/rfc822-headers", "text/rfc822-header"):
-            data = part.get_payload(decode=True) or b""
+            data = _decoded(part)
             return message_from_string(data.decode("utf-8", "replace"), policy=compat32)
     return None
 
@@ -331,7 +339,7 @@ def _plain_text(msg: Message) -> str:
     chunks = []
     for part in msg.walk():
         if part.get_content_type() == "text/plain" and not part.is_multipart():
-            data = part.get_payload(decode=True) or b""
+            data = _decoded(part)
             charset = part.get_content_charset() or "utf-8"
             try:
                 chunks.append(data.decode(charset, "replace"))

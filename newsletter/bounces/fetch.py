@@ -86,7 +86,8 @@ def fetch(database: Database, mailbox: Mailbox, *, codec: VerpCodec, bounce_addr
     return report
 
 
-def _process(conn, result: Classification, raw: bytes, key: str, codec: VerpCodec,  # type: ignore[no-untyped-def]
+def _process(conn: sa.Connection, result: Classification, raw: bytes, key: str,
+             codec: VerpCodec,
              bounce_address: str, issues: list[str], soft_bounce_limit: int) -> Line:
     if not result.counts:
         outcome = "malformed" if result.kind == Kind.MALFORMED else "ignored"
@@ -112,7 +113,8 @@ def _process(conn, result: Classification, raw: bytes, key: str, codec: VerpCode
     return Line(_LABELS[finding.type], note, address, issue, done.suppressed)
 
 
-def _attribute(conn, result: Classification, codec: VerpCodec, bounce_address: str,  # type: ignore[no-untyped-def]
+def _attribute(conn: sa.Connection, result: Classification, codec: VerpCodec,
+               bounce_address: str,
                issues: list[str]) -> tuple[str, str, str] | None:
     """(issue, address, how) of the recipient a bounce is about, or None."""
     if bounce_address:

@@ -259,7 +259,8 @@ class ImapMailbox(Mailbox):
                 f"the bounce mailbox has no folder {s.folder!r}: "
                 f"{_text(data[0] if data else '')}",
                 hint=f"the folder is the path at the end of {URL_SETTING} (default INBOX)")
-        flags = b" ".join(conn.untagged_responses.get("PERMANENTFLAGS", []) or [b""])
+        flags = b" ".join(f for f in conn.untagged_responses.get("PERMANENTFLAGS", [])
+                          if isinstance(f, bytes))
         self._keywords = b"\\*" in flags and not self.read_only
         return conn
 
@@ -271,7 +272,7 @@ class ImapMailbox(Mailbox):
                                   f"{_text(data[0] if data else '')}")
         uids = [u for u in (data[0] or b"").split() if u]
         for uid in uids:
-            status, parts = self._conn.uid("FETCH", uid, "(BODY.PEEK[])")
+            status, parts = self._conn.uid("FETCH", uid.decode("ascii"), "(BODY.PEEK[])")
             raw = next((p[1] for p in parts or [] if isinstance(p, tuple)), None)
             if status != "OK" or raw is None:
                 continue        # expunged meanwhile

@@ -116,7 +116,7 @@ def soft_streak(conn: Connection, address: str, issue: str, at: float) -> int:
     return streak
 
 
-def record_refusals(database, issue: str, refused: list[tuple[str, str]],  # type: ignore[no-untyped-def]
+def record_refusals(database: db.Database, issue: str, refused: list[tuple[str, str]],
                     soft_bounce_limit: int) -> list[Recorded]:
     """Bounces at send time: each (address, server's words) a server refused at RCPT TO, or a
     provider refused as an address, is a bounce of ``issue``: hard (suppressed at once) for

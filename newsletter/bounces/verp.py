@@ -24,8 +24,12 @@ import hmac
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+if TYPE_CHECKING:
+    from newsletter.tracking.tokens import Signer
 
 TAG_LENGTH = 39
 _CONTEXT = b"newsletter VERP tag v1"
@@ -143,7 +147,7 @@ def _aes(key: bytes) -> Cipher:
     return Cipher(algorithms.AES(key), modes.ECB())  # noqa: S305
 
 
-def codec_for(signer: object) -> VerpCodec:
+def codec_for(signer: Signer) -> VerpCodec:
     """The codec for a project: its key is derived from the signer's current key, the way the
     tracker derives its IP-hash key, so it needs no setting of its own."""
-    return VerpCodec([signer.sign("o", "\x00verp-key").encode("utf-8")])  # type: ignore[attr-defined]
+    return VerpCodec([signer.sign("o", "\x00verp-key").encode("utf-8")])

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import webbrowser
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
@@ -15,8 +17,10 @@ from newsletter.fixed import check_against_ledger
 from newsletter.project import Project
 from newsletter.scaffold import scaffold_issue
 
+_Command = TypeVar("_Command", bound=Callable[..., Any])
 
-def issue_argument(function):  # type: ignore[no-untyped-def]
+
+def issue_argument(function: _Command) -> _Command:
     """The ISSUE argument shared by commands: a path such as issues/2026-spring.yaml."""
     return click.argument("issue", type=click.Path(path_type=Path))(function)
 

@@ -5,20 +5,25 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from newsletter import send as sending
-from newsletter.audiences import load_audiences
+from newsletter.audiences import Audiences, load_audiences
 from newsletter.cli import load_project
-from newsletter.errors import InvalidAudiences, NewsletterError
+from newsletter.errors import InvalidAudiences, NewsletterError, Problem
 from newsletter.project import Project
 from newsletter.sendloop import LoopOptions, Tally
 from newsletter.status import Status
 
+if TYPE_CHECKING:
+    from click._termui_impl import ProgressBar
 
-def _echo_warnings(problems) -> None:  # type: ignore[no-untyped-def]
+
+def _echo_warnings(problems: Iterable[Problem]) -> None:
     for problem in problems:
         click.echo(problem.format(), err=True)
 
@@ -74,7 +79,7 @@ def audiences_check(db: str | None) -> None:
     _suppressed_members(project, loaded, db)
 
 
-def _suppressed_members(project: Project, loaded, db: str | None) -> None:  # type: ignore[no-untyped-def]
+def _suppressed_members(project: Project, loaded: Audiences, db: str | None) -> None:
     """Per list, the members who are suppressed and why."""
     from newsletter import suppressions
     from newsletter.db import open_db
@@ -118,7 +123,7 @@ class _Progress:
 
     def __init__(self) -> None:
         self.tty = sys.stdout.isatty()
-        self.bar = None
+        self.bar: ProgressBar[object] | None = None
         self.total = 0
         self.seen = 0
         self.next_line = 0
@@ -312,9 +317,9 @@ def amend(issue: str, reason: str, yes: bool, db_url: str | None) -> None:
                                           outcome=None)
     slug = built.issue.slug
     url = project.db_url(db_url, can_create=False)
-    path = sqlite_path(url)
-    if path is not None and not path.exists():
-        raise NewsletterError(f"'{slug}' has not been sent: there is no database at {path}",
+    db_file = sqlite_path(url)
+    if db_file is not None and not db_file.exists():
+        raise NewsletterError(f"'{slug}' has not been sent: there is no database at {db_file}",
                               hint="name the database it was sent from with --db or "
                               "NEWSLETTER_DB")
     database = open_db(url)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -12,6 +13,10 @@ from newsletter.cli import load_project
 from newsletter.cli.track import db_option
 from newsletter.errors import NewsletterError
 from newsletter.suppressions import REASONS, Suppression, iso
+
+if TYPE_CHECKING:
+    from newsletter.db import Database
+    from newsletter.project import Project
 
 FORMATS = ("table", "csv", "json")
 
@@ -29,8 +34,8 @@ def _date(value: str | None, option: str) -> float | None:
     return parsed.timestamp()
 
 
-def _open(db: str | None, create: bool = False,  # type: ignore[no-untyped-def]
-          can_create: bool = False):
+def _open(db: str | None, create: bool = False,
+          can_create: bool = False) -> tuple[Project, Database]:
     from newsletter.db import open_db
 
     project = load_project()

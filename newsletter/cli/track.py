@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from newsletter.cli import load_project
 from newsletter.project import Project
+
+if TYPE_CHECKING:
+    from newsletter.db import Database
 
 db_option = click.option(
     "--db", "db", metavar="PATH|URL", default=None,
@@ -91,7 +95,7 @@ def serve(host: str, port: int, db: str | None, workers: int, server: str,
                        journal_dir)
 
 
-def _name_unsaved_files(database, spill_dir: str) -> None:  # type: ignore[no-untyped-def]
+def _name_unsaved_files(database: Database, spill_dir: str) -> None:
     """Point at events older versions saved to files and that are not imported yet."""
     import tempfile
 
@@ -141,6 +145,7 @@ def _serve_granian(project: Project, url: str, host: str, port: int, workers: in
     from granian import Granian
     from granian.constants import HTTPModes, Interfaces, Loops
     from granian.http import HTTP1Settings
+    from granian.log import LogLevels
 
     from newsletter.settings import TrackerWorker
     from newsletter.tracking import hardening
@@ -158,7 +163,7 @@ def _serve_granian(project: Project, url: str, host: str, port: int, workers: in
     fd_limit = hardening.raise_fd_limit()
     Granian("newsletter.tracking.server:app_from_env", factory=True,
             interface=Interfaces.ASGI, address=host, port=port, workers=workers,
-            loop=Loops.uvloop, websockets=False, log_access=False, log_level="warning",
+            loop=Loops.uvloop, websockets=False, log_access=False, log_level=LogLevels.warning,
             http=HTTPModes.http1, backlog=hardening.LISTEN_BACKLOG,
             backpressure=hardening.backpressure(fd_limit),
             http1_settings=HTTP1Settings(
@@ -190,7 +195,8 @@ def _serve_uvicorn(project: Project, url: str, host: str, port: int,
     try:
         config = uvicorn.Config(
             app, host=host, port=port, loop="uvloop", http="httptools", lifespan="on",
-            backlog=hardening.LISTEN_BACKLOG, timeout_keep_alive=hardening.HEADER_READ_TIMEOUT,
+            backlog=hardening.LISTEN_BACKLOG,
+            timeout_keep_alive=round(hardening.HEADER_READ_TIMEOUT),
             access_log=False, log_level="warning", proxy_headers=True,
             forwarded_allow_ips=forwarded_allow_ips, server_header=False,
             timeout_graceful_shutdown=10)

@@ -17,8 +17,10 @@ import asyncio
 import json
 import logging
 from collections.abc import Mapping
+from typing import Any
 
 import sqlalchemy as sa
+from starlette.types import Receive, Scope, Send
 
 from newsletter.db import Database
 from newsletter.hooks import PROVIDER_NAMES, Malformed, Provider, Unauthorized, provider_for
@@ -43,7 +45,7 @@ class HookRoute:
             if provider is not None:
                 self.providers[name] = provider
 
-    async def __call__(self, scope, receive, send, name: bytes) -> None:  # type: ignore[no-untyped-def]
+    async def __call__(self, scope: Scope, receive: Receive, send: Send, name: bytes) -> None:
         provider = self.providers.get(name.decode("ascii", "replace"))
         if scope["method"] != "POST":
             return await _answer(send, 405, {"error": "method not allowed"},
@@ -81,7 +83,7 @@ class HookRoute:
                                          "skipped": len(parsed.skipped)})
 
 
-async def _body(receive) -> bytes | None:  # type: ignore[no-untyped-def]
+async def _body(receive: Receive) -> bytes | None:
     chunks: list[bytes] = []
     size = 0
     more = True
@@ -98,7 +100,8 @@ async def _body(receive) -> bytes | None:  # type: ignore[no-untyped-def]
     return b"".join(chunks)
 
 
-async def _answer(send, status: int, document: dict, headers: list | None = None) -> None:  # type: ignore[no-untyped-def]
+async def _answer(send: Send, status: int, document: dict[str, Any],
+                  headers: list[tuple[bytes, bytes]] | None = None) -> None:
     body = json.dumps(document).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [*_JSON, *(headers or []),

@@ -30,6 +30,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -66,7 +67,7 @@ class Hit:
 
 # A journal line is a JSON array of these, in this order (each segment's header lists them, so
 # a later version can still read an older segment).
-HIT_FIELDS: tuple[str, ...] = tuple(Hit.__slots__)  # type: ignore[attr-defined]
+HIT_FIELDS: tuple[str, ...] = tuple(Hit.__slots__)
 _hit_values = operator.attrgetter(*HIT_FIELDS)
 # The request path's one serialisation: no circularity check needed for a hit's plain values.
 _encode = json.JSONEncoder(check_circular=False).encode
@@ -219,7 +220,7 @@ class EventWriter:
                 if entry is not None:
                     self._queue.append(entry)
         else:
-            self._queue.append(entry)
+            self._queue.append((hit, None, 0))
         self.received += 1
         if len(self._queue) >= self.max_batch and self.failing_since is None:
             self._wake.set()
@@ -515,7 +516,8 @@ class EventWriter:
         if not fresh:
             return
         self._load_deliveries(conn, fresh)
-        changed = self.classifier.observe(fresh, self._deliveries)
+        # The classifier hands back hits it was given, in this batch or an earlier one.
+        changed = cast(list[Hit], self.classifier.observe(fresh, self._deliveries))
         for hit in fresh:
             self._classified[id(hit)] = hit
         in_batch = {id(h) for h in batch}

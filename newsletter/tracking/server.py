@@ -34,13 +34,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import sqlalchemy as sa
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from newsletter import db, suppressions
 from newsletter.db import Database, open_db
 from newsletter.tracking import classify
 from newsletter.tracking.events import HIT_FIELDS, EventWriter, Hit
 from newsletter.tracking.journal import Journal
-from newsletter.tracking.tokens import InvalidToken, Signer, signer_for
+from newsletter.tracking.tokens import InvalidToken, Signer, TokenData, TokenKind, signer_for
 
 MAX_BACKLOG = 100_000            # hits waiting to be stored before /healthz answers 503
 MAX_JOURNAL_BYTES = 1 << 30      # bytes of journal on disk before /healthz answers 503
@@ -126,7 +127,7 @@ class TrackerApp:
         self._links: dict[tuple[str, str], tuple[float, _Link | None]] = {}
         self._issues: dict[str, tuple[float, _Issue | None]] = {}
         self._ip_hashes: dict[str, str] = {}
-        self._tokens: dict[tuple[bytes, str], object] = {}
+        self._tokens: dict[tuple[bytes, str], TokenData | int] = {}
         self._closed = False
         self.announce_stop = False
         self.hooks = HookRoute(database, webhook_env or {}, soft_bounce_limit)
@@ -164,7 +165,7 @@ class TrackerApp:
         return 200, f"ok {waiting}\n"
 
     # -- ASGI -----------------------------------------------------------------------------
-    async def __call__(self, scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
             try:
@@ -182,7 +183,7 @@ class TrackerApp:
         elif kind == "lifespan":
             await self._lifespan(receive, send)
 
-    async def _lifespan(self, receive, send) -> None:  # type: ignore[no-untyped-def]
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
@@ -196,7 +197,7 @@ class TrackerApp:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def _http(self, scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         raw = scope.get("raw_path") or scope["path"].encode("utf-8", "replace")
         raw = raw.split(b"?", 1)[0]
         if len(raw) > MAX_PATH_BYTES:
@@ -234,7 +235,7 @@ class TrackerApp:
         return await _respond(send, 404, _NOT_FOUND, [_HTML], head)
 
     # -- routes ---------------------------------------------------------------------------
-    def _verify(self, token: bytes, kind: str):  # type: ignore[no-untyped-def]
+    def _verify(self, token: bytes, kind: TokenKind) -> TokenData | int:
         """TokenData, or 400 (malformed) / 404 (does not verify) as an int."""
         key = (token, kind)
         known = self._tokens.get(key)
@@ -243,7 +244,7 @@ class TrackerApp:
         if not _TOKEN.match(token):
             return 400
         try:
-            result = self.signer.verify(token.decode("ascii"), kind)  # type: ignore[arg-type]
+            result: TokenData | int = self.signer.verify(token.decode("ascii"), kind)
         except InvalidToken:
             result = 404
         # Each message's links repeat across clicks and scanner passes: remember the answer
@@ -253,7 +254,7 @@ class TrackerApp:
         self._tokens[key] = result
         return result
 
-    async def _click(self, scope, send, token: bytes, head: bool) -> None:  # type: ignore[no-untyped-def]
+    async def _click(self, scope: Scope, send: Send, token: bytes, head: bool) -> None:
         data = self._verify(token, "c")
         if isinstance(data, int):
             return await _respond(send, data, _NOT_FOUND if data == 404 else _BAD_REQUEST,
@@ -266,7 +267,7 @@ class TrackerApp:
         await send({"type": "http.response.start", "status": 302, "headers": link.headers})
         await send({"type": "http.response.body", "body": b""})
 
-    async def _view(self, scope, send, slug_raw: bytes, head: bool) -> None:  # type: ignore[no-untyped-def]
+    async def _view(self, scope: Scope, send: Send, slug_raw: bytes, head: bool) -> None:
         slug = slug_raw.decode("ascii", "replace")
         if not _SLUG.match(slug):
             return await _respond(send, 400, _BAD_REQUEST, [_HTML], head)
@@ -277,7 +278,7 @@ class TrackerApp:
             self._record(scope, "view", slug, "", None, None, "")
         return await _respond(send, 200, issue.web_html.encode("utf-8"), [_HTML], head)
 
-    async def _open(self, scope, send, token: bytes, head: bool) -> None:  # type: ignore[no-untyped-def]
+    async def _open(self, scope: Scope, send: Send, token: bytes, head: bool) -> None:
         data = self._verify(token, "o")
         if isinstance(data, int):
             return await _respond(send, data, _NOT_FOUND if data == 404 else _BAD_REQUEST,
@@ -288,7 +289,7 @@ class TrackerApp:
         self._record(scope, "open", data.issue, "", data.pseudonym, data.list, "")
         return await _respond(send, 200, _PIXEL, [(b"content-type", b"image/gif")], head)
 
-    async def _unsubscribe_page(self, send, token: bytes, head: bool) -> None:  # type: ignore[no-untyped-def]
+    async def _unsubscribe_page(self, send: Send, token: bytes, head: bool) -> None:
         data = self._verify(token, "u")
         if isinstance(data, int):
             return await _respond(send, data, _NOT_FOUND if data == 404 else _BAD_REQUEST,
@@ -299,7 +300,8 @@ class TrackerApp:
             "<button type=submit>Unsubscribe</button></form>"))
         return await _respond(send, 200, body, [_HTML, _PAGE_CSP], head)
 
-    async def _unsubscribe(self, scope, receive, send, token: bytes) -> None:  # type: ignore[no-untyped-def]
+    async def _unsubscribe(self, scope: Scope, receive: Receive, send: Send,
+                           token: bytes) -> None:
         size = 0
         more = True
         while more:  # read (and bound) the body even though RFC 8058 needs nothing from it
@@ -337,7 +339,7 @@ class TrackerApp:
         return True
 
     # -- helpers --------------------------------------------------------------------------
-    def _record(self, scope, kind: str, issue: str, link_id: str,  # type: ignore[no-untyped-def]
+    def _record(self, scope: Scope, kind: str, issue: str, link_id: str,
                 pseudonym: str | None, list_key: str | None, link_kind: str) -> None:
         agent = ""
         for name, value in scope["headers"]:
@@ -401,13 +403,14 @@ class TrackerApp:
         return _Issue(web_html=row.web_html, opens=bool(row.opens) and counted, counted=counted)
 
 
-async def _respond(send, status: int, body: bytes, headers: list, head: bool = False) -> None:  # type: ignore[no-untyped-def]
+async def _respond(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]],
+                   head: bool = False) -> None:
     await send({"type": "http.response.start", "status": status,
                 "headers": [*_COMMON, *headers, (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": b"" if head else body})
 
 
-async def _method_not_allowed(send, allow: bytes) -> None:  # type: ignore[no-untyped-def]
+async def _method_not_allowed(send: Send, allow: bytes) -> None:
     body = _page("Method not allowed", "<p>This address does not accept that method.</p>")
     await _respond(send, 405, body, [_HTML, (b"allow", allow)])
 
@@ -437,7 +440,9 @@ def create_app(database_url: str | None = None, *, database: Database | None = N
     owns = database is None
     # A visitor waits no longer than this for a connection (then gets 503); the event writer
     # retries on its own, for as long as it takes, with the hits safe in the journal.
-    database = database or open_db(database_url, patience=2.0)  # type: ignore[arg-type]
+    if database is None:
+        assert database_url is not None
+        database = open_db(database_url, patience=2.0)
     try:
         return TrackerApp(database, owns_database=owns, rules=rules or classify.Rules(),
                           flush_interval=flush_interval, cache_seconds=cache_seconds,
@@ -451,7 +456,7 @@ def create_app(database_url: str | None = None, *, database: Database | None = N
         raise
 
 
-def app_from_env():  # type: ignore[no-untyped-def]
+def app_from_env() -> ASGIApp:
     """The app for a server that imports it by name in each worker (``track serve``, granian).
 
     Reads the settings ``track serve`` handed over (see :class:`settings.TrackerWorker`);
@@ -474,7 +479,7 @@ def app_from_env():  # type: ignore[no-untyped-def]
     return behind_proxies(app, worker.proxies)
 
 
-def behind_proxies(app, proxies: str | Iterable[str]):  # type: ignore[no-untyped-def]
+def behind_proxies(app: ASGIApp, proxies: str | Iterable[str]) -> ASGIApp:
     """``app`` taking the client address from ``X-Forwarded-For`` only when the request comes
     from one of ``proxies`` (addresses or CIDRs, a list or comma-separated); from anyone else the
     header is ignored and the socket address counts. The simulator wraps the app the same way."""

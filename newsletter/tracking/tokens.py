@@ -29,7 +29,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, cast
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESSIV
@@ -158,7 +158,7 @@ class Signer:
             raise InvalidToken("token is for something else")
         pseudonym = who[2:] if who.startswith("r:") else None
         list_key = who[2:] if who.startswith("l:") else None
-        return TokenData(tkind, issue, link, pseudonym, list_key)  # type: ignore[arg-type]
+        return TokenData(cast(TokenKind, tkind), issue, link, pseudonym, list_key)
 
     def _open(self, token: str) -> tuple[str, str, str, str]:
         try:
