@@ -228,6 +228,27 @@ meta = sa.Table(
     sa.Column("value", sa.Text, nullable=False),
 )
 
+# Published images, by content ("<hash>.<ext>"): the same bytes are stored once whichever
+# issues show them. An image is served while an issue that published it is in issue_images.
+images = sa.Table(
+    "images", metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("content_type", sa.String(32), nullable=False),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+    sa.Column("width", sa.Integer, nullable=False),
+    sa.Column("height", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+issue_images = sa.Table(
+    "issue_images", metadata,
+    sa.Column("issue", sa.String(100), primary_key=True),
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("src", sa.Text, nullable=False, server_default=""),
+    sa.Column("published_at", sa.Float, nullable=False),
+    sa.Index("ix_issue_images_name", "name"),
+)
+
 
 @dataclass
 class Database:

@@ -77,7 +77,8 @@ class _IssueReader:
                                "e.g. 'width: 560', or remove it to fill the column")
         if src:
             check_image_src(c, src, data.value_at("src"), self.root, self.assets_url)
-        return model.Image(src=src, alt=alt, width=width) if src else None
+        return (model.Image(src=src, alt=alt, width=width, at=(c.file, *data.value_at("src")))
+                if src else None)
 
     def button(self, data: LocDict, what: str) -> model.Button:
         c = self.c

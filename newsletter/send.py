@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from newsletter import fixed, ledger
+from newsletter import fixed, ledger, publish
 from newsletter.adapters.base import (
     Adapter,
     AdapterSettings,
@@ -100,6 +100,7 @@ def prepare(project: Project, issue: str, lists: tuple[str, ...], *,
         notes = adapter_.preflight()
     finally:
         adapter_.close()
+    publish.require_images_online(built)
     database = open_db(project.db_url(db_url, create=create_db),
                        patience=project.settings.db_wait)
     try:
@@ -182,12 +183,10 @@ def summary(prepared: Prepared) -> list[str]:
     lines += _bounce_warning(prepared)
     for warning in getattr(prepared.built, "warnings", []):
         lines.append(warning.format())
-    local_images = getattr(prepared.built, "images", [])
-    if local_images and not prepared.project.settings.assets_url:
-        lines.append(f"warning: {len(local_images)} image(s) use project paths "
-                     f"({', '.join(local_images)}), which recipients' mail cannot load\n"
-                     "    hint: publish the images folder and set assets_url in newsletter.yaml "
-                     "to its https:// address")
+    images = getattr(prepared.built, "email_images", [])
+    if images:
+        where = prepared.built.assets_url or f"{prepared.built.tracking_url}/a/"  # type: ignore[attr-defined]
+        lines.append(f"Images:   {len(images)}, published with the issue at {where}")
     return lines
 
 
@@ -281,6 +280,7 @@ def run(prepared: Prepared, options: LoopOptions, *,
     slug = prepared.slug
     ledger.register_issue(db, prepared.built)
     signer = prepared.signer()
+    publish.publish_images(db, prepared.built)
     list_order: tuple[str, ...] = ()
     if prepared.plan is not None:
         list_order = prepared.plan.list_keys
@@ -373,6 +373,7 @@ def send_test(prepared: Prepared, address: str) -> tuple[str, str]:
     if not normalised:
         raise NewsletterError(f"--test {address!r} is not a valid email address: {why}")
     ledger.register_issue(prepared.database, prepared.built)
+    publish.publish_images(prepared.database, prepared.built)
     factory = MessageFactory(prepared.built, prepared.project, prepared.signer(),
                              test=True)
     slug = prepared.slug

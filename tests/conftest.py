@@ -411,7 +411,8 @@ def make_built(slug: str = "spring", tracking: str = "aggregate", opens: bool = 
              Link("bbb222", "https://example.org/guide.pdf", "Download", "news", "download",
                   True)]
     return SimpleNamespace(issue=issue, html=html, text=text, web_html="<h1>web</h1>",
-                           links=links, warnings=[], mjml="", dependencies=[])
+                           links=links, warnings=[], mjml="", dependencies=[],
+                           email_images=[], assets_url="", tracking_url=base)
 
 
 # --- browser ---

@@ -605,3 +605,78 @@ def alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
         return False
+
+
+# --- images and the public side -------------------------------------------------------
+
+
+def picture(width: int, height: int, image_format: str = "PNG", *, noise: bool = False,
+            exif: bytes | None = None, frames: int = 1) -> bytes:
+    """An image file's bytes made with Pillow: a gradient, or random noise (which does not
+    compress) when ``noise``; ``exif`` adds camera metadata, ``frames`` > 1 an animation."""
+    import io
+    import random
+
+    from PIL import Image
+
+    if noise:
+        rng = random.Random(width * 7919 + height)
+        image = Image.frombytes("RGB", (width, height), rng.randbytes(width * height * 3))
+    else:
+        image = Image.linear_gradient("L").resize((width, height)).convert("RGB")
+    out = io.BytesIO()
+    options: dict = {}
+    if exif is not None:
+        options["exif"] = exif
+    if frames > 1:
+        options.update(save_all=True, append_images=[image.rotate(90 * i)
+                                                     for i in range(1, frames)])
+    image.save(out, format=image_format, **options)
+    return out.getvalue()
+
+
+def gps_exif() -> bytes:
+    """EXIF naming a camera and a place, as a phone writes into a photo."""
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x010F] = "ExampleCam"           # Make
+    exif[0x8825] = {1: "N", 2: (51.0, 16.0, 30.0)}   # GPSInfo: latitude
+    return exif.tobytes()
+
+
+def use_image(issue: Path, text: str, image_path: str) -> None:
+    """Point the sample issue's article image at ``image_path``."""
+    issue.write_text(text.replace("src: images/small-steps.png", f"src: {image_path}"),
+                     encoding="utf-8")
+
+
+class AsgiClient:
+    """A synchronous front to httpx's in-process ASGI transport (one event loop per request)."""
+
+    def __init__(self, app, client: tuple[str, int] = ("203.0.113.7", 50123)) -> None:  # type: ignore[no-untyped-def]
+        self.app = app
+        self.client = client
+        self.headers = {"user-agent": "Mozilla/5.0 (Windows NT 10.0) Firefox/140.0"}
+
+    def request(self, method: str, path: str, **kwargs):  # type: ignore[no-untyped-def]
+        import asyncio
+
+        import httpx
+
+        async def go() -> httpx.Response:
+            transport = httpx.ASGITransport(app=self.app, client=self.client)
+            async with httpx.AsyncClient(transport=transport, base_url="http://tracker.test",
+                                         headers=self.headers) as http:
+                return await http.request(method, path, **kwargs)
+
+        return asyncio.run(go())
+
+    def get(self, path: str, **kwargs):  # type: ignore[no-untyped-def]
+        return self.request("GET", path, **kwargs)
+
+    def head(self, path: str, **kwargs):  # type: ignore[no-untyped-def]
+        return self.request("HEAD", path, **kwargs)
+
+    def post(self, path: str, **kwargs):  # type: ignore[no-untyped-def]
+        return self.request("POST", path, **kwargs)

@@ -163,13 +163,6 @@ def test_preview_render_is_untracked(project: Path, sample_issue: Path) -> None:
     assert 'src="images/logo.png"' in built.html
 
 
-def test_assets_url_makes_image_sources_absolute(project: Path, sample_issue: Path) -> None:
-    settings = project / "newsletter.yaml"
-    settings.write_text(settings.read_text() + "assets_url: https://cdn.example.org/news/\n")
-    built = build_issue(sample_issue, Project.load(project))
-    assert 'src="https://cdn.example.org/news/images/logo.png"' in built.html
-
-
 def test_user_text_is_escaped(project: Path, sample_issue: Path, sample_yaml: str) -> None:
     sample_issue.write_text(sample_yaml.replace("heading: Events",
                                                 "heading: Events <script>alert(1)</script>"))

@@ -229,22 +229,6 @@ def test_send_and_resume_on_sqlite_and_postgresql(send_project: Path, storage_ur
     assert lists == 6                      # shared@council.example was reached through both
 
 
-def test_summary_warns_when_images_cannot_load_in_mail(send_project: Path) -> None:
-    result = invoke("--to", "schools", "--dry-run")
-    assert result.exit_code == 0, result.output
-    assert "warning: 2 image(s) use project paths (images/logo.png, images/small-steps.png), " \
-        "which recipients' mail cannot load" in result.output
-    assert "set assets_url in newsletter.yaml" in result.output
-
-
-def test_summary_quiet_about_images_with_assets_url(send_project: Path) -> None:
-    settings = send_project / "newsletter.yaml"
-    settings.write_text(settings.read_text() + "assets_url: https://cdn.example.org/news/\n")
-    result = invoke("--to", "schools", "--dry-run")
-    assert result.exit_code == 0, result.output
-    assert "use project paths" not in result.output
-
-
 def test_database_that_cannot_be_opened(send_project: Path) -> None:
     result = invoke("--to", "schools", "--yes", "--db", str(send_project / "no" / "such" / "x.db"))
     assert result.exit_code == 1

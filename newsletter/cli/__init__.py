@@ -31,6 +31,7 @@ COMMAND_MODULES = {
     "audiences": "send",
     "send": "send",
     "amend": "send",
+    "publish": "publish",
     "track": "track",
     "report": "report",
     "bounces": "bounces",

@@ -11,6 +11,9 @@ Routes::
                                  (``newsletter.hooks.route``)
     GET|HEAD /healthz     "ok N" with N hits waiting to be stored; 503 when over a limit
 
+and, in :mod:`newsletter.tracking.public`, the public routes that count nothing (published
+images under /a/).
+
 No framework: the click route is the hot path, and a raw ASGI callable with a cached registry
 lookup does the least work per request. The redirect destination only ever comes from the link
 registry (``links`` table, written by ``send``); nothing in the request can name one. A token that
@@ -40,6 +43,7 @@ from newsletter.db import Database, open_db
 from newsletter.tracking import classify
 from newsletter.tracking.events import HIT_FIELDS, EventWriter, Hit
 from newsletter.tracking.journal import Journal
+from newsletter.tracking.public import PublicRoutes
 from newsletter.tracking.tokens import InvalidToken, Signer, signer_for
 
 MAX_BACKLOG = 100_000            # hits waiting to be stored before /healthz answers 503
@@ -123,6 +127,7 @@ class TrackerApp:
         self.max_backlog = max_backlog
         self.max_journal_bytes = max_journal_bytes
         self.cache_seconds = cache_seconds
+        self.public = PublicRoutes(database, cache_seconds)
         self._links: dict[tuple[str, str], tuple[float, _Link | None]] = {}
         self._issues: dict[str, tuple[float, _Issue | None]] = {}
         self._ip_hashes: dict[str, str] = {}
@@ -231,6 +236,8 @@ class TrackerApp:
             status, body = self.health()
             return await _respond(send, status, body.encode(),
                                   [(b"content-type", b"text/plain; charset=utf-8")], head)
+        if await self.public(scope, receive, send, raw):
+            return None
         return await _respond(send, 404, _NOT_FOUND, [_HTML], head)
 
     # -- routes ---------------------------------------------------------------------------

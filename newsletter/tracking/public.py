@@ -1,0 +1,123 @@
+"""The tracker's public pages that count nothing: published images (more to come).
+
+Routes::
+
+    GET|HEAD /a/{name}    an image published with an issue (``<hash>.<ext>``), cacheable for ever
+
+Kept apart from :mod:`newsletter.tracking.server` so the click route stays the short path it
+is: the server hands a request here only when none of its own routes matched. Nothing here
+records an event. Only what ``send``/``publish`` stored is served; any other name is 404.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from newsletter import db
+from newsletter.db import Database
+
+_IMAGE_NAME = re.compile(rb"^[0-9a-f]{32}\.(png|jpg|gif)$")
+# A year: the name is the content's hash, so a name never means other bytes.
+_IMMUTABLE = (b"cache-control", b"public, max-age=31536000, immutable")
+_IMAGE_HEADERS = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"content-security-policy", b"default-src 'none'"),
+    (b"referrer-policy", b"no-referrer"),
+)
+IMAGE_CACHE_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class _Image:
+    headers: tuple
+    data: bytes
+    etag: bytes
+
+
+class PublicRoutes:
+    """Answers the tracker's public, uncounted routes from the database."""
+
+    def __init__(self, database: Database, cache_seconds: float) -> None:
+        self.database = database
+        self.cache_seconds = cache_seconds
+        self._images: dict[bytes, _Image] = {}
+        self._image_bytes = 0
+        self._unknown: dict[bytes, float] = {}
+
+    async def __call__(self, scope, receive, send, raw: bytes) -> bool:  # type: ignore[no-untyped-def]
+        """Answer the request when it is ours; False (nothing sent) when it is not."""
+        method = scope["method"]
+        if raw.startswith(b"/a/"):
+            if method not in ("GET", "HEAD"):
+                await _plain(send, 405, b"Method not allowed\n", [(b"allow", b"GET, HEAD")])
+                return True
+            await self._image(scope, send, raw[3:], method == "HEAD")
+            return True
+        return False
+
+    # -- /a/ ------------------------------------------------------------------------------
+    async def _image(self, scope, send, name: bytes, head: bool) -> None:  # type: ignore[no-untyped-def]
+        image = await self._find_image(name) if _IMAGE_NAME.match(name) else None
+        if image is None:
+            await _plain(send, 404, b"Not found\n", [], head)
+            return
+        for header, value in scope["headers"]:
+            if header == b"if-none-match" and image.etag in value:
+                await send({"type": "http.response.start", "status": 304,
+                            "headers": [_IMMUTABLE, (b"etag", image.etag)]})
+                await send({"type": "http.response.body", "body": b""})
+                return
+        await send({"type": "http.response.start", "status": 200, "headers": image.headers})
+        await send({"type": "http.response.body", "body": b"" if head else image.data})
+
+    async def _find_image(self, name: bytes) -> _Image | None:
+        known = self._images.get(name)
+        if known is not None:
+            return known
+        if self._unknown.get(name, 0.0) > time.monotonic():
+            return None
+        image = await asyncio.to_thread(self._load_image, name.decode("ascii"))
+        if image is None:
+            if len(self._unknown) > 10_000:
+                self._unknown.clear()
+            self._unknown[name] = time.monotonic() + self.cache_seconds
+            return None
+        # Published images never change or go away while their issue is there: keep them
+        # in memory, up to a bound.
+        if self._image_bytes + len(image.data) > IMAGE_CACHE_BYTES:
+            self._images.clear()
+            self._image_bytes = 0
+        self._images[name] = image
+        self._image_bytes += len(image.data)
+        return image
+
+    def _load_image(self, name: str) -> _Image | None:
+        i, ii = db.images, db.issue_images
+        with self.database.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(i.c.content_type, i.c.data)
+                .where(i.c.name == name,
+                       sa.exists().where(ii.c.name == name))).first()
+        if row is None:
+            return None
+        data = bytes(row.data)
+        etag = f'"{name.partition(".")[0]}"'.encode()
+        headers = (
+            (b"content-type", row.content_type.encode("ascii")),
+            (b"content-length", str(len(data)).encode()),
+            _IMMUTABLE, (b"etag", etag), *_IMAGE_HEADERS,
+        )
+        return _Image(headers=headers, data=data, etag=etag)
+
+
+async def _plain(send, status: int, body: bytes, headers: list, head: bool = False) -> None:  # type: ignore[no-untyped-def]
+    await send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", b"text/plain; charset=utf-8"), (b"cache-control", b"no-store"),
+        (b"x-content-type-options", b"nosniff"), (b"content-length", str(len(body)).encode()),
+        *headers]})
+    await send({"type": "http.response.body", "body": b"" if head else body})
