@@ -20,6 +20,7 @@ from newsletter.links import Link, links_json
 from newsletter.load import load_issue
 from newsletter.project import Project
 from newsletter.render.email import render_issue
+from newsletter.render.web import add_head_tags, page_meta
 
 GMAIL_CLIP_BYTES = 100 * 1024
 
@@ -100,6 +101,12 @@ def build_issue(path: Path, project: Project, *, tracked: bool = True) -> BuiltI
     except Exception as exc:  # a broken template is the user's file too: name it, no traceback
         raise NewsletterError(f"templates/: rendering failed: {exc}",
                               hint="undo your last change to the templates folder") from exc
+    web_html = rendered.web_html
+    if tracked:
+        web_html = add_head_tags(web_html, page_meta(
+            issue, tracking_url=project.tracking_url, image_src=image_src,
+            image_sizes={i.src: (i.width, i.height) for i in email_images},
+            index=project.settings.search_engines))
     warnings = [p for p in problems if p.severity == "warning"]
     size = len(rendered.html.encode("utf-8"))
     if size > GMAIL_CLIP_BYTES:
@@ -108,7 +115,7 @@ def build_issue(path: Path, project: Project, *, tracked: bool = True) -> BuiltI
                                 "over about 100 KB", "shorten the issue or link to the web "
                                 "version for long articles", "warning"))
     built = BuiltIssue(issue=issue, mjml=rendered.mjml, html=rendered.html, text=rendered.text,
-                       web_html=rendered.web_html, links=rendered.links, warnings=warnings,
+                       web_html=web_html, links=rendered.links, warnings=warnings,
                        dependencies=[], tracking_url=project.tracking_url, root=project.root,
                        email_images=email_images, assets_url=assets_url)
     built.dependencies = [p.resolve() for p in (path, project.theme_path, *rendered.templates,

@@ -17,6 +17,7 @@ from newsletter import model
 from newsletter.links import Link, LinkRegistry
 from newsletter.render.inline import inline_css, mjml_to_html
 from newsletter.render.markdown import render_body
+from newsletter.render.web import archive_url
 
 EMAIL_TEMPLATE = "email.mjml.j2"
 TEXT_TEMPLATE = "email.txt.j2"
@@ -135,6 +136,7 @@ class _ViewBuilder:
             "unsubscribe_href": (self.registry.unsubscribe_href() if not self.preview
                                  else "#unsubscribe-link-is-filled-in-when-sending"),
             "web": web,
+            "archive_href": archive_url(self.registry.tracking_url) if web else "",
             "honeypot_href": honeypot, "greeting": greeting,
             "open_src": self.registry.open_pixel_src() if issue.opens and not web else "",
             "text_links": self.text_links,

@@ -1,4 +1,4 @@
-"""The tracker's public pages that count nothing: published images (more to come).
+"""The tracker as the newsletter's public site: published images and how pages are served.
 
 Routes::
 
@@ -7,6 +7,8 @@ Routes::
 Kept apart from :mod:`newsletter.tracking.server` so the click route stays the short path it
 is: the server hands a request here only when none of its own routes matched. Nothing here
 records an event. Only what ``send``/``publish`` stored is served; any other name is 404.
+The web version (``/v/{slug}``, counted as a view by the server) is sent with
+:meth:`PublicRoutes.page`, so every public page carries the same headers.
 """
 
 from __future__ import annotations
@@ -30,6 +32,23 @@ _IMAGE_HEADERS = (
     (b"referrer-policy", b"no-referrer"),
 )
 IMAGE_CACHE_BYTES = 64 * 1024 * 1024
+# Public pages load only their own styles and images (ours, a CDN's, or an https one the
+# issue names); no script, no form, no plugin, nothing framed.
+_PAGE_CSP = (b"content-security-policy",
+             b"default-src 'none'; img-src 'self' https: data:; style-src 'unsafe-inline'; "
+             b"base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+
+
+@dataclass(frozen=True)
+class Site:
+    """What the public pages need from the settings.
+
+    ``public_url`` is the tracker's public base URL (``tracking_url``), used where a page or the
+    feed must name itself absolutely; ``search_engines`` lets them be indexed.
+    """
+
+    public_url: str = ""
+    search_engines: bool = False
 
 
 @dataclass(frozen=True)
@@ -42,9 +61,15 @@ class _Image:
 class PublicRoutes:
     """Answers the tracker's public, uncounted routes from the database."""
 
-    def __init__(self, database: Database, cache_seconds: float) -> None:
+    def __init__(self, database: Database, cache_seconds: float, site: Site | None = None) -> None:
         self.database = database
         self.cache_seconds = cache_seconds
+        self.site = site or Site()
+        self._page_headers = [
+            (b"content-type", b"text/html; charset=utf-8"), (b"cache-control", b"no-store"),
+            (b"referrer-policy", b"no-referrer"), (b"x-content-type-options", b"nosniff"),
+            _PAGE_CSP,
+        ] + ([] if self.site.search_engines else [(b"x-robots-tag", b"noindex")])
         self._images: dict[bytes, _Image] = {}
         self._image_bytes = 0
         self._unknown: dict[bytes, float] = {}
@@ -59,6 +84,12 @@ class PublicRoutes:
             await self._image(scope, send, raw[3:], method == "HEAD")
             return True
         return False
+
+    async def page(self, send, status: int, body: bytes, head: bool) -> None:  # type: ignore[no-untyped-def]
+        """Send a public HTML page (web version, archive) with the public pages' headers."""
+        await send({"type": "http.response.start", "status": status, "headers": [
+            *self._page_headers, (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": b"" if head else body})
 
     # -- /a/ ------------------------------------------------------------------------------
     async def _image(self, scope, send, name: bytes, head: bool) -> None:  # type: ignore[no-untyped-def]
