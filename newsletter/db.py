@@ -249,6 +249,23 @@ issue_images = sa.Table(
     sa.Index("ix_issue_images_name", "name"),
 )
 
+# What the public archive (/, /v/) and feed (/feed.xml) show of an issue; an entry is listed
+# once the issue has a sent delivery, unless its YAML says `archive: false`.
+archive = sa.Table(
+    "archive", metadata,
+    sa.Column("issue", sa.String(100), primary_key=True),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("edition", sa.Text, nullable=False),
+    sa.Column("issue_date", sa.String(10), nullable=False),
+    sa.Column("preheader", sa.Text, nullable=False, server_default=""),
+    sa.Column("author", sa.Text, nullable=False, server_default=""),
+    sa.Column("language", sa.String(16), nullable=False, server_default="en-GB"),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("listed", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("published_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
 
 @dataclass
 class Database:

@@ -34,7 +34,8 @@ SECTION_TYPES = ("article", "key_messages", "events", "resources", "contacts")
 TRACKING_MODES = ("aggregate", "individual", "off")
 SUBJECT_LIMIT = 78
 ISSUE_KEYS = ("slug", "edition", "title", "subject", "preheader", "date", "language", "sender",
-              "greeting", "tracking", "opens", "untracked_links", "sections", "footer")
+              "greeting", "tracking", "opens", "untracked_links", "sections", "footer",
+              "archive")
 # The one placeholder a greeting may hold; anything else that looks like one is sent as typed.
 GREETING_NAME = "{name}"
 _PLACEHOLDER_LIKE_RE = re.compile(r"\{+[^{}]*\}+|[{}]|\[[^\]]*\]|<[^>]*>|%\w+%|\$\{?\w+\}?")
@@ -370,6 +371,7 @@ def parse_issue(data: Any, file: str, root: Path, theme: model.Theme, default_sl
         theme=theme,
         opens=c.flag(issue, "opens", False),
         untracked_links=_untracked_links(c, issue),
+        archive=c.flag(issue, "archive", True),
         source=file,
     )
     _skeleton_text(c, issue)

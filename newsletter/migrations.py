@@ -302,6 +302,27 @@ def m020_published_images(conn: Connection) -> None:
     )
 
 
+def m021_archive(conn: Connection) -> None:
+    """What the public archive and feed show of each issue sent."""
+    d = Dialect(conn.dialect.name)
+    run(
+        conn,
+        f"""CREATE TABLE archive (
+            issue VARCHAR(100) NOT NULL,
+            title TEXT NOT NULL,
+            edition TEXT NOT NULL,
+            issue_date VARCHAR(10) NOT NULL,
+            preheader TEXT DEFAULT '' NOT NULL,
+            author TEXT DEFAULT '' NOT NULL,
+            language VARCHAR(16) DEFAULT 'en-GB' NOT NULL,
+            url TEXT NOT NULL,
+            listed BOOLEAN DEFAULT {d.true} NOT NULL,
+            published_at FLOAT NOT NULL,
+            updated_at FLOAT NOT NULL,
+            PRIMARY KEY (issue))""",
+    )
+
+
 # One a line, in the order they apply (several streams append here at once).
 MIGRATIONS: list[Callable[[Connection], None]] = [
     m001_initial,
@@ -313,6 +334,7 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     m030_bounces,
     m050_events_classifier,
     m020_published_images,
+    m021_archive,
 ]
 
 

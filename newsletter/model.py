@@ -185,6 +185,7 @@ class Issue:
     language: str = "en-GB"
     tracking: TrackingMode = "aggregate"
     opens: bool = False
+    archive: bool = True          # listed in the public archive and feed once sent
     greeting: str = ""
     untracked_links: tuple[str, ...] = ()
     source: str = ""

@@ -1,9 +1,10 @@
-"""Publish an issue's public side: its images into the database, for the tracker to serve.
+"""Publish an issue's public side into the database, for the tracker to serve.
 
-``send`` publishes before it sends anything (and ``newsletter publish ISSUE`` does only this
-step). Images are stored by content name (:mod:`newsletter.images`), so publishing again, or
-another issue showing the same logo, stores nothing twice; nothing published is ever removed,
-because messages already sent point at it.
+``send`` publishes before it sends anything: the issue's images and its archive entry
+(:func:`publish_issue`); ``newsletter publish ISSUE`` does only the images. Images are stored by
+content name (:mod:`newsletter.images`), so publishing again, or another issue showing the same
+logo, stores nothing twice; nothing published is ever removed, because messages already sent
+point at it. The archive lists an entry once its issue has a sent delivery.
 
 When ``assets_url`` names another host (a CDN), the files in ``build/<slug>/assets/`` must be
 uploaded there; :func:`missing_images` asks that host for each one before a send.
@@ -52,6 +53,35 @@ def publish_images(database: Database, built) -> list[PublishedImage]:  # type: 
             {"issue": slug, "name": i.name, "src": i.src, "published_at": t} for i in images])
     return [PublishedImage(i, image_url(i.name, built.tracking_url, built.assets_url),
                            i.name not in have) for i in images]
+
+
+def publish_issue(database: Database, built) -> list[PublishedImage]:  # type: ignore[no-untyped-def]
+    """Everything public about ``built`` before it is sent: its images and archive entry."""
+    images = publish_images(database, built)
+    publish_archive_entry(database, built)
+    return images
+
+
+def publish_archive_entry(database: Database, built) -> None:  # type: ignore[no-untyped-def]
+    """Write (or bring up to date) what the archive and feed say about ``built``'s issue.
+
+    ``updated_at`` moves only when something the feed shows changes, so a resumed send does
+    not tell feed readers the issue was updated.
+    """
+    issue = built.issue
+    t = db.now()
+    values = {"title": issue.title, "edition": issue.edition,
+              "issue_date": issue.date.isoformat(), "preheader": issue.preheader,
+              "author": issue.sender.name, "language": issue.language,
+              "url": f"{built.tracking_url}/v/{issue.slug}", "listed": bool(issue.archive)}
+    a = db.archive
+    with database.engine.begin() as conn:
+        conn.execute(_insert_ignoring_duplicates(conn, a), [
+            {"issue": issue.slug, **values, "published_at": t, "updated_at": t}])
+        shown = [a.c[key] != value for key, value in values.items() if key != "listed"]
+        conn.execute(a.update().where(a.c.issue == issue.slug, sa.or_(*shown))
+                     .values(**values, updated_at=t))
+        conn.execute(a.update().where(a.c.issue == issue.slug).values(listed=values["listed"]))
 
 
 def published_names(database: Database, slug: str) -> set[str]:

@@ -280,7 +280,7 @@ def run(prepared: Prepared, options: LoopOptions, *,
     slug = prepared.slug
     ledger.register_issue(db, prepared.built)
     signer = prepared.signer()
-    publish.publish_images(db, prepared.built)
+    publish.publish_issue(db, prepared.built)
     list_order: tuple[str, ...] = ()
     if prepared.plan is not None:
         list_order = prepared.plan.list_keys
@@ -373,7 +373,7 @@ def send_test(prepared: Prepared, address: str) -> tuple[str, str]:
     if not normalised:
         raise NewsletterError(f"--test {address!r} is not a valid email address: {why}")
     ledger.register_issue(prepared.database, prepared.built)
-    publish.publish_images(prepared.database, prepared.built)
+    publish.publish_issue(prepared.database, prepared.built)
     factory = MessageFactory(prepared.built, prepared.project, prepared.signer(),
                              test=True)
     slug = prepared.slug

@@ -87,3 +87,25 @@ def test_the_web_version_fits_every_screen(page, width: int, artifacts: Path) ->
     page.screenshot(path=str(artifacts / f"web-{width}px.png"), full_page=True)
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 0, f"{overflow}px of horizontal scroll at {width}px"
+
+
+def test_the_archive_has_no_wcag_violation(page) -> None:  # type: ignore[no-untyped-def]
+    page.goto(f"{PUBLIC}/")
+    assert page.locator("ol.issues li").count() == 1
+    assert axe_violations(page) == []
+
+
+@pytest.mark.parametrize("width", [320, 1280])
+def test_the_archive_fits_every_screen(page, width: int) -> None:  # type: ignore[no-untyped-def]
+    page.set_viewport_size({"width": width, "height": 900})
+    page.goto(f"{PUBLIC}/v/")
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, f"{overflow}px of horizontal scroll at {width}px"
+
+
+def test_the_archive_leads_to_the_web_version(page) -> None:  # type: ignore[no-untyped-def]
+    page.goto(f"{PUBLIC}/")
+    page.get_by_role("link", name="Prevent Partner Newsletter: Spring 2026").click()
+    page.wait_for_url(f"{PUBLIC}/v/2026-spring")
+    page.get_by_role("link", name="All issues of Prevent Partner Newsletter").click()
+    page.wait_for_url(f"{PUBLIC}/v/")

@@ -3,6 +3,8 @@
 Routes::
 
     GET|HEAD /a/{name}    an image published with an issue (``<hash>.<ext>``), cacheable for ever
+    GET|HEAD /  and /v/   the archive: every sent issue, newest first (``tracking.archive``)
+    GET|HEAD /feed.xml    the same as an Atom feed
 
 Kept apart from :mod:`newsletter.tracking.server` so the click route stays the short path it
 is: the server hands a request here only when none of its own routes matched. Nothing here
@@ -22,6 +24,7 @@ import sqlalchemy as sa
 
 from newsletter import db
 from newsletter.db import Database
+from newsletter.tracking import archive
 
 _IMAGE_NAME = re.compile(rb"^[0-9a-f]{32}\.(png|jpg|gif)$")
 # A year: the name is the content's hash, so a name never means other bytes.
@@ -73,10 +76,20 @@ class PublicRoutes:
         self._images: dict[bytes, _Image] = {}
         self._image_bytes = 0
         self._unknown: dict[bytes, float] = {}
+        self._listing: tuple[float, bytes, bytes] | None = None
 
     async def __call__(self, scope, receive, send, raw: bytes) -> bool:  # type: ignore[no-untyped-def]
         """Answer the request when it is ours; False (nothing sent) when it is not."""
         method = scope["method"]
+        if raw == b"/" or raw == b"/feed.xml":
+            if method not in ("GET", "HEAD"):
+                await _plain(send, 405, b"Method not allowed\n", [(b"allow", b"GET, HEAD")])
+                return True
+            if raw == b"/":
+                await self.archive(send, method == "HEAD")
+            else:
+                await self._feed(send, method == "HEAD")
+            return True
         if raw.startswith(b"/a/"):
             if method not in ("GET", "HEAD"):
                 await _plain(send, 405, b"Method not allowed\n", [(b"allow", b"GET, HEAD")])
@@ -90,6 +103,36 @@ class PublicRoutes:
         await send({"type": "http.response.start", "status": status, "headers": [
             *self._page_headers, (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": b"" if head else body})
+
+    # -- the archive and its feed ---------------------------------------------------------
+    async def archive(self, send, head: bool) -> None:  # type: ignore[no-untyped-def]
+        """The archive page (``/`` and ``/v/``)."""
+        page, _feed = await self._archive()
+        await self.page(send, 200, page, head)
+
+    async def _feed(self, send, head: bool) -> None:  # type: ignore[no-untyped-def]
+        _page, feed = await self._archive()
+        headers = [(b"content-type", b"application/atom+xml; charset=utf-8"),
+                   (b"cache-control", b"no-cache"), (b"x-content-type-options", b"nosniff"),
+                   (b"content-length", str(len(feed)).encode())]
+        if not self.site.search_engines:
+            headers.append((b"x-robots-tag", b"noindex"))
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"" if head else feed})
+
+    async def _archive(self) -> tuple[bytes, bytes]:
+        cached = self._listing
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1], cached[2]
+        page, feed = await asyncio.to_thread(self._render_archive)
+        self._listing = (time.monotonic() + self.cache_seconds, page, feed)
+        return page, feed
+
+    def _render_archive(self) -> tuple[bytes, bytes]:
+        entries = archive.listed(self.database)
+        return (archive.archive_page(entries, public_url=self.site.public_url,
+                                     search_engines=self.site.search_engines),
+                archive.atom_feed(entries, public_url=self.site.public_url))
 
     # -- /a/ ------------------------------------------------------------------------------
     async def _image(self, scope, send, name: bytes, head: bool) -> None:  # type: ignore[no-untyped-def]

@@ -11,8 +11,8 @@ Routes::
                                  (``newsletter.hooks.route``)
     GET|HEAD /healthz     "ok N" with N hits waiting to be stored; 503 when over a limit
 
-and, in :mod:`newsletter.tracking.public`, the public routes that count nothing (published
-images under /a/).
+and, in :mod:`newsletter.tracking.public`, the public routes that count nothing: published
+images (/a/), the archive (/ and /v/) and its Atom feed (/feed.xml).
 
 No framework: the click route is the hot path, and a raw ASGI callable with a cached registry
 lookup does the least work per request. The redirect destination only ever comes from the link
@@ -274,6 +274,8 @@ class TrackerApp:
         await send({"type": "http.response.body", "body": b""})
 
     async def _view(self, scope, send, slug_raw: bytes, head: bool) -> None:  # type: ignore[no-untyped-def]
+        if not slug_raw:
+            return await self.public.archive(send, head)
         slug = slug_raw.decode("ascii", "replace")
         if not _SLUG.match(slug):
             return await _respond(send, 400, _BAD_REQUEST, [_HTML], head)
