@@ -227,14 +227,16 @@ def _prepare(path: str, _mtime_ns: int, size: int, src: str) -> EmailImage:
     except (UnidentifiedImageError, Image.DecompressionBombError,
             Image.DecompressionBombWarning) as exc:
         if isinstance(exc, UnidentifiedImageError):
-            raise ImageProblem(f"image '{src}' is not a picture mail clients can show "
-                               "(not PNG, JPEG or GIF)",
-                               "export it as PNG (drawings, logos) or JPEG (photos)") from None
+            raise ImageProblem(f"image '{src}' cannot be read: it starts like a picture but "
+                               "its content is damaged or not a PNG, JPEG or GIF",
+                               "export it again as PNG (drawings, logos) or JPEG (photos) "
+                               "from an image program") from None
         raise ImageProblem(f"image '{src}' has too many pixels to publish",
                            f"save it at most {WIDTH_CAP} pixels wide") from None
     except OSError as exc:
         raise ImageProblem(f"image '{src}' cannot be read: {exc}",
-                           "export it again as PNG or JPEG") from None
+                           "export it again as PNG (drawings, logos) or JPEG (photos) "
+                           "from an image program") from None
     if picture.format not in FORMATS:
         raise ImageProblem(
             f"image '{src}' is {picture.format or 'an unknown format'}, which many mail "

@@ -26,9 +26,10 @@ from newsletter.adapters.base import (
 )
 from newsletter.audiences import SendPlan, load_audiences, normalise_address, plan_send
 from newsletter.db import Database, open_db
-from newsletter.errors import NewsletterError
+from newsletter.errors import ConfigurationError, NewsletterError
 from newsletter.message import MessageFactory, OutgoingMessage, Recipient
 from newsletter.project import Project
+from newsletter.reachable import delivers_beyond_this_machine, public_url_problems
 from newsletter.tracking.tokens import Signer, signer_for
 
 DEFAULT_ADAPTER = "maildir"
@@ -76,8 +77,13 @@ def prepare(project: Project, issue: str, lists: tuple[str, ...], *,
             adapter: str | None = None, db_url: str | None = None, create_db: bool = False,
             maildir: Path | None = None,
             concurrency: int = 1, resend_failed: bool = False, test: bool = False,
-            env: Mapping[str, str] | None = None) -> Prepared:
-    """Validate the whole send (issue, lists, adapter settings) and open the database."""
+            env: Mapping[str, str] | None = None,
+            allow_local_tracking: bool = False) -> Prepared:
+    """Validate the whole send (issue, lists, adapter settings) and open the database.
+
+    An adapter that delivers beyond this machine needs a tracking URL (and assets URL)
+    recipients can reach; ``allow_local_tracking`` lets a test send through a local one.
+    """
     env = project.settings.env if env is None else env
     if concurrency < 1:
         raise NewsletterError("--concurrency must be at least 1")
@@ -90,7 +96,8 @@ def prepare(project: Project, issue: str, lists: tuple[str, ...], *,
             audiences.get(key)
         if not test and not any(audiences.lists[key].members for key in lists):
             raise _nobody(lists, "no members")
-    cls = load_adapter(adapter_name(adapter, env))
+    name = adapter_name(adapter, env)
+    cls = load_adapter(name)
     settings = AdapterSettings(root=project.root, env=env, maildir=maildir,
                                concurrency=concurrency)
     cls.check_settings(settings)
@@ -100,6 +107,13 @@ def prepare(project: Project, issue: str, lists: tuple[str, ...], *,
         notes = adapter_.preflight()
     finally:
         adapter_.close()
+    local_note: list[str] = []
+    if delivers_beyond_this_machine(name):
+        if not allow_local_tracking:
+            require_public_addresses(project, name)
+        elif public_url_problems(project.settings.tracking_url):
+            local_note = [f"warning: --allow-local-tracking: links point at "
+                          f"{project.settings.tracking_url}, which recipients cannot reach"]
     publish.require_images_online(built)
     database = open_db(project.db_url(db_url, create=create_db),
                        patience=project.settings.db_wait)
@@ -116,7 +130,28 @@ def prepare(project: Project, issue: str, lists: tuple[str, ...], *,
         raise
     statuses = ledger.RETRYABLE + (("failed",) if resend_failed else ())
     return Prepared(project, built, list_names, plan, database, cls, settings, description,
-                    statuses, notes)
+                    statuses, local_note + notes)
+
+
+def require_public_addresses(project: Project, adapter: str) -> None:
+    """Refuse a real send whose links, images or unsubscribe recipients could not reach."""
+    settings = project.settings
+    checks = [("tracking URL", settings.tracking_url, True,
+               "set tracking_url in newsletter.yaml (or NEWSLETTER_TRACKING_URL) to the "
+               "tracker's public https:// address, e.g. https://news.example.org "
+               "(docs/deploy.md)")]
+    if settings.assets_url:
+        checks.append(("assets_url", settings.assets_url, True,
+                       "set assets_url in newsletter.yaml to the CDN's public https:// folder, "
+                       "or remove it to let the tracker serve the images"))
+    for what, url, https, fix in checks:
+        problems = public_url_problems(url, needs_https=https)
+        if problems:
+            raise ConfigurationError(
+                f"the {what} {url} cannot be used for a real send with the {adapter} adapter: "
+                + "; ".join(problems)
+                + ". Every link, image and unsubscribe link in the messages would point there",
+                hint=fix + "; --allow-local-tracking sends anyway (for tests only)")
 
 
 def _nobody(lists: tuple[str, ...], why: str) -> NewsletterError:

@@ -101,7 +101,18 @@ def test_check_refuses_a_damaged_picture(project: Path, sample_issue: Path,
     assert result.exit_code == 1
     assert ("issues/2026-spring.yaml:101:12: error: image 'images/photo.png' cannot be read: "
             "image file is truncated") in result.output
-    assert "hint: export it again as PNG or JPEG" in result.output
+    assert "hint: export it again as PNG (drawings, logos) or JPEG (photos)" in result.output
+
+
+def test_check_refuses_a_file_that_only_starts_like_a_picture(project: Path, sample_issue: Path,
+                                                              sample_yaml: str) -> None:
+    (project / "images" / "photo.gif").write_bytes(b"GIF89a" + b"\0" * 20)
+    use_image(sample_issue, sample_yaml, "images/photo.gif")
+    result = CliRunner().invoke(main, ["check", "2026-spring"])
+    assert result.exit_code == 1
+    assert ("issues/2026-spring.yaml:101:12: error: image 'images/photo.gif' cannot be read: "
+            "it starts like a picture but its content is damaged or not a PNG, JPEG or GIF") \
+        in result.output
 
 
 def test_check_refuses_a_wide_animation(project: Path, sample_issue: Path,

@@ -163,6 +163,7 @@ def test_smtp_failures_exit_1_and_resend_failed_retries(send_project: Path, smtp
     recorder.faults["cat@council.example"] = ["451 4.7.1 greylisted"]
     monkeypatch.setenv("NEWSLETTER_SMTP_URL", url)
     args = ("--to", "schools", "--to", "councils", "--adapter", "smtp", "--yes",
+            "--allow-local-tracking",
             "--retry-delay", "0", "--concurrency", "2")
     result = invoke(*args)
     assert result.exit_code == 1
