@@ -99,7 +99,7 @@ def prepare(project: Project, issue: str, lists: tuple[str, ...], *,
     name = adapter_name(adapter, env)
     cls = load_adapter(name)
     settings = AdapterSettings(root=project.root, env=env, maildir=maildir,
-                               concurrency=concurrency)
+                               concurrency=concurrency, domain=project.settings.list_id_domain)
     cls.check_settings(settings)
     adapter_ = cls(settings)
     description = adapter_.describe()

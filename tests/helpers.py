@@ -681,3 +681,52 @@ class AsgiClient:
 
     def post(self, path: str, **kwargs):  # type: ignore[no-untyped-def]
         return self.request("POST", path, **kwargs)
+
+
+class DnsStub:
+    """A tiny DNS server on 127.0.0.1 (UDP) answering TXT questions from ``records``
+    (name -> strings); other names get NXDOMAIN. Stands in for the internet's DNS, which tests
+    cannot reach. Use as a context manager; ``address`` is "127.0.0.1:PORT"."""
+
+    def __init__(self, records: dict[str, list[str]]) -> None:
+        import threading
+
+        self.records = {name.lower().rstrip("."): texts for name, texts in records.items()}
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.address = f"127.0.0.1:{self.sock.getsockname()[1]}"
+        self._stop = False
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def __enter__(self) -> DnsStub:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop = True
+        self._thread.join(5)
+        self.sock.close()
+
+    def _serve(self) -> None:
+        import dns.message
+        import dns.rcode
+        import dns.rrset
+
+        while not self._stop:
+            try:
+                data, peer = self.sock.recvfrom(4096)
+            except (TimeoutError, OSError):
+                continue
+            query = dns.message.from_wire(data)
+            reply = dns.message.make_response(query)
+            question = query.question[0]
+            name = question.name.to_text().rstrip(".").lower()
+            texts = self.records.get(name)
+            if texts is None:
+                reply.set_rcode(dns.rcode.NXDOMAIN)
+            else:
+                for text in texts:
+                    reply.answer.append(dns.rrset.from_text(question.name, 60, "IN", "TXT",
+                                                            f'"{text}"'))
+            self.sock.sendto(reply.to_wire(), peer)

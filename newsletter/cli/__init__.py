@@ -32,6 +32,7 @@ COMMAND_MODULES = {
     "send": "send",
     "amend": "send",
     "publish": "publish",
+    "doctor": "doctor",
     "track": "track",
     "report": "report",
     "bounces": "bounces",

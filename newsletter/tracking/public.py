@@ -5,6 +5,7 @@ Routes::
     GET|HEAD /a/{name}    an image published with an issue (``<hash>.<ext>``), cacheable for ever
     GET|HEAD /  and /v/   the archive: every sent issue, newest first (``tracking.archive``)
     GET|HEAD /feed.xml    the same as an Atom feed
+    GET      /healthz/db/{nonce}.{mac}  ``newsletter doctor``'s challenge (below)
 
 Kept apart from :mod:`newsletter.tracking.server` so the click route stays the short path it
 is: the server hands a request here only when none of its own routes matched. Nothing here
@@ -16,6 +17,8 @@ The web version (``/v/{slug}``, counted as a view by the server) is sent with
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import re
 import time
 from dataclasses import dataclass
@@ -42,6 +45,34 @@ _PAGE_CSP = (b"content-security-policy",
              b"base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 
 
+_CHALLENGE = re.compile(rb"^([0-9a-f]{32})\.([0-9a-f]{32})$")
+CHALLENGE_PREFIX = "doctor-challenge:"
+
+
+# --- doctor's challenge: does the tracker there read this database, with this key? ---------
+# doctor writes a random row (nonce -> value) into the database it uses and asks the tracker
+# for /healthz/db/{nonce}.{mac}. A tracker with the same signing key accepts the MAC (else
+# 403); one reading the same database finds the row (else 404) and answers with a MAC of the
+# value, which only a holder of the key who read the row can make. Without the key nobody can
+# make the tracker read the database at all.
+
+def challenge_key(signer) -> bytes:  # type: ignore[no-untyped-def]
+    """The challenge's key, derived from the current signing key (through the one derived
+    key a Signer exposes, so tokens.py needs nothing new)."""
+    return hmac.new(signer.ip_hash_key(), b"newsletter doctor challenge v1",
+                    hashlib.sha256).digest()
+
+
+def challenge_mac(key: bytes, nonce: str) -> str:
+    """What shows a challenge comes from someone holding the signing key."""
+    return hmac.new(key, b"challenge\x00" + nonce.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def challenge_answer(key: bytes, nonce: str, value: str) -> str:
+    """What only a tracker holding the key and reading the challenge's row can answer."""
+    return hmac.new(key, f"answer\x00{nonce}\x00{value}".encode(), hashlib.sha256).hexdigest()
+
+
 @dataclass(frozen=True)
 class Site:
     """What the public pages need from the settings.
@@ -64,8 +95,10 @@ class _Image:
 class PublicRoutes:
     """Answers the tracker's public, uncounted routes from the database."""
 
-    def __init__(self, database: Database, cache_seconds: float, site: Site | None = None) -> None:
+    def __init__(self, database: Database, cache_seconds: float, site: Site | None = None,
+                 signer=None) -> None:  # type: ignore[no-untyped-def]
         self.database = database
+        self._challenge_key = challenge_key(signer) if signer is not None else b""
         self.cache_seconds = cache_seconds
         self.site = site or Site()
         self._page_headers = [
@@ -89,6 +122,12 @@ class PublicRoutes:
                 await self.archive(send, method == "HEAD")
             else:
                 await self._feed(send, method == "HEAD")
+            return True
+        if raw.startswith(b"/healthz/db/"):
+            if method != "GET":
+                await _plain(send, 405, b"Method not allowed\n", [(b"allow", b"GET")])
+                return True
+            await self._challenge(send, raw[len(b"/healthz/db/"):])
             return True
         if raw.startswith(b"/a/"):
             if method not in ("GET", "HEAD"):
@@ -133,6 +172,28 @@ class PublicRoutes:
         return (archive.archive_page(entries, public_url=self.site.public_url,
                                      search_engines=self.site.search_engines),
                 archive.atom_feed(entries, public_url=self.site.public_url))
+
+    # -- doctor's challenge ----------------------------------------------------------------
+    async def _challenge(self, send, token: bytes) -> None:  # type: ignore[no-untyped-def]
+        found = _CHALLENGE.match(token)
+        if found is None or not self._challenge_key:
+            await _plain(send, 404, b"Not found\n", [])
+            return
+        nonce, mac = found.group(1).decode(), found.group(2).decode()
+        if not hmac.compare_digest(mac, challenge_mac(self._challenge_key, nonce)):
+            await _plain(send, 403, b"not signed with this tracker's key\n", [])
+            return
+        value = await asyncio.to_thread(self._challenge_value, nonce)
+        if value is None:
+            await _plain(send, 404, b"no such challenge in this tracker's database\n", [])
+            return
+        answer = challenge_answer(self._challenge_key, nonce, value).encode() + b"\n"
+        await _plain(send, 200, answer, [])
+
+    def _challenge_value(self, nonce: str) -> str | None:
+        with self.database.engine.connect() as conn:
+            return conn.execute(sa.select(db.meta.c.value)
+                                .where(db.meta.c.key == CHALLENGE_PREFIX + nonce)).scalar()
 
     # -- /a/ ------------------------------------------------------------------------------
     async def _image(self, scope, send, name: bytes, head: bool) -> None:  # type: ignore[no-untyped-def]

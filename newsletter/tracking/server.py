@@ -127,7 +127,7 @@ class TrackerApp:
         self.max_backlog = max_backlog
         self.max_journal_bytes = max_journal_bytes
         self.cache_seconds = cache_seconds
-        self.public = PublicRoutes(database, cache_seconds, site)
+        self.public = PublicRoutes(database, cache_seconds, site, self.signer)
         self._links: dict[tuple[str, str], tuple[float, _Link | None]] = {}
         self._issues: dict[str, tuple[float, _Issue | None]] = {}
         self._ip_hashes: dict[str, str] = {}
