@@ -15,13 +15,17 @@ $(VENV)/.test-installed: $(BIN)/newsletter pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
+# axe-core, which the browser tests inject into Chromium to check WCAG 2.2 AA (package.json).
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund --silent
+
 demo: $(BIN)/newsletter
 	@PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh
 
 system-deps:
 	@bash scripts/install-system-deps.sh
 
-test: $(VENV)/.test-installed system-deps
+test: $(VENV)/.test-installed node_modules/.package-lock.json system-deps
 	$(BIN)/ruff check newsletter tests bench
 	$(BIN)/mypy
 	eval "$$(bash scripts/start-postgres.sh)" && \

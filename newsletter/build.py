@@ -9,16 +9,18 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from newsletter import model
 from newsletter.errors import InvalidIssue, NewsletterError, Problem
 from newsletter.fixed import duplicate_slugs
+from newsletter.images import EmailImage, image_url, prepare_images
 from newsletter.links import Link, links_json
 from newsletter.load import load_issue
 from newsletter.project import Project
 from newsletter.render.email import render_issue
+from newsletter.render.web import add_head_tags, page_meta
 
 GMAIL_CLIP_BYTES = 100 * 1024
 
@@ -37,6 +39,8 @@ class BuiltIssue:
     dependencies: list[Path]
     tracking_url: str
     root: Path | None = None
+    email_images: list[EmailImage] = field(default_factory=list)
+    assets_url: str = ""
 
     @property
     def images(self) -> list[str]:
@@ -46,6 +50,11 @@ class BuiltIssue:
         if self.issue.theme.logo:
             sources.append(self.issue.theme.logo.src)
         return sorted({src for src in sources if "://" not in src})
+
+    def image_urls(self) -> dict[str, str]:
+        """Published name -> the absolute URL the email and web version load it from."""
+        return {image.name: image_url(image.name, self.tracking_url, self.assets_url)
+                for image in self.email_images}
 
     def files(self) -> dict[str, str]:
         """File name -> content, as written to ``build/<slug>/``."""
@@ -71,6 +80,14 @@ def build_issue(path: Path, project: Project, *, tracked: bool = True) -> BuiltI
     problems = problems + duplicate_slugs(project, path)
     if issue is None or any(p.severity == "error" for p in problems):
         raise InvalidIssue(problems)
+    email_images, image_problems = prepare_images(issue, project.root)
+    problems = problems + image_problems
+    if any(p.severity == "error" for p in image_problems):
+        raise InvalidIssue(problems)
+    assets_url = project.settings.assets_url if tracked else ""
+    # The preview shows the project's own files; everything else loads the published copies.
+    image_src = {image.src: image_url(image.name, project.tracking_url, assets_url)
+                 for image in email_images} if tracked else {}
     template = project.templates_dir / "email.mjml.j2"
     if not template.is_file():
         raise NewsletterError(f"{template}: template not found",
@@ -78,14 +95,18 @@ def build_issue(path: Path, project: Project, *, tracked: bool = True) -> BuiltI
                               "templates/email.txt.j2; copy them from the sample project")
     try:
         rendered = render_issue(issue, project.templates_dir, tracking_url=project.tracking_url,
-                                tracked=tracked,
-                                asset_url=project.settings.assets_url if tracked
-                                else "")
+                                tracked=tracked, image_src=image_src)
     except NewsletterError:
         raise
     except Exception as exc:  # a broken template is the user's file too: name it, no traceback
         raise NewsletterError(f"templates/: rendering failed: {exc}",
                               hint="undo your last change to the templates folder") from exc
+    web_html = rendered.web_html
+    if tracked:
+        web_html = add_head_tags(web_html, page_meta(
+            issue, tracking_url=project.tracking_url, image_src=image_src,
+            image_sizes={i.src: (i.width, i.height) for i in email_images},
+            index=project.settings.search_engines))
     warnings = [p for p in problems if p.severity == "warning"]
     size = len(rendered.html.encode("utf-8"))
     if size > GMAIL_CLIP_BYTES:
@@ -94,8 +115,9 @@ def build_issue(path: Path, project: Project, *, tracked: bool = True) -> BuiltI
                                 "over about 100 KB", "shorten the issue or link to the web "
                                 "version for long articles", "warning"))
     built = BuiltIssue(issue=issue, mjml=rendered.mjml, html=rendered.html, text=rendered.text,
-                       web_html=rendered.web_html, links=rendered.links, warnings=warnings,
-                       dependencies=[], tracking_url=project.tracking_url, root=project.root)
+                       web_html=web_html, links=rendered.links, warnings=warnings,
+                       dependencies=[], tracking_url=project.tracking_url, root=project.root,
+                       email_images=email_images, assets_url=assets_url)
     built.dependencies = [p.resolve() for p in (path, project.theme_path, *rendered.templates,
                                                 *(project.root / src for src in built.images))]
     return built
@@ -119,6 +141,12 @@ def write_build(built: BuiltIssue, out_dir: Path) -> Path:
                 destination = staging / src
                 destination.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(built.root / src, destination)
+        if built.email_images:
+            # The copies as published (sized for email, named by content): what `publish`
+            # stores and what goes to a CDN when assets_url names one.
+            (staging / "assets").mkdir()
+            for image in built.email_images:
+                (staging / "assets" / image.name).write_bytes(image.data)
         os.chmod(staging, 0o755)
         old = None
         if target.exists():

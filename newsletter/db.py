@@ -229,6 +229,44 @@ meta = sa.Table(
     sa.Column("value", sa.Text, nullable=False),
 )
 
+# Published images, by content ("<hash>.<ext>"): the same bytes are stored once whichever
+# issues show them. An image is served while an issue that published it is in issue_images.
+images = sa.Table(
+    "images", metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("content_type", sa.String(32), nullable=False),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+    sa.Column("width", sa.Integer, nullable=False),
+    sa.Column("height", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+issue_images = sa.Table(
+    "issue_images", metadata,
+    sa.Column("issue", sa.String(100), primary_key=True),
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("src", sa.Text, nullable=False, server_default=""),
+    sa.Column("published_at", sa.Float, nullable=False),
+    sa.Index("ix_issue_images_name", "name"),
+)
+
+# What the public archive (/, /v/) and feed (/feed.xml) show of an issue; an entry is listed
+# once the issue has a sent delivery, unless its YAML says `archive: false`.
+archive = sa.Table(
+    "archive", metadata,
+    sa.Column("issue", sa.String(100), primary_key=True),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("edition", sa.Text, nullable=False),
+    sa.Column("issue_date", sa.String(10), nullable=False),
+    sa.Column("preheader", sa.Text, nullable=False, server_default=""),
+    sa.Column("author", sa.Text, nullable=False, server_default=""),
+    sa.Column("language", sa.String(16), nullable=False, server_default="en-GB"),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("listed", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("published_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
 
 @dataclass
 class Database:
@@ -456,15 +494,16 @@ def database_id(database: Database) -> str:
     with database.engine.begin() as conn:
         found = conn.execute(sa.select(meta.c.value).where(meta.c.key == "database_id")).scalar()
         if found is None:
-            conn.execute(_insert_ignoring(conn, meta),
+            conn.execute(insert_ignoring_duplicates(conn, meta),
                          [{"key": "database_id", "value": secrets.token_hex(16)}])
             found = conn.execute(sa.select(meta.c.value)
                                  .where(meta.c.key == "database_id")).scalar_one()
     return found
 
 
-def _insert_ignoring(conn: sa.Connection, table: sa.Table) -> sa.Insert:
-    """INSERT that skips rows whose key exists (two processes may create the same row)."""
+def insert_ignoring_duplicates(conn: sa.Connection, table: sa.Table) -> sa.Insert:
+    """``INSERT ... ON CONFLICT DO NOTHING`` in the connection's dialect: two processes may
+    create the same row at once, and the second must not fail."""
     if conn.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 

@@ -75,17 +75,6 @@ def message_id_for(slug: str, pseudonym: str, domain: str) -> str:
     return f"<{slug}.{pseudonym}@{domain}>"
 
 
-def _insert_ignoring_duplicates(conn: Connection, table: sa.Table) -> sa.Insert:
-    """``INSERT ... ON CONFLICT DO NOTHING`` in the connection's dialect."""
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        return pg_insert(table).on_conflict_do_nothing()
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    return sqlite_insert(table).on_conflict_do_nothing()
-
-
 # --- issues and links --------------------------------------------------------------------
 
 
@@ -105,7 +94,7 @@ def register_issue(database: Database, built: BuiltIssue) -> None:
               "web_html": built.web_html, "updated_at": t}
     with database.engine.begin() as conn:
         # Insert-or-ignore, then update: safe when two sends register the issue at once.
-        conn.execute(_insert_ignoring_duplicates(conn, db.issues),
+        conn.execute(db.insert_ignoring_duplicates(conn, db.issues),
                      [{"slug": issue.slug, "created_at": t, **values}])
         sent = conn.execute(sa.select(sa.func.count()).select_from(deliveries)
                             .where(deliveries.c.issue == issue.slug)).scalar_one()
@@ -124,7 +113,7 @@ def add_links(conn: Connection, slug: str, links: Sequence) -> None:
             for link in links]
     if not rows:
         return
-    conn.execute(_insert_ignoring_duplicates(conn, db.links), rows)
+    conn.execute(db.insert_ignoring_duplicates(conn, db.links), rows)
     conn.execute(db.links.update()
                  .where(db.links.c.issue == sa.bindparam("b_issue"),
                         db.links.c.link_id == sa.bindparam("b_link"))
@@ -178,7 +167,7 @@ def write_plan(database: Database, slug: str, plan: SendPlan, domain: str,
                     "created_at": t}
                    for r in chunk if r.address not in known]
             if new:
-                conn.execute(_insert_ignoring_duplicates(conn, recipients), new)
+                conn.execute(db.insert_ignoring_duplicates(conn, recipients), new)
                 known = _known(conn, addresses)
             changed = [{"rid": known[r.address][0], "new_name": r.name,
                         "new_org": r.organisation}
@@ -194,8 +183,8 @@ def write_plan(database: Database, slug: str, plan: SendPlan, domain: str,
                 rows.append({"issue": slug, "recipient_id": rid, "status": Status.PENDING,
                              "pseudonym": name, "message_id": message_id_for(slug, name, domain),
                              "updated_at": t})
-            conn.execute(_insert_ignoring_duplicates(conn, deliveries), rows)
-            conn.execute(_insert_ignoring_duplicates(conn, delivery_lists), [
+            conn.execute(db.insert_ignoring_duplicates(conn, deliveries), rows)
+            conn.execute(db.insert_ignoring_duplicates(conn, delivery_lists), [
                 {"issue": slug, "recipient_id": known[r.address][0], "list_key": key}
                 for r in chunk for key in r.lists])
     with database.engine.connect() as conn:

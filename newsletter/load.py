@@ -35,7 +35,8 @@ SECTION_TYPES = ("article", "key_messages", "events", "resources", "contacts")
 TRACKING_MODES = ("aggregate", "individual", "off")
 SUBJECT_LIMIT = 78
 ISSUE_KEYS = ("slug", "edition", "title", "subject", "preheader", "date", "language", "sender",
-              "greeting", "tracking", "opens", "untracked_links", "sections", "footer")
+              "greeting", "tracking", "opens", "untracked_links", "sections", "footer",
+              "archive")
 # The one placeholder a greeting may hold; anything else that looks like one is sent as typed.
 GREETING_NAME = "{name}"
 _PLACEHOLDER_LIKE_RE = re.compile(r"\{+[^{}]*\}+|[{}]|\[[^\]]*\]|<[^>]*>|%\w+%|\$\{?\w+\}?")
@@ -78,7 +79,8 @@ class _IssueReader:
                                "e.g. 'width: 560', or remove it to fill the column")
         if src:
             check_image_src(c, src, data.value_at("src"), self.root, self.assets_url)
-        return model.Image(src=src, alt=alt, width=width) if src else None
+        return (model.Image(src=src, alt=alt, width=width, at=(c.file, *data.value_at("src")))
+                if src else None)
 
     def button(self, data: LocDict, what: str) -> model.Button:
         c = self.c
@@ -378,6 +380,7 @@ def parse_issue(data: Any, file: str, root: Path, theme: model.Theme, default_sl
         theme=theme,
         opens=c.flag(issue, "opens", False),
         untracked_links=_untracked_links(c, issue),
+        archive=c.flag(issue, "archive", True),
         source=file,
     )
     _skeleton_text(c, issue)

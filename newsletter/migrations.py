@@ -279,6 +279,50 @@ def m050_events_classifier(conn: Connection) -> None:
     run(conn, "ALTER TABLE events ADD COLUMN classifier INTEGER DEFAULT 1 NOT NULL")
 
 
+def m020_published_images(conn: Connection) -> None:
+    """Images published with an issue, stored by content so the tracker can serve them."""
+    blob = "BYTEA" if conn.dialect.name == "postgresql" else "BLOB"
+    run(
+        conn,
+        f"""CREATE TABLE images (
+            name VARCHAR(64) NOT NULL,
+            content_type VARCHAR(32) NOT NULL,
+            data {blob} NOT NULL,
+            width INTEGER NOT NULL,
+            height INTEGER NOT NULL,
+            created_at FLOAT NOT NULL,
+            PRIMARY KEY (name))""",
+        """CREATE TABLE issue_images (
+            issue VARCHAR(100) NOT NULL,
+            name VARCHAR(64) NOT NULL,
+            src TEXT DEFAULT '' NOT NULL,
+            published_at FLOAT NOT NULL,
+            PRIMARY KEY (issue, name))""",
+        "CREATE INDEX ix_issue_images_name ON issue_images (name)",
+    )
+
+
+def m021_archive(conn: Connection) -> None:
+    """What the public archive and feed show of each issue sent."""
+    d = Dialect(conn.dialect.name)
+    run(
+        conn,
+        f"""CREATE TABLE archive (
+            issue VARCHAR(100) NOT NULL,
+            title TEXT NOT NULL,
+            edition TEXT NOT NULL,
+            issue_date VARCHAR(10) NOT NULL,
+            preheader TEXT DEFAULT '' NOT NULL,
+            author TEXT DEFAULT '' NOT NULL,
+            language VARCHAR(16) DEFAULT 'en-GB' NOT NULL,
+            url TEXT NOT NULL,
+            listed BOOLEAN DEFAULT {d.true} NOT NULL,
+            published_at FLOAT NOT NULL,
+            updated_at FLOAT NOT NULL,
+            PRIMARY KEY (issue))""",
+    )
+
+
 # One a line, in the order they apply (several streams append here at once).
 MIGRATIONS: list[Callable[[Connection], None]] = [
     m001_initial,
@@ -289,6 +333,8 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     m060_repeat_possible,
     m030_bounces,
     m050_events_classifier,
+    m020_published_images,
+    m021_archive,
 ]
 
 

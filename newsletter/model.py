@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 TrackingMode = Literal["aggregate", "individual", "off"]
+# Where a value was written: (file, line, column), for messages about it found after loading.
+Location = tuple[str, int, int]
 LinkKind = Literal["article", "cta", "event", "download", "contact", "footer", "logo", "honeypot"]
 
 
@@ -30,6 +32,7 @@ class Image:
     src: str
     alt: str
     width: int | None = None
+    at: Location | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -149,6 +152,7 @@ class Logo:
     alt: str
     url: str = ""
     width: int = 160
+    at: Location | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -181,6 +185,7 @@ class Issue:
     language: str = "en-GB"
     tracking: TrackingMode = "aggregate"
     opens: bool = False
+    archive: bool = True          # listed in the public archive and feed once sent
     greeting: str = ""
     untracked_links: tuple[str, ...] = ()
     source: str = ""

@@ -16,14 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from newsletter import fixed, ledger
+from newsletter import fixed, ledger, publish
 from newsletter.adapters.base import Adapter, AdapterSettings, load_adapter
 from newsletter.audiences import SendPlan, load_audiences, normalise_address, plan_send
 from newsletter.db import Database, open_db
-from newsletter.errors import NewsletterError
+from newsletter.errors import ConfigurationError, NewsletterError
 from newsletter.ledger import Claimed, LedgerCounts, Result
 from newsletter.message import MessageFactory, OutgoingMessage, Recipient
 from newsletter.project import Project
+from newsletter.reachable import delivers_beyond_this_machine, public_url_problems
 from newsletter.sendloop import LoopOptions, SendLoop, Tally
 from newsletter.status import RETRYABLE, Status
 from newsletter.tracking.tokens import Signer, signer_for
@@ -76,8 +77,13 @@ def prepare(project: Project, issue: str, lists: tuple[str, ...], *,
             adapter: str | None = None, db_url: str | None = None, create_db: bool = False,
             maildir: Path | None = None,
             concurrency: int = 1, resend_failed: bool = False, test: bool = False,
-            env: Mapping[str, str] | None = None) -> Prepared:
-    """Validate the whole send (issue, lists, adapter settings) and open the database."""
+            env: Mapping[str, str] | None = None,
+            allow_local_tracking: bool = False) -> Prepared:
+    """Validate the whole send (issue, lists, adapter settings) and open the database.
+
+    An adapter that delivers beyond this machine needs a tracking URL (and assets URL)
+    recipients can reach; ``allow_local_tracking`` lets a test send through a local one.
+    """
     env = project.settings.env if env is None else env
     if concurrency < 1:
         raise NewsletterError("--concurrency must be at least 1")
@@ -90,9 +96,10 @@ def prepare(project: Project, issue: str, lists: tuple[str, ...], *,
             audiences.get(key)
         if not test and not any(audiences.lists[key].members for key in lists):
             raise _nobody(lists, "no members")
-    cls = load_adapter(adapter_name(adapter, env))
+    name = adapter_name(adapter, env)
+    cls = load_adapter(name)
     settings = AdapterSettings(root=project.root, env=env, maildir=maildir,
-                               concurrency=concurrency)
+                               concurrency=concurrency, domain=project.settings.list_id_domain)
     cls.check_settings(settings)
     adapter_ = cls(settings)
     description = adapter_.describe()
@@ -100,6 +107,14 @@ def prepare(project: Project, issue: str, lists: tuple[str, ...], *,
         notes = adapter_.preflight()
     finally:
         adapter_.close()
+    local_note: list[str] = []
+    if delivers_beyond_this_machine(name):
+        if not allow_local_tracking:
+            require_public_addresses(project, name)
+        elif public_url_problems(project.settings.tracking_url):
+            local_note = [f"warning: --allow-local-tracking: links point at "
+                          f"{project.settings.tracking_url}, which recipients cannot reach"]
+    publish.require_images_online(built)
     database = open_db(project.db_url(db_url, create=create_db),
                        patience=project.settings.db_wait)
     try:
@@ -115,7 +130,28 @@ def prepare(project: Project, issue: str, lists: tuple[str, ...], *,
         raise
     statuses = RETRYABLE + ((Status.FAILED,) if resend_failed else ())
     return Prepared(project, built, list_names, plan, database, cls, settings, description,
-                    statuses, notes)
+                    statuses, local_note + notes)
+
+
+def require_public_addresses(project: Project, adapter: str) -> None:
+    """Refuse a real send whose links, images or unsubscribe recipients could not reach."""
+    settings = project.settings
+    checks = [("tracking URL", settings.tracking_url, True,
+               "set tracking_url in newsletter.yaml (or NEWSLETTER_TRACKING_URL) to the "
+               "tracker's public https:// address, e.g. https://news.example.org "
+               "(docs/deploy.md)")]
+    if settings.assets_url:
+        checks.append(("assets_url", settings.assets_url, True,
+                       "set assets_url in newsletter.yaml to the CDN's public https:// folder, "
+                       "or remove it to let the tracker serve the images"))
+    for what, url, https, fix in checks:
+        problems = public_url_problems(url, needs_https=https)
+        if problems:
+            raise ConfigurationError(
+                f"the {what} {url} cannot be used for a real send with the {adapter} adapter: "
+                + "; ".join(problems)
+                + ". Every link, image and unsubscribe link in the messages would point there",
+                hint=fix + "; --allow-local-tracking sends anyway (for tests only)")
 
 
 def _nobody(lists: tuple[str, ...], why: str) -> NewsletterError:
@@ -182,12 +218,10 @@ def summary(prepared: Prepared) -> list[str]:
     lines += _bounce_warning(prepared)
     for warning in prepared.built.warnings:
         lines.append(warning.format())
-    local_images = prepared.built.images
-    if local_images and not prepared.project.settings.assets_url:
-        lines.append(f"warning: {len(local_images)} image(s) use project paths "
-                     f"({', '.join(local_images)}), which recipients' mail cannot load\n"
-                     "    hint: publish the images folder and set assets_url in newsletter.yaml "
-                     "to its https:// address")
+    images = prepared.built.email_images
+    if images:
+        where = prepared.built.assets_url or f"{prepared.built.tracking_url}/a/"
+        lines.append(f"Images:   {len(images)}, published with the issue at {where}")
     return lines
 
 
@@ -280,6 +314,7 @@ def run(prepared: Prepared, options: LoopOptions, *,
     slug = prepared.slug
     ledger.register_issue(db, prepared.built)
     signer = prepared.signer()
+    publish.publish_issue(db, prepared.built)
     list_order: tuple[str, ...] = ()
     if prepared.plan is not None:
         list_order = prepared.plan.list_keys
@@ -408,6 +443,7 @@ def send_test(prepared: Prepared, address: str) -> tuple[str, str]:
     if not normalised:
         raise NewsletterError(f"--test {address!r} is not a valid email address: {why}")
     ledger.register_issue(prepared.database, prepared.built)
+    publish.publish_issue(prepared.database, prepared.built)
     factory = MessageFactory(prepared.built, prepared.project, prepared.signer(),
                              test=True)
     slug = prepared.slug

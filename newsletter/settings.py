@@ -56,6 +56,8 @@ ENVIRONMENT: dict[str, str] = {
     "NEWSLETTER_TRACKER_SOFT_BOUNCE_LIMIT": "internal: `track serve` hands soft_bounce_limit "
                                             "to its workers",
     "NEWSLETTER_TRACKER_MAIN_PID": "internal: the `track serve` process its workers die with",
+    "NEWSLETTER_TRACKER_PUBLIC_URL": "internal: `track serve` hands tracking_url to its workers",
+    "NEWSLETTER_TRACKER_INDEX": "internal: `track serve` hands search_engines to its workers",
     "MALLOC_ARENA_MAX": "glibc's; when set, send leaves its memory arenas as you chose",
     "NEWSLETTER_BOUNCE_IMAP_URL": "the bounce mailbox: imaps://USER@HOST/FOLDER",
     "NEWSLETTER_BOUNCE_IMAP_PASSWORD": "the bounce mailbox's password",
@@ -74,7 +76,8 @@ DEFAULT_SOFT_BOUNCE_LIMIT = 3
 
 # newsletter.yaml keys; each is described in docs/issue-format.md ("Settings").
 FILE_KEYS = ("tracking_url", "theme", "list_id", "list_id_domain", "unsubscribe_mailto",
-             "assets_url", "bounce_address", "soft_bounce_limit")
+             "assets_url", "bounce_address", "soft_bounce_limit", "search_engines")
+_FLAG_KEYS = ("search_engines",)
 _URL_KEYS = ("tracking_url", "assets_url")
 
 
@@ -90,6 +93,8 @@ class Settings:
     list_id: str = ""
     unsubscribe_mailto: str = "unsubscribe@example.org"
     assets_url: str = ""
+    # Let search engines index the web versions and the archive (off: they carry noindex).
+    search_engines: bool = False
     database: str = ""
     secret_key: str = field(default="", repr=False)
     adapter: str = ""
@@ -129,6 +134,7 @@ class Settings:
             unsubscribe_mailto=str(values.get("unsubscribe_mailto")
                                    or "unsubscribe@example.org"),
             assets_url=str(values.get("assets_url") or ""),
+            search_engines=values.get("search_engines") is True,
             database=env.get("NEWSLETTER_DB", "").strip(),
             secret_key=env.get("NEWSLETTER_SECRET_KEY", "").strip(),
             adapter=env.get("NEWSLETTER_ADAPTER", "").strip(),
@@ -184,6 +190,8 @@ def read_file(path: Path) -> dict[str, Any]:
         for key in FILE_KEYS:
             if key in _URL_KEYS and key in settings:
                 c.url(settings, key, "the settings", schemes=("http", "https"))
+            elif key in _FLAG_KEYS and key in settings:
+                settings[key] = c.flag(settings, key, False)
             elif key in settings and key != "list_id":
                 c.text(settings, key, "the settings")
         if "list_id" in settings:
@@ -287,6 +295,8 @@ class TrackerWorker:
     webhook_env: Mapping[str, str] = field(default_factory=dict, repr=False)
     main_pid: int = 0  # the `track serve` process, whose death the workers follow
     db_wait: float = DEFAULT_DB_WAIT
+    public_url: str = ""
+    search_engines: bool = False
 
     def export(self) -> None:
         """Put these settings where the workers about to be started will read them."""
@@ -296,6 +306,8 @@ class TrackerWorker:
         os.environ["NEWSLETTER_TRACKER_JOURNAL"] = self.journal
         os.environ["NEWSLETTER_TRACKER_SOFT_BOUNCE_LIMIT"] = str(self.soft_bounce_limit)
         os.environ["NEWSLETTER_TRACKER_MAIN_PID"] = str(self.main_pid)
+        os.environ["NEWSLETTER_TRACKER_PUBLIC_URL"] = self.public_url
+        os.environ["NEWSLETTER_TRACKER_INDEX"] = "1" if self.search_engines else ""
 
     @classmethod
     def from_environment(cls, env: Mapping[str, str] | None = None) -> TrackerWorker:
@@ -316,4 +328,6 @@ class TrackerWorker:
                                          or DEFAULT_SOFT_BOUNCE_LIMIT),
                    webhook_env={name: env.get(name, "").strip() for name in WEBHOOK_VARIABLES},
                    main_pid=int(env.get("NEWSLETTER_TRACKER_MAIN_PID", "0") or 0),
-                   db_wait=_seconds(env, "NEWSLETTER_DB_WAIT", DEFAULT_DB_WAIT))
+                   db_wait=_seconds(env, "NEWSLETTER_DB_WAIT", DEFAULT_DB_WAIT),
+                   public_url=env.get("NEWSLETTER_TRACKER_PUBLIC_URL", "").strip(),
+                   search_engines=env.get("NEWSLETTER_TRACKER_INDEX", "") == "1")

@@ -75,4 +75,5 @@ def _logo(c: Fields, theme: LocDict, root: Path, assets_url: str) -> model.Logo 
         check_image_src(c, src, logo.value_at("src"), root, assets_url)
     if not src or "alt" not in logo:
         return None
-    return model.Logo(src=src, alt=alt, url=url, width=width or 160)
+    return model.Logo(src=src, alt=alt, url=url, width=width or 160,
+                      at=(c.file, *logo.value_at("src")))

@@ -23,10 +23,13 @@ echo "   folder with any Maildir reader (e.g. mutt -f maildir) or read one with:
 echo "   Running the demo again resumes the same send: nobody gets a second copy."
 echo
 
-echo "== 3. Track and report: a view and a download through the real tracker, then the report"
+echo "== 3. The public side and the report: the tracker serves the web version, its images and"
+echo "      the archive; a view, a download and a scanner's visit are counted"
 # A private tracker on a free port stands in for the public one the links point at
-# (http://127.0.0.1:8025 by default): a person's click on a download link, and a security
-# scanner's HEAD on the same link, which the report counts apart.
+# (http://127.0.0.1:8025 by default): a reader opens the web version and its images load from
+# the tracker (published with the issue by send), the archive lists the issue; a person
+# clicks a download link and a security scanner sends HEAD to the same link, which the
+# report counts apart.
 port=$(python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 newsletter track serve --port "$port" 2>/dev/null &
 tracker=$!
@@ -55,16 +58,31 @@ signer = signer_for(database)
 database.close()
 path = next(p for p in paths if kinds.get(signer.verify(p[3:], "c").link) == "download")
 browser = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Firefox/140.0"
-# a reader opening the web version ("view in browser"), a click on a download, and a
-# scanner's HEAD on the same link
-for method, path, agent in (("GET", "/v/2026-spring", browser), ("GET", path, browser),
-                            ("HEAD", path, browser)):
+
+
+def fetch(method, path, agent=browser):
     http_conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     http_conn.request(method, path, headers={"User-Agent": agent})
     reply = http_conn.getresponse()
-    where = reply.getheader("Location") or reply.getheader("Content-Type")
-    print(f"   {method} {path[:24]}... -> {reply.status} {where}")
+    body = reply.read()
     http_conn.close()
+    return reply, body
+
+
+# a reader opening the web version ("view in browser") and one of its images, the archive
+web, page = fetch("GET", "/v/2026-spring")
+print(f"   GET /v/2026-spring -> {web.status} {web.getheader('Content-Type')} (the web version)")
+image = re.search(r'<img[^>]*src="https?://[^/"]+(/a/[^"]+)"', page.decode()).group(1)
+reply, data = fetch("GET", image)
+print(f"   GET {image[:24]}... -> {reply.status} {reply.getheader('Content-Type')}, "
+      f"{len(data)} bytes (an image of the web version, published with the issue)")
+reply, archive = fetch("GET", "/")
+listed = archive.decode().count("<li>")
+print(f"   GET / -> {reply.status}: the archive lists {listed} issue(s); /feed.xml is its feed")
+# a click on a download, and a scanner's HEAD on the same link
+for method in ("GET", "HEAD"):
+    reply, _ = fetch(method, path)
+    print(f"   {method} {path[:24]}... -> {reply.status} {reply.getheader('Location')}")
 PY
 kill -TERM "$tracker"
 wait "$tracker" || true
@@ -76,3 +94,6 @@ echo "   The report with charts: $(pwd)/build/2026-spring/report.html"
 echo "   Other views: newsletter report 2026-spring --by list | --by day | --format json"
 echo "   Start the tracker the links in the sent messages point at:"
 echo "       newsletter track serve            # http://127.0.0.1:8025 (NEWSLETTER_TRACKING_URL)"
+echo "   Then the web version is http://127.0.0.1:8025/v/2026-spring and the archive of every"
+echo "   sent issue is http://127.0.0.1:8025/ (its Atom feed: http://127.0.0.1:8025/feed.xml)."
+echo "   Before a real send: newsletter doctor 2026-spring --adapter smtp (docs/deploy.md)"

@@ -236,9 +236,11 @@ class SmtpRecorder:
         self.attempts: dict[str, int] = {}
         self.release = None  # an asyncio.Event set at teardown, ending stalls
         self.pipelining = False  # advertise PIPELINING (RFC 2920) in the EHLO answer
+        self.greetings: list[str] = []   # the name each EHLO gave
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):  # type: ignore[no-untyped-def]
         session.host_name = hostname
+        self.greetings.append(hostname)
         if self.pipelining:
             responses.insert(-1, "250-PIPELINING")
         return responses
@@ -411,7 +413,8 @@ def make_built(slug: str = "spring", tracking: str = "aggregate", opens: bool = 
              Link("bbb222", "https://example.org/guide.pdf", "Download", "news", "download",
                   True)]
     return SimpleNamespace(issue=issue, html=html, text=text, web_html="<h1>web</h1>",
-                           links=links, warnings=[], mjml="", dependencies=[])
+                           links=links, warnings=[], mjml="", dependencies=[],
+                           email_images=[], assets_url="", tracking_url=base)
 
 
 # --- browser ---

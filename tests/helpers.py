@@ -332,9 +332,10 @@ def sendgrid_env(url: str, key: str = "SG.test") -> dict:
 
 def prepare_send(project_root: Path, env: dict[str, str], adapter: str,
                  lists: tuple[str, ...] = ("schools", "councils")) -> sending.Prepared:
-    """``send.prepare`` for the sample issue, as the CLI calls it."""
+    """``send.prepare`` for the sample issue, as the CLI calls it (the fake providers and
+    the tracker run on 127.0.0.1, hence a local tracking URL)."""
     return sending.prepare(Project.load(project_root), "2026-spring", lists, adapter=adapter,
-                           env=env)
+                           env=env, allow_local_tracking=True)
 
 
 def run_send(project_root: Path, env: dict[str, str], adapter: str, timeout: float = 30.0,
@@ -635,3 +636,127 @@ def alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
         return False
+
+
+# --- images and the public side -------------------------------------------------------
+
+
+def picture(width: int, height: int, image_format: str = "PNG", *, noise: bool = False,
+            exif: bytes | None = None, frames: int = 1) -> bytes:
+    """An image file's bytes made with Pillow: a gradient, or random noise (which does not
+    compress) when ``noise``; ``exif`` adds camera metadata, ``frames`` > 1 an animation."""
+    import io
+    import random
+
+    from PIL import Image
+
+    if noise:
+        rng = random.Random(width * 7919 + height)
+        image = Image.frombytes("RGB", (width, height), rng.randbytes(width * height * 3))
+    else:
+        image = Image.linear_gradient("L").resize((width, height)).convert("RGB")
+    out = io.BytesIO()
+    options: dict = {}
+    if exif is not None:
+        options["exif"] = exif
+    if frames > 1:
+        options.update(save_all=True, append_images=[image.rotate(90 * i)
+                                                     for i in range(1, frames)])
+    image.save(out, format=image_format, **options)
+    return out.getvalue()
+
+
+def gps_exif() -> bytes:
+    """EXIF naming a camera and a place, as a phone writes into a photo."""
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x010F] = "ExampleCam"           # Make
+    exif[0x8825] = {1: "N", 2: (51.0, 16.0, 30.0)}   # GPSInfo: latitude
+    return exif.tobytes()
+
+
+def use_image(issue: Path, text: str, image_path: str) -> None:
+    """Point the sample issue's article image at ``image_path``."""
+    issue.write_text(text.replace("src: images/small-steps.png", f"src: {image_path}"),
+                     encoding="utf-8")
+
+
+class AsgiClient:
+    """A synchronous front to httpx's in-process ASGI transport (one event loop per request)."""
+
+    def __init__(self, app, client: tuple[str, int] = ("203.0.113.7", 50123)) -> None:  # type: ignore[no-untyped-def]
+        self.app = app
+        self.client = client
+        self.headers = {"user-agent": "Mozilla/5.0 (Windows NT 10.0) Firefox/140.0"}
+
+    def request(self, method: str, path: str, **kwargs):  # type: ignore[no-untyped-def]
+        import asyncio
+
+        import httpx
+
+        async def go() -> httpx.Response:
+            transport = httpx.ASGITransport(app=self.app, client=self.client)
+            async with httpx.AsyncClient(transport=transport, base_url="http://tracker.test",
+                                         headers=self.headers) as http:
+                return await http.request(method, path, **kwargs)
+
+        return asyncio.run(go())
+
+    def get(self, path: str, **kwargs):  # type: ignore[no-untyped-def]
+        return self.request("GET", path, **kwargs)
+
+    def head(self, path: str, **kwargs):  # type: ignore[no-untyped-def]
+        return self.request("HEAD", path, **kwargs)
+
+    def post(self, path: str, **kwargs):  # type: ignore[no-untyped-def]
+        return self.request("POST", path, **kwargs)
+
+
+class DnsStub:
+    """A tiny DNS server on 127.0.0.1 (UDP) answering TXT questions from ``records``
+    (name -> strings); other names get NXDOMAIN. Stands in for the internet's DNS, which tests
+    cannot reach. Use as a context manager; ``address`` is "127.0.0.1:PORT"."""
+
+    def __init__(self, records: dict[str, list[str]]) -> None:
+        import threading
+
+        self.records = {name.lower().rstrip("."): texts for name, texts in records.items()}
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.address = f"127.0.0.1:{self.sock.getsockname()[1]}"
+        self._stop = False
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def __enter__(self) -> DnsStub:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop = True
+        self._thread.join(5)
+        self.sock.close()
+
+    def _serve(self) -> None:
+        import dns.message
+        import dns.rcode
+        import dns.rrset
+
+        while not self._stop:
+            try:
+                data, peer = self.sock.recvfrom(4096)
+            except (TimeoutError, OSError):
+                continue
+            query = dns.message.from_wire(data)
+            reply = dns.message.make_response(query)
+            question = query.question[0]
+            name = question.name.to_text().rstrip(".").lower()
+            texts = self.records.get(name)
+            if texts is None:
+                reply.set_rcode(dns.rcode.NXDOMAIN)
+            else:
+                for text in texts:
+                    reply.answer.append(dns.rrset.from_text(question.name, 60, "IN", "TXT",
+                                                            f'"{text}"'))
+            self.sock.sendto(reply.to_wire(), peer)

@@ -33,7 +33,7 @@ def with_bounce_address(project: Path) -> None:
 
 def send(*args: str):  # type: ignore[no-untyped-def]
     return CliRunner().invoke(main, ["send", "2026-spring", "--adapter", "smtp", "--yes",
-                                     *args])
+                                     "--allow-local-tracking", *args])
 
 
 def test_each_recipient_gets_its_own_verp_envelope_sender(send_project: Path,
@@ -77,7 +77,7 @@ def test_a_late_bounce_to_the_verp_address_suppresses_for_the_next_send(
     fetched = CliRunner().invoke(main, ["bounces", "fetch", "--maildir", "bounces"])
     assert "hard bounce        bob@school.example (2026-spring)" in fetched.output
     plan = CliRunner().invoke(main, ["send", "2026-spring", "--to", "schools", "--adapter",
-                                     "smtp"], input="n\n")
+                                     "smtp", "--allow-local-tracking"], input="n\n")
     assert "suppressed: 1" in plan.output
 
 

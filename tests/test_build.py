@@ -12,7 +12,7 @@ import pytest
 from newsletter.cli import main
 from newsletter.scaffold import next_edition
 
-FILES = {"email.html", "email.mjml", "email.txt", "web.html", "links.json", "images"}
+FILES = {"email.html", "email.mjml", "email.txt", "web.html", "links.json", "images", "assets"}
 
 
 def test_build_writes_every_file(project: Path, runner) -> None:
@@ -21,6 +21,7 @@ def test_build_writes_every_file(project: Path, runner) -> None:
     out = project / "build" / "2026-spring"
     assert {p.name for p in out.iterdir()} == FILES
     assert (out / "images" / "logo.png").is_file()
+    assert len(list((out / "assets").glob("*.png"))) == 2
     assert f"Open it: {(out / 'email.html').as_uri()}" in result.output
 
 
@@ -34,7 +35,7 @@ def test_two_builds_are_byte_identical(project: Path, runner, tmp_path: Path) ->
     for name in ("a", "b"):
         assert runner.invoke(main, ["build", "2026-spring", "--out", str(tmp_path / name)]) \
             .exit_code == 0
-    for name in FILES - {"images"}:
+    for name in FILES - {"images", "assets"}:
         assert (tmp_path / "a" / "2026-spring" / name).read_bytes() == \
             (tmp_path / "b" / "2026-spring" / name).read_bytes(), name
 

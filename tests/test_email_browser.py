@@ -7,14 +7,20 @@ from pathlib import Path
 import pytest
 
 from newsletter.cli import main
+from newsletter.tracking.server import create_app
 
 
 @pytest.fixture
-def email_page(project: Path, runner, chromium):  # type: ignore[no-untyped-def]
-    assert runner.invoke(main, ["build", "2026-spring"]).exit_code == 0
+def email_page(project: Path, runner, chromium, http_server,  # type: ignore[no-untyped-def]
+               monkeypatch: pytest.MonkeyPatch):
+    # The email loads its images from the tracker, as a recipient's mail client does.
+    tracker = create_app("sqlite:///" + str(project / "newsletter.db"))
+    monkeypatch.setenv("NEWSLETTER_TRACKING_URL", http_server(tracker))
+    assert runner.invoke(main, ["publish", "2026-spring"]).exit_code == 0
     page = chromium.new_page()
     yield page, (project / "build" / "2026-spring" / "email.html").as_uri()
     page.close()
+    tracker.close()
 
 
 @pytest.mark.parametrize("width", [320, 375, 480, 640, 800])

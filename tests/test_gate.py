@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import MINIMAL_ISSUE
+from helpers import MINIMAL_ISSUE, picture
 
 from newsletter.cli import main
 
@@ -175,12 +175,11 @@ def test_images_published_at_assets_url_are_not_third_party(check_issue, project
     assert result.output == "issues/draft.yaml: OK (0 warning(s), 4 links)\n"
 
 
-@pytest.mark.parametrize(("head", "name"), [(PNG, "a.png"), (b"\xff\xd8\xff\xe0" + b"\0" * 20,
-                                                             "a.jpeg"),
-                                            (b"GIF89a" + b"\0" * 20, "a.gif"),
-                                            (b"GIF87a" + b"\0" * 20, "a.GIF")])
-def test_real_images_pass(check_issue, project: Path, head: bytes, name: str) -> None:
-    (project / "images" / name).write_bytes(head)
+@pytest.mark.parametrize(("image_format", "name"), [("PNG", "a.png"), ("JPEG", "a.jpeg"),
+                                                    ("GIF", "a.gif"), ("GIF", "a.GIF")])
+def test_real_images_pass(check_issue, project: Path, image_format: str, name: str) -> None:
+    # Whole pictures: the build reads each one to size it for email (tests/test_images.py).
+    (project / "images" / name).write_bytes(picture(40, 20, image_format))
     result = check_issue(_with_image(f"images/{name}"))
     assert result.exit_code == 0, result.output
 

@@ -63,6 +63,7 @@ def test_sigkill_mid_send_then_resume(big_project: Path, smtp_server) -> None:  
     recorder, url = smtp_server()
     env = env_with(NEWSLETTER_SMTP_URL=url)
     command = [NEWSLETTER, "send", "2026-spring", "--to", "big", "--adapter", "smtp", "--yes",
+               "--allow-local-tracking",
                "--concurrency", "2"]
     process = subprocess.Popen([*command, "--rate", "150"], cwd=big_project, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -269,7 +269,7 @@ def test_healthz_and_unknown_paths(client) -> None:
     assert client.head("/healthz").status_code == 200
     refused = client.post("/healthz")
     assert refused.status_code == 405 and refused.headers["allow"] == "GET, HEAD"
-    missing = client.get("/")
+    missing = client.get("/nothing-here")
     assert missing.status_code == 404
     assert "Traceback" not in missing.text
 

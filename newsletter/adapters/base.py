@@ -184,6 +184,8 @@ class AdapterSettings:
     maildir: Path | None = None
     timeout: float = 30.0
     concurrency: int = 1
+    # The newsletter's own domain (list_id_domain): a name an adapter may call itself by.
+    domain: str = ""
 
     def require(self, variable: str, what: str, example: str) -> str:
         """The value of environment variable ``variable``, or an error saying where to set it."""

@@ -5,6 +5,11 @@ Settings come from ``NEWSLETTER_SMTP_URL`` (for TLS also ``NEWSLETTER_SMTP_CA_FI
     smtp://user:password@relay.example.org:587?starttls=true
     smtps://user:password@smtp.example.org            (TLS from the start, port 465)
     smtp://127.0.0.1:2525?timeout=10                  (seconds for every command; default 30)
+    smtp://relay.example.org:587?helo=news.example.org (the name we greet the server with)
+
+The greeting (EHLO) names this machine by its fully qualified name; where it has none (a bare
+host name, as in many containers) the newsletter's own domain (``list_id_domain``) stands in,
+never an address literal such as ``[127.0.0.1]``, which many servers count against a sender.
 
 The server's certificate is checked against the system's trusted authorities or, when
 ``NEWSLETTER_SMTP_CA_FILE`` is set, only against the CA certificates in that PEM file (a path
@@ -22,7 +27,9 @@ it), retried later with the same Message-ID.
 
 from __future__ import annotations
 
+import re
 import smtplib
+import socket
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +61,7 @@ class SmtpSettings:
     username: str
     password: str
     timeout: float
+    helo: str = ""
 
     def describe(self) -> str:
         scheme = "smtps" if self.tls else "smtp"
@@ -70,10 +78,16 @@ def parse_smtp_url(url: str, default_timeout: float = 30.0) -> SmtpSettings:
             f"{SETTING} must look like smtp://user:password@host:port, not {parts.scheme!r}:...",
             hint="schemes: smtp:// (add ?starttls=true to upgrade) or smtps:// (TLS at once)")
     query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-    unknown = set(query) - {"starttls", "timeout"}
+    unknown = set(query) - {"starttls", "timeout", "helo"}
     if unknown:
         raise ConfigurationError(f"{SETTING} has unknown options: {', '.join(sorted(unknown))}",
-                                 hint="the options are starttls=true and timeout=SECONDS")
+                                 hint="the options are starttls=true, timeout=SECONDS and "
+                                 "helo=NAME")
+    helo = query.get("helo", "").strip().lower()
+    if "helo" in query and not _is_host_name(helo):
+        raise ConfigurationError(f"{SETTING} ?helo={query['helo']!r} is not a host name",
+                                 hint="give this machine's full name as the server knows it, "
+                                 "e.g. ?helo=news.example.org")
     try:
         port = parts.port or (465 if parts.scheme == "smtps" else 25)
         timeout = float(query.get("timeout", default_timeout))
@@ -88,7 +102,30 @@ def parse_smtp_url(url: str, default_timeout: float = 30.0) -> SmtpSettings:
         host=parts.hostname, port=port, tls=parts.scheme == "smtps",
         starttls=starttls,
         username=unquote(parts.username or ""), password=unquote(parts.password or ""),
-        timeout=timeout)
+        timeout=timeout, helo=helo)
+
+
+_HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
+def _is_host_name(name: str) -> bool:
+    """A dotted name of letters, digits and hyphens (RFC 1123), not an address."""
+    labels = name.rstrip(".").split(".")
+    return (len(labels) >= 2 and all(_HOST_LABEL.match(label) for label in labels)
+            and not labels[-1].isdigit())
+
+
+def greeting_name(chosen: str = "", fallback: str = "") -> str:
+    """The name for EHLO: ``chosen`` (``?helo=``), else this machine's fully qualified name,
+    else ``fallback`` (the newsletter's domain), else the bare host name; never an address."""
+    if chosen:
+        return chosen
+    fqdn = socket.getfqdn().lower()
+    if _is_host_name(fqdn) and not fqdn.startswith("localhost"):
+        return fqdn
+    if fallback and _is_host_name(fallback.lower()):
+        return fallback.lower()
+    return socket.gethostname() or "localhost"
 
 
 def _login_hint(code: int, reply: str) -> str:
@@ -132,6 +169,7 @@ class SmtpAdapter(Adapter):
         self.smtp = parse_smtp_url(settings.require(SETTING, "the SMTP server",
                                                     "smtp://user:password@host:587?starttls=true"),
                                    settings.timeout)
+        self.helo = greeting_name(self.smtp.helo, settings.domain)
         self.ca_file = settings.env.get(CA_SETTING, "").strip() or None
         if self.ca_file is not None:
             ca = Path(self.ca_file)
@@ -180,9 +218,11 @@ class SmtpAdapter(Adapter):
         try:
             if s.tls:
                 conn: smtplib.SMTP = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout,
-                                                      context=context)
+                                                      context=context,
+                                                      local_hostname=self.helo)
             else:
-                conn = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
+                conn = smtplib.SMTP(s.host, s.port, timeout=s.timeout,
+                                    local_hostname=self.helo)
         except ssl.SSLCertVerificationError as exc:
             raise self._untrusted(exc) from exc
         except smtplib.SMTPConnectError as exc:
@@ -218,6 +258,23 @@ class SmtpAdapter(Adapter):
             conn.close()
             raise TransientError(f"greeting {s.host}:{s.port}: {exc}") from exc
         return conn
+
+    def verify_login(self) -> str:
+        """Connect, greet, start TLS and log in as a send would, then say goodbye: nothing is
+        sent. Returns what was checked; raises as a send's first connection would."""
+        conn = self._connect()
+        try:
+            code, _reply = conn.noop()
+        finally:
+            try:
+                conn.quit()
+            except (OSError, smtplib.SMTPException):
+                conn.close()
+        s = self.smtp
+        steps = ["answered"] + (["TLS"] if s.tls or s.starttls else []) + (
+            [f"accepted the login as {s.username}"] if s.username else ["(no login asked)"])
+        return (f"{s.describe()} " + ", ".join(steps) + f"; we greeted it as {self.helo} "
+                "(nothing sent)")
 
     def _drop(self) -> None:
         if self._conn is not None:

@@ -31,6 +31,8 @@ COMMAND_MODULES = {
     "audiences": "send",
     "send": "send",
     "amend": "send",
+    "publish": "publish",
+    "doctor": "doctor",
     "track": "track",
     "report": "report",
     "bounces": "bounces",

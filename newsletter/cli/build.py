@@ -110,8 +110,11 @@ def build(issue: Path, out: Path | None, open_browser: bool, db_url: str | None)
     target = write_build(built, out or project.build_dir)
     email = target / "email.html"
     click.echo(f"Built {built.issue.slug} ({len(built.links)} links) in {target}/")
-    click.echo("  email.html  email.txt  web.html  email.mjml  links.json")
+    click.echo("  email.html  email.txt  web.html  email.mjml  links.json  images/  assets/")
     click.echo(f"Open it: {email.resolve().as_uri()}")
+    if built.email_images:
+        click.echo("  (its images load from where they are published: `newsletter publish "
+                   f"{built.issue.slug}`; `newsletter preview` shows them from the project)")
     if open_browser:
         webbrowser.open(email.resolve().as_uri())
 

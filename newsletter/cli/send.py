@@ -190,10 +190,14 @@ class _Progress:
 @click.option("--db", "db_url", help="Database path or URL [env: NEWSLETTER_DB].")
 @click.option("--create-db", is_flag=True,
               help="Start a new database at --db even though the project has one elsewhere.")
+@click.option("--allow-local-tracking", is_flag=True,
+              help="Send through a real adapter even though the tracking URL is not public "
+              "https (tests against local servers only: recipients could not use the links).")
 def send(issue: str, lists: tuple[str, ...], yes: bool, dry_run: bool,
          test_address: str | None, resend_failed: bool, adapter: str | None,
          maildir: Path | None, concurrency: int, rate: float | None, retry_delay: float,
-         pause_after: int, db_url: str | None, create_db: bool) -> None:
+         pause_after: int, db_url: str | None, create_db: bool,
+         allow_local_tracking: bool) -> None:
     """Send ISSUE to the lists given with --to, through a mail adapter.
 
     Recipients on several lists get one copy. Every recipient gets a row in the ledger before
@@ -218,7 +222,8 @@ def send(issue: str, lists: tuple[str, ...], yes: bool, dry_run: bool,
     prepared = sending.prepare(project, issue, lists, adapter=adapter, db_url=db_url,
                                create_db=create_db,
                                maildir=maildir, concurrency=concurrency,
-                               resend_failed=resend_failed, test=bool(test_address))
+                               resend_failed=resend_failed, test=bool(test_address),
+                               allow_local_tracking=allow_local_tracking)
     try:
         for line in sending.summary(prepared):
             click.echo(line)

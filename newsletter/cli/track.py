@@ -157,7 +157,9 @@ def _serve_granian(project: Project, url: str, host: str, port: int, workers: in
                                              if p.strip()),
                   journal=str(journal_dir.resolve()) if journal_dir else "",
                   soft_bounce_limit=project.settings.soft_bounce_limit,
-                  main_pid=os.getpid()).export()
+                  main_pid=os.getpid(),
+                  public_url=project.settings.tracking_url,
+                  search_engines=project.settings.search_engines).export()
     # Hardened against idle and slow clients (see tracking/hardening.py); workers inherit
     # the raised descriptor limit.
     fd_limit = hardening.raise_fd_limit()
@@ -179,6 +181,7 @@ def _serve_uvicorn(project: Project, url: str, host: str, port: int,
     import uvicorn
 
     from newsletter.tracking import classify
+    from newsletter.tracking.public import Site
     from newsletter.tracking.server import create_app
 
     settings = project.settings
@@ -191,7 +194,8 @@ def _serve_uvicorn(project: Project, url: str, host: str, port: int,
                      webhook_env=settings.webhook_env,
                      soft_bounce_limit=settings.soft_bounce_limit,
                      rules=classify.Rules(networks=classify.scanner_networks(
-                         settings.scanner_networks)))
+                         settings.scanner_networks)),
+                     site=Site(settings.tracking_url, settings.search_engines))
     try:
         config = uvicorn.Config(
             app, host=host, port=port, loop="uvloop", http="httptools", lifespan="on",

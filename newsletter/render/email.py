@@ -17,6 +17,7 @@ from newsletter import model
 from newsletter.links import Link, LinkRegistry
 from newsletter.render.inline import inline_css, mjml_to_html
 from newsletter.render.markdown import render_body
+from newsletter.render.web import archive_url
 
 EMAIL_TEMPLATE = "email.mjml.j2"
 TEXT_TEMPLATE = "email.txt.j2"
@@ -51,12 +52,12 @@ def _environments(templates_dir: Path) -> tuple[jinja2.Environment, jinja2.Envir
 class _ViewBuilder:
     """Turns the model into template values, registering each link as it goes."""
 
-    def __init__(self, issue: model.Issue, registry: LinkRegistry, asset_url: str,
+    def __init__(self, issue: model.Issue, registry: LinkRegistry, image_src: dict[str, str],
                  preview: bool = False) -> None:
         self.issue = issue
         self.preview = preview
         self.registry = registry
-        self.asset_url = asset_url
+        self.image_src = image_src
         self.text_links: list[dict[str, Any]] = []
 
     def link(self, url: str, text: str, section: str, kind: model.LinkKind,
@@ -67,9 +68,7 @@ class _ViewBuilder:
         return entry
 
     def asset(self, src: str) -> str:
-        if "://" in src or not self.asset_url:
-            return src
-        return self.asset_url.rstrip("/") + "/" + src.lstrip("/")
+        return self.image_src.get(src, src)
 
     def section(self, s: model.Section) -> dict[str, Any]:
         view: dict[str, Any] = {"kind": s.kind, "id": s.id, "heading": s.heading}
@@ -137,6 +136,7 @@ class _ViewBuilder:
             "unsubscribe_href": (self.registry.unsubscribe_href() if not self.preview
                                  else "#unsubscribe-link-is-filled-in-when-sending"),
             "web": web,
+            "archive_href": archive_url(self.registry.tracking_url) if web else "",
             "honeypot_href": honeypot, "greeting": greeting,
             "open_src": self.registry.open_pixel_src() if issue.opens and not web else "",
             "text_links": self.text_links,
@@ -144,22 +144,25 @@ class _ViewBuilder:
 
 
 def render_issue(issue: model.Issue, templates_dir: Path, *, tracking_url: str,
-                 tracked: bool = True, asset_url: str = "") -> Rendered:
+                 tracked: bool = True, image_src: dict[str, str] | None = None) -> Rendered:
     """Render ``issue`` with the templates in ``templates_dir``.
 
-    ``tracked=False`` (the preview) writes every link as its destination.
+    ``tracked=False`` (the preview) writes every link as its destination. ``image_src`` maps
+    an image's ``src`` as written to the URL to load it from (its published copy); an image
+    not in it is written as it is.
     """
+    image_src = image_src or {}
     html_env, text_env = _environments(templates_dir)
     registry = LinkRegistry(tracking_url=tracking_url,
                             tracking_on=tracked and issue.tracking != "off",
                             untracked_urls=frozenset(issue.untracked_links))
-    builder = _ViewBuilder(issue, registry, asset_url, preview=not tracked)
+    builder = _ViewBuilder(issue, registry, image_src, preview=not tracked)
     context = builder.context(web=False)
     mjml_source = html_env.get_template(EMAIL_TEMPLATE).render(context)
     text = text_env.get_template(TEXT_TEMPLATE).render(context)
     html = inline_css(mjml_to_html(mjml_source))
 
-    web_builder = _ViewBuilder(issue, LinkRegistry(tracking_url, tracking_on=False), asset_url)
+    web_builder = _ViewBuilder(issue, LinkRegistry(tracking_url, tracking_on=False), image_src)
     web_mjml = html_env.get_template(EMAIL_TEMPLATE).render(web_builder.context(web=True))
     # The web version is a page, not an email: browsers read <style>, so no inlining needed.
     web_html = mjml_to_html(web_mjml)

@@ -11,6 +11,9 @@ Routes::
                                  (``newsletter.hooks.route``)
     GET|HEAD /healthz     "ok N" with N hits waiting to be stored; 503 when over a limit
 
+and, in :mod:`newsletter.tracking.public`, the public routes that count nothing: published
+images (/a/), the archive (/ and /v/) and its Atom feed (/feed.xml).
+
 No framework: the click route is the hot path, and a raw ASGI callable with a cached registry
 lookup does the least work per request. The redirect destination only ever comes from the link
 registry (``links`` table, written by ``send``); nothing in the request can name one. A token that
@@ -41,6 +44,7 @@ from newsletter.db import Database, open_db
 from newsletter.tracking import classify
 from newsletter.tracking.events import HIT_FIELDS, EventWriter, Hit
 from newsletter.tracking.journal import Journal
+from newsletter.tracking.public import PublicRoutes, Site
 from newsletter.tracking.tokens import InvalidToken, Signer, TokenData, TokenKind, signer_for
 
 MAX_BACKLOG = 100_000            # hits waiting to be stored before /healthz answers 503
@@ -103,7 +107,7 @@ class TrackerApp:
                  max_backlog: int = MAX_BACKLOG, max_journal_bytes: int = MAX_JOURNAL_BYTES,
                  patience: float = 60.0, clock: Callable[[], float] = time.time,
                  webhook_env: Mapping[str, str] | None = None,
-                 soft_bounce_limit: int = 3) -> None:
+                 soft_bounce_limit: int = 3, site: Site | None = None) -> None:
         from newsletter.hooks.route import HookRoute
 
         self.database = database
@@ -124,6 +128,7 @@ class TrackerApp:
         self.max_backlog = max_backlog
         self.max_journal_bytes = max_journal_bytes
         self.cache_seconds = cache_seconds
+        self.public = PublicRoutes(database, cache_seconds, site, self.signer)
         self._links: dict[tuple[str, str], tuple[float, _Link | None]] = {}
         self._issues: dict[str, tuple[float, _Issue | None]] = {}
         self._ip_hashes: dict[str, str] = {}
@@ -232,6 +237,8 @@ class TrackerApp:
             status, body = self.health()
             return await _respond(send, status, body.encode(),
                                   [(b"content-type", b"text/plain; charset=utf-8")], head)
+        if await self.public(scope, receive, send, raw):
+            return None
         return await _respond(send, 404, _NOT_FOUND, [_HTML], head)
 
     # -- routes ---------------------------------------------------------------------------
@@ -268,6 +275,8 @@ class TrackerApp:
         await send({"type": "http.response.body", "body": b""})
 
     async def _view(self, scope: Scope, send: Send, slug_raw: bytes, head: bool) -> None:
+        if not slug_raw:
+            return await self.public.archive(send, head)
         slug = slug_raw.decode("ascii", "replace")
         if not _SLUG.match(slug):
             return await _respond(send, 400, _BAD_REQUEST, [_HTML], head)
@@ -276,7 +285,7 @@ class TrackerApp:
             return await _respond(send, 404, _NOT_FOUND, [_HTML], head)
         if issue.counted:
             self._record(scope, "view", slug, "", None, None, "")
-        return await _respond(send, 200, issue.web_html.encode("utf-8"), [_HTML], head)
+        return await self.public.page(send, 200, issue.web_html.encode("utf-8"), head)
 
     async def _open(self, scope: Scope, send: Send, token: bytes, head: bool) -> None:
         data = self._verify(token, "o")
@@ -422,7 +431,7 @@ def create_app(database_url: str | None = None, *, database: Database | None = N
                max_backlog: int = MAX_BACKLOG, max_journal_bytes: int = MAX_JOURNAL_BYTES,
                patience: float = 60.0, clock: Callable[[], float] = time.time,
                webhook_env: Mapping[str, str] | None = None,
-               soft_bounce_limit: int = 3) -> TrackerApp:
+               soft_bounce_limit: int = 3, site: Site | None = None) -> TrackerApp:
     """The tracker for the database at ``database_url`` (or an already open ``database``).
 
     Serve it with any ASGI server; its lifespan starts the event writer and, on shutdown, stores
@@ -449,7 +458,8 @@ def create_app(database_url: str | None = None, *, database: Database | None = N
                           secret_key=secret_key, spill_dir=spill_dir,
                           journal_dir=journal_dir, max_backlog=max_backlog,
                           max_journal_bytes=max_journal_bytes, patience=patience, clock=clock,
-                          webhook_env=webhook_env, soft_bounce_limit=soft_bounce_limit)
+                          webhook_env=webhook_env, soft_bounce_limit=soft_bounce_limit,
+                          site=site)
     except Exception:
         if owns:
             database.close()
@@ -474,7 +484,8 @@ def app_from_env() -> ASGIApp:
                      webhook_env=worker.webhook_env,
                      soft_bounce_limit=worker.soft_bounce_limit,
                      rules=classify.Rules(networks=classify.scanner_networks(
-                         worker.scanner_networks)))
+                         worker.scanner_networks)),
+                     site=Site(worker.public_url, worker.search_engines))
     app.announce_stop = True
     return behind_proxies(app, worker.proxies)
 
