@@ -279,6 +279,20 @@ def m050_events_classifier(conn: Connection) -> None:
     run(conn, "ALTER TABLE events ADD COLUMN classifier INTEGER DEFAULT 1 NOT NULL")
 
 
+def m051_delivered_at(conn: Connection) -> None:
+    """deliveries.delivered_at: when the message reached the recipient's server, as a provider
+    (or a DSN) reports it; the tracker's timing rules prefer it to sent_at.
+
+    Filled from the delivery events already recorded (the earliest per message).
+    """
+    run(conn,
+        "ALTER TABLE deliveries ADD COLUMN delivered_at FLOAT",
+        """UPDATE deliveries SET delivered_at = (
+            SELECT MIN(e.at) FROM delivery_events e JOIN recipients r ON r.address = e.address
+            WHERE e.type = 'delivered' AND e.issue = deliveries.issue
+              AND r.id = deliveries.recipient_id)""")
+
+
 # One a line, in the order they apply (several streams append here at once).
 MIGRATIONS: list[Callable[[Connection], None]] = [
     m001_initial,
@@ -289,6 +303,7 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     m060_repeat_possible,
     m030_bounces,
     m050_events_classifier,
+    m051_delivered_at,
 ]
 
 

@@ -196,11 +196,12 @@ _AGENT_VERDICTS = frozenset(("honeypot", "head"))
 class _Client:
     """One recipient's links used from one address with one user agent."""
 
-    __slots__ = ("recent", "links", "early", "until", "last", "fired")
+    __slots__ = ("recent", "links", "delivered", "early", "until", "last", "fired")
 
     def __init__(self) -> None:
         self.recent: deque = deque(maxlen=64)
         self.links: dict[str, float] = {}   # link -> last time hit
+        self.delivered: float | None = None  # the delivery time ``early`` was counted from
         self.early: set[str] = set()        # links hit soon after delivery
         self.until = float("-inf")          # hits up to this time carry the verdict
         self.last = float("-inf")
@@ -297,6 +298,12 @@ class Classifier:
         if hit.pseudonym:
             self._link_check(hit)
             when = delivered.of(hit.issue, hit.pseudonym)
+            if when != client.delivered:
+                # first seen, or a delivery report arrived after earlier hits: count again
+                client.delivered = when
+                client.early = set() if when is None else {
+                    h.link_id for h in client.recent if h.kind == "click"
+                    and 0 <= h.at - when <= rules.after_delivery_seconds}
             if when is not None and 0 <= at - when <= rules.after_delivery_seconds:
                 client.early.add(link)
                 if len(client.early) >= rules.after_delivery_links:
