@@ -569,27 +569,36 @@ def _rechecks(planner: Planner, org: Org, scan: Scan, mine: list[Message]) -> No
             at += rng.uniform(5, 60)
 
 
+FORM_POSTERS = (
+    # (how, share of form-posting scanners, seconds from page to submit)
+    ("script", 0.4, (0.05, 0.8)),          # parses the page, posts its fields
+    ("form.submit()", 0.42, (0.2, 2.0)),   # a headless browser submitting the form from script
+    ("clicks the button", 0.18, (0.3, 3.0)),  # automation with real mouse events, after a wait
+)
+
+
 def _submit_form(planner: Planner, ip: str, agent: str, scenario: str):  # type: ignore[no-untyped-def]
-    """A scanner that submits the unsubscribe page's form, as a script or a headless browser."""
+    """A scanner that submits the unsubscribe page's form, in one of FORM_POSTERS' ways; one
+    that clicks buttons clicks the button of whatever page it gets back, too."""
     rng = planner.rng
-    browser = rng.random() < 0.6
-    activated = browser and rng.random() < 0.3   # automation that sends real mouse events
-    delay = rng.uniform(0.05, 0.8)
+    how, _, wait = rng.choices(FORM_POSTERS, weights=[w for _, w, _ in FORM_POSTERS])[0]
 
     def submit(response: httpx.Response, step: Step) -> list[Step]:
         fields = form_fields(response.text)
-        if fields is None:
+        if fields is None or "You are unsubscribed" in response.text:
             return []
         headers = [("content-type", "application/x-www-form-urlencoded")]
-        if browser:
+        action, values = fields
+        if how != "script":
             headers += [("sec-fetch-site", "same-origin"), ("sec-fetch-mode", "navigate"),
                         ("sec-fetch-dest", "document"), ("origin", "null")]
-            if activated:
-                headers.append(("sec-fetch-user", "?1"))
-        action, values = fields
-        return [planner.add(step.at + delay, "POST", action or step.path, ip, agent, "scanner",
-                            "form-post", body=urlencode(values).encode(),
-                            headers=tuple(headers), recipient=step.recipient)]
+        if how == "clicks the button":
+            headers.append(("sec-fetch-user", "?1"))
+            values = values + _button_fields(response.text)
+        again = submit if how == "clicks the button" and step.method == "GET" else None
+        return [planner.add(step.at + rng.uniform(*wait), "POST", action or step.path, ip, agent,
+                            "scanner", f"form-post ({how})", body=urlencode(values).encode(),
+                            headers=tuple(headers), recipient=step.recipient, then=again)]
     return submit
 
 

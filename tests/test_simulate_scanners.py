@@ -71,7 +71,7 @@ def test_every_modelled_behaviour_happens(figures: dict) -> None:
                                       "incident-response", "nat-scanner", "cloud-sandbox",
                                       "recheck-later", "time-of-click",
                                       "delayed-delivery")} <= happened
-    kinds = {name.split(" / ")[1] for name in figures["unsubscribes"]}
+    kinds = {name.split(" / ")[1].split(" (")[0] for name in figures["unsubscribes"]}
     assert {"form-post", "one-click", "unsubscribe-button"} <= kinds
 
 
@@ -99,3 +99,20 @@ def test_no_person_is_marked_by_the_rules_people_used_to_trip(runs: list[dict], 
     scenarios = runs[seed]["scenarios"]
     for scenario in ("eager", "tabs", "keen", "nat-shared", "rewritten", "colleagues", "viewer"):
         assert scenarios.get(f"person: {scenario}", {}).get("flagged", 0) == 0, scenario
+
+
+@pytest.mark.parametrize("seed", range(len(SEEDS)))
+def test_scanners_submitting_the_unsubscribe_form_unsubscribe_nobody(runs: list[dict],
+                                                                     seed: int) -> None:
+    outcomes = runs[seed]["unsubscribes"]
+    assert runs[seed]["unsubscribed_by_scanners"] == 0
+    assert not [k for k in outcomes if k.startswith("scanner") and k.endswith("/ unsubscribed")]
+
+
+@pytest.mark.parametrize("seed", range(len(SEEDS)))
+def test_one_click_and_people_pressing_the_button_unsubscribe_at_once(runs: list[dict],
+                                                                      seed: int) -> None:
+    outcomes = runs[seed]["unsubscribes"]
+    mine = {k: n for k, n in outcomes.items() if k.startswith(("person", "provider"))}
+    assert mine and all(k.endswith("/ unsubscribed") for k in mine), mine
+    assert not [k for k in mine if "unsubscribe-confirm" in k]  # nobody had to press twice

@@ -248,6 +248,23 @@ class Classifier:
             self._forget(max((h.at for h in hits), default=0.0))
         return list(self._touched.values())
 
+    def suspected(self, issue: str, ip_hash: str, user_agent: str, at: float) -> bool:
+        """Whether this agent is a probable scanner on ``issue`` at ``at``: under a verdict, or
+        with a probable scanner's hit in the last :attr:`Rules.client_seconds`."""
+        agent = self._agents.get((issue, ip_hash, user_agent))
+        if agent is None:
+            return False
+        if agent.until >= at or agent.views_until >= at:
+            return True
+        since = at - self.rules.client_seconds
+        for hit in agent.recent:
+            if hit.reasons and hit.at >= since:
+                return True
+            client = self._clients.get((hit.issue, hit.pseudonym, hit.ip_hash, hit.user_agent))
+            if client is not None and client.until >= at:
+                return True
+        return False
+
     # -- one hit --------------------------------------------------------------------------
     def _observe(self, hit: Seen, delivered: Deliveries) -> None:
         rules = self.rules

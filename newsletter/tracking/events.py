@@ -534,6 +534,15 @@ class EventWriter:
         conn.exec_driver_sql(_update_sql(conn), rows)
         self._changed = {}
 
+    def suspected(self, issue: str, ip_hash: str, user_agent: str, at: float) -> bool:
+        """Whether the classifier holds this address and browser a probable scanner on
+        ``issue`` at ``at`` (hits still queued are stored, and so classified, first)."""
+        # if the database is away, judge on what is classified already; the writer keeps trying
+        with contextlib.suppress(Exception):
+            self.flush()
+        with self._flush_lock:
+            return self.classifier.suspected(issue, ip_hash, user_agent, at)
+
     def _load_deliveries(self, conn: sa.Connection, batch: list[Hit]) -> None:
         """Delivery times of the batch's recipients not yet known (from the ledger)."""
         self._deliveries.load(conn, batch)
