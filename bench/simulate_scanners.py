@@ -486,12 +486,15 @@ def pick_network(rng: random.Random, networks: tuple[tuple[str, float], ...]) ->
 
 
 def plan(messages: list[Message], rng: random.Random,
-         record_delivery: Callable[[Message], None] | None) -> Planner:
-    """Every request of the simulation, labelled."""
+         report_delivery: Callable[[Message], None] | None) -> Planner:
+    """Every request of the simulation, labelled; and, with ``report_delivery``, the provider's
+    "delivered" webhook for every message, 1 to 20 s after the recipient's server took it."""
     planner = Planner(rng)
+    # the webhooks' own randomness: the traffic is the same with reports and without
+    latency = random.Random(rng.getrandbits(32))
     for message in messages:
         org = message.org
-        message.delivered_at = message.sent_at
+        message.delivered_at = message.sent_at + rng.uniform(0.2, 2.0)
         share, low, high = org.deferred
         if share and rng.random() < share:
             message.delivered_at += rng.uniform(low, high)
@@ -500,8 +503,10 @@ def plan(messages: list[Message], rng: random.Random,
         share, low, high = org.held
         if share and rng.random() < share:
             message.released_at += rng.uniform(low, high)
-        if message.reported and record_delivery is not None:
-            record_delivery(message)
+        if report_delivery is not None:
+            planner.add(message.delivered_at + latency.uniform(1, 20), "REPORT", "", "", "",
+                        "provider", "delivered", recipient=message.address,
+                        then=lambda _response, _step, m=message: report_delivery(m) or [])
     for org in ORGANISATIONS:
         mine = [m for m in messages if m.org is org]
         for scan in org.scans:
@@ -564,27 +569,36 @@ def _rechecks(planner: Planner, org: Org, scan: Scan, mine: list[Message]) -> No
             at += rng.uniform(5, 60)
 
 
+FORM_POSTERS = (
+    # (how, share of form-posting scanners, seconds from page to submit)
+    ("script", 0.4, (0.05, 0.8)),          # parses the page, posts its fields
+    ("form.submit()", 0.42, (0.2, 2.0)),   # a headless browser submitting the form from script
+    ("clicks the button", 0.18, (0.3, 3.0)),  # automation with real mouse events, after a wait
+)
+
+
 def _submit_form(planner: Planner, ip: str, agent: str, scenario: str):  # type: ignore[no-untyped-def]
-    """A scanner that submits the unsubscribe page's form, as a script or a headless browser."""
+    """A scanner that submits the unsubscribe page's form, in one of FORM_POSTERS' ways; one
+    that clicks buttons clicks the button of whatever page it gets back, too."""
     rng = planner.rng
-    browser = rng.random() < 0.6
-    activated = browser and rng.random() < 0.3   # automation that sends real mouse events
-    delay = rng.uniform(0.05, 0.8)
+    how, _, wait = rng.choices(FORM_POSTERS, weights=[w for _, w, _ in FORM_POSTERS])[0]
 
     def submit(response: httpx.Response, step: Step) -> list[Step]:
         fields = form_fields(response.text)
-        if fields is None:
+        if fields is None or "You are unsubscribed" in response.text:
             return []
         headers = [("content-type", "application/x-www-form-urlencoded")]
-        if browser:
+        action, values = fields
+        if how != "script":
             headers += [("sec-fetch-site", "same-origin"), ("sec-fetch-mode", "navigate"),
                         ("sec-fetch-dest", "document"), ("origin", "null")]
-            if activated:
-                headers.append(("sec-fetch-user", "?1"))
-        action, values = fields
-        return [planner.add(step.at + delay, "POST", action or step.path, ip, agent, "scanner",
-                            "form-post", body=urlencode(values).encode(),
-                            headers=tuple(headers), recipient=step.recipient)]
+        if how == "clicks the button":
+            headers.append(("sec-fetch-user", "?1"))
+            values = values + _button_fields(response.text)
+        again = submit if how == "clicks the button" and step.method == "GET" else None
+        return [planner.add(step.at + rng.uniform(*wait), "POST", action or step.path, ip, agent,
+                            "scanner", f"form-post ({how})", body=urlencode(values).encode(),
+                            headers=tuple(headers), recipient=step.recipient, then=again)]
     return submit
 
 
@@ -839,6 +853,9 @@ async def drive(app, planner: Planner, start: float) -> Outcome:  # type: ignore
                 app.flush()
                 next_flush = (math.floor(step.at / FLUSH) + 1) * FLUSH
             clock.now = step.at
+            if step.method == "REPORT":  # not a request: the provider's webhook is recorded
+                step.then(None, step)  # type: ignore[misc]
+                continue
             headers = {"user-agent": step.agent, "x-forwarded-for": step.ip, **dict(step.headers)}
             if not step.agent:
                 headers.pop("user-agent")
@@ -881,6 +898,7 @@ def measure(database: db.Database, outcome: Outcome, messages: list[Message]) ->
         suppressed = {r[0] for r in conn.execute(sa.select(db.suppressions.c.address))}
     confusion = Counter()
     fp_reasons: Counter = Counter()
+    scanner_reasons: dict[str, Counter] = defaultdict(Counter)
     scenarios: dict[str, Counter] = defaultdict(Counter)
     truth = {"clicks": 0, "downloads": 0, "views": 0}
     clickers: set[str] = set()
@@ -898,6 +916,9 @@ def measure(database: db.Database, outcome: Outcome, messages: list[Message]) ->
         if not scanner and flagged:
             for reason in row.reasons.split(","):
                 fp_reasons[reason] += 1
+        if scanner and flagged:
+            for reason in row.reasons.split(","):
+                scanner_reasons[step.scenario][reason] += 1
         if not scanner:
             if row.kind == "click":
                 truth["clicks"] += 1
@@ -930,6 +951,8 @@ def measure(database: db.Database, outcome: Outcome, messages: list[Message]) ->
         "true": true, "reported": reported,
         "false_positive_reasons": dict(sorted(fp_reasons.items())),
         "scenarios": {k: dict(v) for k, v in sorted(scenarios.items())},
+        "reasons_by_scenario": {k: dict(sorted(v.items()))
+                                for k, v in sorted(scanner_reasons.items())},
         "unsubscribes": {" / ".join(k): v for k, v in sorted(unsub.items())},
         "unsubscribed_by_scanners": len(wrongly & addresses & suppressed),
         "scanner_reasons": built["scanner_reasons"],
@@ -937,9 +960,24 @@ def measure(database: db.Database, outcome: Outcome, messages: list[Message]) ->
     }
 
 
+def _report_delivery(database: db.Database, message: Message) -> None:
+    """What the provider's "delivered" webhook does, through the code the webhook route uses."""
+    from newsletter.bounces.events import EventType
+    from newsletter.bounces.record import Event, record
+
+    with database.engine.begin() as conn:
+        record(conn, Event(key=f"webhook:simulated:{message.address}", at=message.delivered_at,
+                           source="webhook", provider="simulated", type=EventType.DELIVERED,
+                           address=message.address, issue=SLUG), 3)
+
+
 def simulate(scale: float = 1.0, seed: int = DEFAULT_SEED, db_url: str | None = None,
-             workdir: Path | None = None) -> dict:
-    """Run the whole simulation; return the figures (see :func:`measure`)."""
+             workdir: Path | None = None, delivery_reports: bool = True) -> dict:
+    """Run the whole simulation; return the figures (see :func:`measure`).
+
+    ``delivery_reports``: the provider reports when each message was delivered (webhooks), as
+    Mailgun, Postmark and SendGrid do; without them the timing rules only know the send time.
+    """
     rng = random.Random(seed)
     with tempfile.TemporaryDirectory(prefix="simulate-scanners-") as tmp:
         root = Path(workdir or tmp) / "project"
@@ -950,7 +988,8 @@ def simulate(scale: float = 1.0, seed: int = DEFAULT_SEED, db_url: str | None = 
         database = db.open_db(url)
         try:
             messages = read_messages(root, database)
-            planner = plan(messages, rng, record_delivery=None)
+            planner = plan(messages, rng, report_delivery=(
+                (lambda m: _report_delivery(database, m)) if delivery_reports else None))
             start = min(m.sent_at for m in messages)
             clock = Clock(start)
             app = server.create_app(database=database, clock=clock, flush_interval=FLUSH)
@@ -996,6 +1035,10 @@ def print_figures(figures: dict, seconds: float) -> None:
     print("By scenario                               flagged   counted")
     for name, counts in figures["scenarios"].items():
         print(f"  {name:<40} {counts.get('flagged', 0):>7}   {counts.get('counted', 0):>7}")
+    delayed = figures["scenarios"].get("scanner: delayed-delivery", {})
+    timed = figures["reasons_by_scenario"].get("delayed-delivery", {}).get("after-delivery", 0)
+    print(f"  (of the {sum(delayed.values())} hits of scans after a delayed delivery, {timed} "
+          "were marked after-delivery)")
     print()
     print("Unsubscribe POSTs:")
     for name, n in figures["unsubscribes"].items():
@@ -1011,9 +1054,12 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--db", default=None, help="database URL (default: a fresh SQLite file)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument("--no-delivery-reports", action="store_true",
+                        help="no provider webhooks: timing rules know only when we sent")
     args = parser.parse_args()
     started = time.monotonic()
-    figures = simulate(args.scale, args.seed, args.db)
+    figures = simulate(args.scale, args.seed, args.db,
+                       delivery_reports=not args.no_delivery_reports)
     if args.json:
         print(json.dumps(figures, indent=2))
     else:

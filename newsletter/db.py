@@ -110,6 +110,9 @@ deliveries = sa.Table(
     sa.Column("claimed_by", sa.String(64), nullable=False, server_default=""),
     sa.Column("claimed_at", sa.Float, nullable=False, server_default="0"),
     sa.Column("sent_at", sa.Float, nullable=True),
+    # When the recipient's server accepted it, if a provider or a DSN said so (m051): greylisting
+    # and queues can make that minutes after sent_at; the tracker's timing rules prefer it.
+    sa.Column("delivered_at", sa.Float, nullable=True),
     sa.Column("updated_at", sa.Float, nullable=False),
     # Once handed over without an answer (unknown): a later copy may be a second one.
     sa.Column("repeat_possible", sa.Boolean, nullable=False, server_default=sa.false()),

@@ -435,3 +435,16 @@ def failures(database: Database, slug: str, limit: int = 20) -> list[tuple[str, 
             .where(d.c.issue == slug, d.c.status.in_(NOT_SENT),
                    _not_suppressed())
             .order_by(recipients.c.address).limit(limit))]
+
+
+def mark_delivered(conn: Connection, issue: str, address: str, at: float) -> bool:
+    """Note that ``issue``'s message reached ``address``'s server at ``at`` (a provider's
+    "delivered" event, a DSN). Keeps the earliest time reported; returns whether the row
+    changed. The tracker's timing rules measure from this rather than from ``sent_at``."""
+    d = deliveries
+    recipient = sa.select(recipients.c.id).where(recipients.c.address == address)
+    done = conn.execute(d.update()
+                        .where(d.c.issue == issue, d.c.recipient_id == recipient.scalar_subquery(),
+                               sa.or_(d.c.delivered_at.is_(None), d.c.delivered_at > at))
+                        .values(delivered_at=at))
+    return bool(done.rowcount)

@@ -323,6 +323,20 @@ def m021_archive(conn: Connection) -> None:
     )
 
 
+def m051_delivered_at(conn: Connection) -> None:
+    """deliveries.delivered_at: when the message reached the recipient's server, as a provider
+    (or a DSN) reports it; the tracker's timing rules prefer it to sent_at.
+
+    Filled from the delivery events already recorded (the earliest per message).
+    """
+    run(conn,
+        "ALTER TABLE deliveries ADD COLUMN delivered_at FLOAT",
+        """UPDATE deliveries SET delivered_at = (
+            SELECT MIN(e.at) FROM delivery_events e JOIN recipients r ON r.address = e.address
+            WHERE e.type = 'delivered' AND e.issue = deliveries.issue
+              AND r.id = deliveries.recipient_id)""")
+
+
 # One a line, in the order they apply (several streams append here at once).
 MIGRATIONS: list[Callable[[Connection], None]] = [
     m001_initial,
@@ -335,6 +349,7 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     m050_events_classifier,
     m020_published_images,
     m021_archive,
+    m051_delivered_at,
 ]
 
 

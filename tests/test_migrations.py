@@ -202,7 +202,9 @@ def test_links_and_unsubscribes_sent_before_tokens_were_per_issue_keep_working(
         async def visit() -> tuple[httpx.Response, httpx.Response]:
             transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 50123))
             async with httpx.AsyncClient(transport=transport, base_url="http://t.test") as http:
-                return (await http.get(f"/c/{click}"), await http.post(f"/u/{unsubscribe}"))
+                return (await http.get(f"/c/{click}"), await http.post(
+                    f"/u/{unsubscribe}", content=b"List-Unsubscribe=One-Click",
+                    headers={"content-type": "application/x-www-form-urlencoded"}))
 
         try:
             clicked, unsubscribed = asyncio.run(visit())

@@ -1,5 +1,11 @@
 """The labelled scanner simulation (bench/simulate_scanners.py), run small: it drives the real
-tracker with the real send's messages, so it is also an end-to-end test of the tracker."""
+tracker with the real send's messages, so it is also an end-to-end test of the tracker.
+
+At about 100 recipients one re-check pass (a scanner revisiting a few messages hours later from
+a fresh address, the rules' known blind spot) moves people's clicks by several percent, so the
+issue's targets are asserted on three seeds together (about 300 recipients' worth of traffic),
+and the rules that must never mark a person on each seed alone.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ import pytest
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 SMALL = 0.5  # about 100 recipients in 12 organisations
+SEEDS = (15, 16, 17)
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +31,23 @@ def simulation() -> ModuleType:
 
 
 @pytest.fixture(scope="module")
-def figures(simulation: ModuleType) -> dict:
-    return simulation.simulate(scale=SMALL)
+def runs(simulation: ModuleType) -> list[dict]:
+    return [simulation.simulate(scale=SMALL, seed=seed) for seed in SEEDS]
+
+
+@pytest.fixture(scope="module")
+def figures(runs: list[dict]) -> dict:
+    return runs[0]
+
+
+@pytest.fixture(scope="module")
+def pooled(runs: list[dict]) -> dict:
+    """The seeds' counts added up: the confusion table and true and reported figures."""
+    confusion = {k: sum(r["confusion"][k] for r in runs) for k in runs[0]["confusion"]}
+    tp, fp, fn = (confusion[k] for k in ("true_positive", "false_positive", "false_negative"))
+    return {"precision": tp / (tp + fp), "recall": tp / (tp + fn),
+            "true": {k: sum(r["true"][k] for r in runs) for k in runs[0]["true"]},
+            "reported": {k: sum(r["reported"][k] for r in runs) for k in runs[0]["reported"]}}
 
 
 def test_every_stored_hit_is_a_labelled_request(simulation: ModuleType, figures: dict) -> None:
@@ -49,30 +71,48 @@ def test_every_modelled_behaviour_happens(figures: dict) -> None:
                                       "incident-response", "nat-scanner", "cloud-sandbox",
                                       "recheck-later", "time-of-click",
                                       "delayed-delivery")} <= happened
-    kinds = {name.split(" / ")[1] for name in figures["unsubscribes"]}
+    kinds = {name.split(" / ")[1].split(" (")[0] for name in figures["unsubscribes"]}
     assert {"form-post", "one-click", "unsubscribe-button"} <= kinds
 
 
-def test_the_simulation_is_deterministic(simulation: ModuleType) -> None:
-    first = simulation.simulate(scale=0.2, seed=7)
-    assert simulation.simulate(scale=0.2, seed=7) == first
-    assert simulation.simulate(scale=0.2, seed=8) != first
+def test_the_simulation_is_deterministic(simulation: ModuleType, runs: list[dict]) -> None:
+    assert simulation.simulate(scale=SMALL, seed=SEEDS[0]) == runs[0]
+    assert runs[1] != runs[0]
 
 
 # The figures the classification must reach (issue 15), on the small simulation.
 
-def test_probable_scanner_has_precision_and_recall(figures: dict) -> None:
-    assert figures["precision"] >= 0.99
-    assert figures["recall"] >= 0.98
+def test_probable_scanner_has_precision_and_recall(pooled: dict) -> None:
+    assert pooled["precision"] >= 0.99
+    assert pooled["recall"] >= 0.98
 
 
 @pytest.mark.parametrize("figure", ["clicks", "unique", "downloads", "views"])
-def test_reported_people_are_within_ten_percent_of_the_truth(figures: dict, figure: str) -> None:
-    true, reported = figures["true"][figure], figures["reported"][figure]
+def test_reported_people_are_within_ten_percent_of_the_truth(pooled: dict, figure: str) -> None:
+    true, reported = pooled["true"][figure], pooled["reported"][figure]
     assert true > 0
     assert abs(reported - true) <= 0.10 * true, (figure, reported, true)
 
 
-def test_no_person_is_marked_by_the_rules_people_used_to_trip(figures: dict) -> None:
+@pytest.mark.parametrize("seed", range(len(SEEDS)))
+def test_no_person_is_marked_by_the_rules_people_used_to_trip(runs: list[dict], seed: int) -> None:
+    scenarios = runs[seed]["scenarios"]
     for scenario in ("eager", "tabs", "keen", "nat-shared", "rewritten", "colleagues", "viewer"):
-        assert figures["scenarios"][f"person: {scenario}"].get("flagged", 0) == 0, scenario
+        assert scenarios.get(f"person: {scenario}", {}).get("flagged", 0) == 0, scenario
+
+
+@pytest.mark.parametrize("seed", range(len(SEEDS)))
+def test_scanners_submitting_the_unsubscribe_form_unsubscribe_nobody(runs: list[dict],
+                                                                     seed: int) -> None:
+    outcomes = runs[seed]["unsubscribes"]
+    assert runs[seed]["unsubscribed_by_scanners"] == 0
+    assert not [k for k in outcomes if k.startswith("scanner") and k.endswith("/ unsubscribed")]
+
+
+@pytest.mark.parametrize("seed", range(len(SEEDS)))
+def test_one_click_and_people_pressing_the_button_unsubscribe_at_once(runs: list[dict],
+                                                                      seed: int) -> None:
+    outcomes = runs[seed]["unsubscribes"]
+    mine = {k: n for k, n in outcomes.items() if k.startswith(("person", "provider"))}
+    assert mine and all(k.endswith("/ unsubscribed") for k in mine), mine
+    assert not [k for k in mine if "unsubscribe-confirm" in k]  # nobody had to press twice

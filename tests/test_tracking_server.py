@@ -208,6 +208,10 @@ def test_open_pixel_only_when_the_issue_turns_opens_on(app, client, signer) -> N
     assert [(e.kind, e.pseudonym) for e in stored(app)] == [("open", "p1")]
 
 
+ONE_CLICK = b"List-Unsubscribe=One-Click"
+FORM = {"content-type": "application/x-www-form-urlencoded"}
+
+
 def suppressions(database) -> list:  # type: ignore[no-untyped-def]
     with database.engine.connect() as conn:
         return [tuple(r) for r in conn.execute(
@@ -250,7 +254,8 @@ def test_unsubscribe_finds_the_recipient_only_through_the_issues_ledger(
     assert client.post(f"/u/{signer.unsubscribe('autumn', 'Spring3Only')}").status_code == 404
     assert client.post(f"/u/{signer.unsubscribe('draft', 'p1')}").status_code == 404
     assert suppressions(tracking_db) == []
-    assert client.post(f"/u/{signer.unsubscribe('spring', 'Spring3Only')}").status_code == 200
+    assert client.post(f"/u/{signer.unsubscribe('spring', 'Spring3Only')}",
+                       content=ONE_CLICK, headers=FORM).status_code == 200
     assert suppressions(tracking_db) == [("cat@police.example", "unsubscribed")]
 
 
@@ -336,7 +341,8 @@ def test_unsubscribed_address_is_left_out_of_the_next_send(client, signer, track
         "      - {email: cat@police.example, name: Cat, organisation: County Police}\n"
         "      - {email: dan@police.example, name: Dan, organisation: County Police}\n")
     audiences = load_audiences(tmp_path / "audiences.yaml")
-    assert client.post(f"/u/{signer.unsubscribe('spring', 'p3')}").status_code == 200
+    assert client.post(f"/u/{signer.unsubscribe('spring', 'p3')}", content=ONE_CLICK,
+                       headers=FORM).status_code == 200
     plan = plan_send(audiences, ["police"], suppressed_addresses(tracking_db))
     assert [r.address for r in plan.recipients] == ["dan@police.example"]
     assert plan.suppressed == ["cat@police.example"]

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from newsletter import db, suppressions
+from newsletter import db, ledger, suppressions
 from newsletter.bounces.events import EventType, bounce_type
 
 MAX_RAW = 64 * 1024     # characters of the raw message or payload kept with an event
@@ -68,6 +68,9 @@ def record(conn: Connection, event: Event, soft_bounce_limit: int) -> Recorded:
         issue=event.issue, status=event.status[:16], detail=event.detail[:2000],
         raw=event.raw[:MAX_RAW]))
     detail = " ".join(part for part in (event.status, event.detail) if part)
+    if event.type == EventType.DELIVERED and event.issue:
+        # the ledger keeps when the message really arrived, for the tracker's timing rules
+        ledger.mark_delivered(conn, event.issue, event.address, event.at)
     if event.type in _REASON:
         reason = _REASON[event.type]
         done = suppressions.add(conn, event.address, reason, event.source, issue=event.issue,

@@ -196,11 +196,12 @@ _AGENT_VERDICTS = frozenset(("honeypot", "head"))
 class _Client:
     """One recipient's links used from one address with one user agent."""
 
-    __slots__ = ("recent", "links", "early", "until", "last", "fired")
+    __slots__ = ("recent", "links", "delivered", "early", "until", "last", "fired")
 
     def __init__(self) -> None:
         self.recent: deque = deque(maxlen=64)
         self.links: dict[str, float] = {}   # link -> last time hit
+        self.delivered: float | None = None  # the delivery time ``early`` was counted from
         self.early: set[str] = set()        # links hit soon after delivery
         self.until = float("-inf")          # hits up to this time carry the verdict
         self.last = float("-inf")
@@ -246,6 +247,23 @@ class Classifier:
             self._seen = 0
             self._forget(max((h.at for h in hits), default=0.0))
         return list(self._touched.values())
+
+    def suspected(self, issue: str, ip_hash: str, user_agent: str, at: float) -> bool:
+        """Whether this agent is a probable scanner on ``issue`` at ``at``: under a verdict, or
+        with a probable scanner's hit in the last :attr:`Rules.client_seconds`."""
+        agent = self._agents.get((issue, ip_hash, user_agent))
+        if agent is None:
+            return False
+        if agent.until >= at or agent.views_until >= at:
+            return True
+        since = at - self.rules.client_seconds
+        for hit in agent.recent:
+            if hit.reasons and hit.at >= since:
+                return True
+            client = self._clients.get((hit.issue, hit.pseudonym, hit.ip_hash, hit.user_agent))
+            if client is not None and client.until >= at:
+                return True
+        return False
 
     # -- one hit --------------------------------------------------------------------------
     def _observe(self, hit: Seen, delivered: Deliveries) -> None:
@@ -297,6 +315,12 @@ class Classifier:
         if hit.pseudonym:
             self._link_check(hit)
             when = delivered.of(hit.issue, hit.pseudonym)
+            if when != client.delivered:
+                # first seen, or a delivery report arrived after earlier hits: count again
+                client.delivered = when
+                client.early = set() if when is None else {
+                    h.link_id for h in client.recent if h.kind == "click"
+                    and 0 <= h.at - when <= rules.after_delivery_seconds}
             if when is not None and 0 <= at - when <= rules.after_delivery_seconds:
                 client.early.add(link)
                 if len(client.early) >= rules.after_delivery_links:

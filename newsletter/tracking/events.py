@@ -536,22 +536,40 @@ class EventWriter:
         conn.exec_driver_sql(_update_sql(conn), rows)
         self._changed = {}
 
+    def suspected(self, issue: str, ip_hash: str, user_agent: str, at: float) -> bool:
+        """Whether the classifier holds this address and browser a probable scanner on
+        ``issue`` at ``at`` (hits still queued are stored, and so classified, first)."""
+        # if the database is away, judge on what is classified already; the writer keeps trying
+        with contextlib.suppress(Exception):
+            self.flush()
+        with self._flush_lock:
+            return self.classifier.suspected(issue, ip_hash, user_agent, at)
+
     def _load_deliveries(self, conn: sa.Connection, batch: list[Hit]) -> None:
         """Delivery times of the batch's recipients not yet known (from the ledger)."""
         self._deliveries.load(conn, batch)
 
 
 class _Deliveries:
-    """The ledger's delivery times, as the classifier asks for them (cached)."""
+    """When each message reached its recipient's server, as the classifier asks (cached).
 
-    REFRESH = 30.0  # seconds (of hit time) before an issue's list of deliveries is read again
+    The ledger's ``delivered_at`` when a provider or a DSN reported it, else ``sent_at``. A
+    report often comes seconds after the scanners it is needed for, so a message known only by
+    its send time is read again once :attr:`RECHECK` seconds of hits have passed (for a day:
+    a report that late changes nothing the rules look at).
+    """
+
+    RECHECK = 10.0   # seconds (of hit time) before a message without delivered_at is read again
+    REFRESH = 30.0   # seconds (of hit time) before an issue's list of deliveries is read again
 
     def __init__(self) -> None:
-        self._delivered: dict[tuple[str, str], float | None] = {}
+        # (issue, pseudonym) -> (delivery time or None, final, read at)
+        self._delivered: dict[tuple[str, str], tuple[float | None, bool, float]] = {}
         self._issues: dict[str, tuple[float, list[float]]] = {}
 
     def of(self, issue: str, pseudonym: str) -> float | None:
-        return self._delivered.get((issue, pseudonym))
+        known = self._delivered.get((issue, pseudonym))
+        return known[0] if known else None
 
     def any_between(self, issue: str, start: float, end: float) -> bool:
         times = self._issues.get(issue, (0.0, []))[1]
@@ -559,32 +577,44 @@ class _Deliveries:
         return i < len(times) and times[i] <= end
 
     def load(self, conn: sa.Connection, batch: list[Hit]) -> None:
-        """Read what the batch's hits need and the cache does not hold."""
-        wanted: dict[str, list[str]] = {}
+        """Read what the batch's hits need and the cache does not hold (or holds stale)."""
+        wanted: dict[str, set[str]] = {}
         for hit in batch:
-            if hit.pseudonym and (hit.issue, hit.pseudonym) not in self._delivered:
-                wanted.setdefault(hit.issue, []).append(hit.pseudonym)
+            if not hit.pseudonym:
+                continue
+            known = self._delivered.get((hit.issue, hit.pseudonym))
+            if known is None or (not known[1] and hit.at - known[2] >= self.RECHECK):
+                wanted.setdefault(hit.issue, set()).add(hit.pseudonym)
         if len(self._delivered) > 200_000:
             self._delivered.clear()
         d = db.deliveries
         for issue, names in wanted.items():
+            read_at = max(h.at for h in batch if h.issue == issue)
             for name in names:
-                self._delivered[(issue, name)] = None
-            query = (sa.select(d.c.pseudonym, d.c.sent_at)
-                     .where(d.c.issue == issue, d.c.pseudonym.in_(set(names)),
+                self._delivered[(issue, name)] = (None, False, read_at)
+            query = (sa.select(d.c.pseudonym, d.c.sent_at, d.c.delivered_at)
+                     .where(d.c.issue == issue, d.c.pseudonym.in_(names),
                             d.c.sent_at.is_not(None)))
-            for pseudonym, sent_at in conn.execute(query):
-                self._delivered[(issue, pseudonym)] = sent_at
+            for pseudonym, sent_at, delivered_at in conn.execute(query):
+                final = delivered_at is not None or read_at - sent_at > 86400
+                self._delivered[(issue, pseudonym)] = (_delivery(sent_at, delivered_at), final,
+                                                       read_at)
         for issue in {h.issue for h in batch if h.kind == "view"}:
             latest = max(h.at for h in batch if h.issue == issue)
             loaded = self._issues.get(issue)
             if loaded is not None and latest - loaded[0] < self.REFRESH:
                 continue
-            times = sorted(t for (t,) in conn.execute(
-                sa.select(d.c.sent_at).where(d.c.issue == issue, d.c.sent_at.is_not(None))))
+            times = sorted(_delivery(sent, delivered) for sent, delivered in conn.execute(
+                sa.select(d.c.sent_at, d.c.delivered_at)
+                .where(d.c.issue == issue, d.c.sent_at.is_not(None))))
             self._issues[issue] = (latest, times)
             if len(self._issues) > 1000:
                 self._issues = {issue: self._issues[issue]}
+
+
+def _delivery(sent_at: float, delivered_at: float | None) -> float:
+    # A provider's clock a little behind ours must not put delivery before the send.
+    return sent_at if delivered_at is None else max(sent_at, delivered_at)
 
 
 SPILL_PATTERN = "events-unsaved-*.jsonl"

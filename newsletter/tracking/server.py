@@ -41,7 +41,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from newsletter import db, suppressions
 from newsletter.db import Database, open_db
-from newsletter.tracking import classify
+from newsletter.tracking import classify, unsubscribe
 from newsletter.tracking.events import HIT_FIELDS, EventWriter, Hit
 from newsletter.tracking.journal import Journal
 from newsletter.tracking.public import PublicRoutes, Site
@@ -119,6 +119,7 @@ class TrackerApp:
         self.signer: Signer = signer_for(database, secret_key)
         # IP addresses are kept only as an HMAC keyed by a value derived from the signing key.
         self._ip_key = self.signer.ip_hash_key()
+        self._form_key = unsubscribe.form_key(self._ip_key)
         self.journal: Journal | None = None
         if journal_dir is not None:
             self.journal = Journal(journal_dir, db.database_id(database), HIT_FIELDS)
@@ -303,21 +304,33 @@ class TrackerApp:
         if isinstance(data, int):
             return await _respond(send, data, _NOT_FOUND if data == 404 else _BAD_REQUEST,
                                   [_HTML], head)
-        body = _page("Unsubscribe", (
-            "<p>Press the button to stop receiving this newsletter at your address.</p>"
-            "<form method=post><input type=hidden name=List-Unsubscribe value=One-Click>"
-            "<button type=submit>Unsubscribe</button></form>"))
+        body = self._unsubscribe_form(
+            token.decode("ascii"),
+            "Press the button to stop receiving this newsletter at your address.")
         return await _respond(send, 200, body, [_HTML, _PAGE_CSP], head)
+
+    def _unsubscribe_form(self, token: str, text: str) -> bytes:
+        """The page with its button; the form carries a nonce signed for this token and now
+        (see :mod:`newsletter.tracking.unsubscribe`)."""
+        nonce = html.escape(unsubscribe.nonce(self._form_key, token, self.clock()))
+        name, value = unsubscribe.BUTTON
+        return _page("Unsubscribe", (
+            f"<p>{html.escape(text)}</p><form method=post>"
+            f"<input type=hidden name={unsubscribe.NONCE} value=\"{nonce}\">"
+            f"<button type=submit name={name} value={value}>Unsubscribe</button></form>"))
 
     async def _unsubscribe(self, scope: Scope, receive: Receive, send: Send,
                            token: bytes) -> None:
+        chunks: list[bytes] = []
         size = 0
         more = True
-        while more:  # read (and bound) the body even though RFC 8058 needs nothing from it
+        while more:  # read (and bound) the body: the one-click pair or the page's form
             message = await receive()
             if message["type"] == "http.disconnect":
                 return
-            size += len(message.get("body", b""))
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            chunks.append(chunk)
             more = message.get("more_body", False)
             if size > MAX_BODY_BYTES:
                 return await _respond(send, 413, _BAD_REQUEST, [_HTML])
@@ -326,14 +339,57 @@ class TrackerApp:
             status = data if isinstance(data, int) else 404
             return await _respond(send, status, _NOT_FOUND if status == 404 else _BAD_REQUEST,
                                   [_HTML])
-        done = await asyncio.to_thread(self._suppress, data.pseudonym, data.issue)
-        if not done:
+        headers = {name.decode("latin-1").lower(): value.decode("latin-1")
+                   for name, value in scope["headers"]}
+        client = scope.get("client")
+        decision = await asyncio.to_thread(
+            self._unsubscribe_decision, b"".join(chunks), headers, token.decode("ascii"),
+            data.issue, data.pseudonym, client[0] if client else "")
+        if decision is None:
             return await _respond(send, 404, _NOT_FOUND, [_HTML])
+        if decision is unsubscribe.Decision.CONFIRM:
+            body = self._unsubscribe_form(
+                token.decode("ascii"),
+                "Press the button to confirm that you want to stop receiving this newsletter. "
+                "If this page comes back each time, use the Unsubscribe button your mail "
+                "program shows with the message.")
+            return await _respond(send, 200, body, [_HTML, _PAGE_CSP])
         body = _page("You are unsubscribed",
                      "<p>You will not receive further issues of this newsletter.</p>")
         return await _respond(send, 200, body, [_HTML, _PAGE_CSP])
 
-    def _suppress(self, pseudonym: str, issue: str) -> bool:
+    def _unsubscribe_decision(self, body: bytes, headers: dict[str, str], token: str,
+                              issue: str, pseudonym: str,
+                              ip: str) -> unsubscribe.Decision | None:
+        """Decide (and do) an unsubscribe; None when the token names nobody we sent to."""
+        if self._address(pseudonym, issue) is None:
+            return None
+        agent = headers.get("user-agent", "")
+
+        def scanner() -> bool:
+            if classify.hit_reasons(self.rules, method="POST", user_agent=agent, ip=ip):
+                return True
+            ip_hash = classify.hash_ip(self._ip_key, ip)
+            return self.writer.suspected(issue, ip_hash, agent, self.clock())
+
+        decision = unsubscribe.decide(body, headers, key=self._form_key, token=token,
+                                      now=self.clock(), scanner=scanner)
+        if decision is unsubscribe.Decision.ONE_CLICK:
+            self._suppress(pseudonym, issue, "one-click unsubscribe (RFC 8058)")
+        elif decision is unsubscribe.Decision.PRESSED:
+            self._suppress(pseudonym, issue, "the unsubscribe page's button (/u/)")
+        return decision
+
+    def _address(self, pseudonym: str, issue: str) -> str | None:
+        # The pseudonym is the recipient's for this issue: only the ledger knows whose it is.
+        d, r = db.deliveries, db.recipients
+        with self.database.engine.connect() as conn:
+            return conn.execute(sa.select(r.c.address)
+                                .join(d, d.c.recipient_id == r.c.id)
+                                .where(d.c.issue == issue, d.c.pseudonym == pseudonym)
+                                .limit(1)).scalar()
+
+    def _suppress(self, pseudonym: str, issue: str, detail: str) -> bool:
         # The pseudonym is the recipient's for this issue: only the ledger knows whose it is.
         d, r = db.deliveries, db.recipients
         with self.database.engine.begin() as conn:
@@ -344,7 +400,7 @@ class TrackerApp:
             if address is None:
                 return False
             suppressions.add(conn, address, "unsubscribed", "tracker", issue=issue,
-                             detail="unsubscribe link (/u/)")
+                             detail=detail)
         return True
 
     # -- helpers --------------------------------------------------------------------------
