@@ -110,16 +110,17 @@ class Journal:
         caller queueing the hit.
         """
         segment = self.current
-        assert segment is not None, "journal not open"
         try:
-            _write_all(segment.fd, line)
+            written = os.write(segment.fd, line)  # type: ignore[union-attr]
+            if written != len(line):  # only a signal or a full disk splits a few hundred bytes
+                _write_all(segment.fd, line[written:])  # type: ignore[union-attr]
         except OSError:
             # Part of the line may have reached the file (a full disk): cut it off, or the next
             # line would be glued to it.
             with contextlib.suppress(OSError):
-                os.ftruncate(segment.fd, segment.size)
+                os.ftruncate(segment.fd, segment.size)  # type: ignore[union-attr]
             raise
-        segment.size += len(line)
+        segment.size += len(line)  # type: ignore[union-attr]
         segment.hits += 1
         return segment, segment.size
 

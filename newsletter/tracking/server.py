@@ -38,7 +38,7 @@ import sqlalchemy as sa
 from newsletter import db, suppressions
 from newsletter.db import Database, open_db
 from newsletter.tracking import classify
-from newsletter.tracking.events import HIT_FIELDS, EventWriter, Hit
+from newsletter.tracking.events import JOURNAL_FIELDS, EventWriter, Hit
 from newsletter.tracking.journal import Journal
 from newsletter.tracking.tokens import InvalidToken, Signer, signer_for
 
@@ -116,7 +116,7 @@ class TrackerApp:
         self._ip_key = self.signer.ip_hash_key()
         self.journal: Journal | None = None
         if journal_dir is not None:
-            self.journal = Journal(journal_dir, db.database_id(database), HIT_FIELDS)
+            self.journal = Journal(journal_dir, db.database_id(database), JOURNAL_FIELDS)
             self.journal.open()
         self.writer = EventWriter(database, rules, flush_interval=flush_interval,
                                   spill_dir=spill_dir, journal=self.journal, patience=patience)
