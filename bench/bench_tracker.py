@@ -118,6 +118,20 @@ http {{
 """
 
 
+def cpu_seconds(session: int) -> float:
+    """User and system CPU time of every process in the session ``session`` leads."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[3]) == session:          # the session id
+            total += int(fields[11]) + int(fields[12])   # utime, stime
+    return total / ticks
+
+
 def start_tracker(newsletter: str, url: str, port: int, tmp: str, server: str, workers: int,
                   journal: bool) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k != "NEWSLETTER_DB"}
@@ -197,12 +211,15 @@ def main() -> int:
         conf = Path(tmp) / "nginx.conf"
         conf.write_text(NGINX_CONF.format(tmp=tmp, port=nginx_port))
         nginx = subprocess.Popen([shutil.which("nginx") or "/usr/sbin/nginx", "-c", str(conf),
-                                  "-p", tmp, "-e", f"{tmp}/nginx-error.log"])
+                                  "-p", tmp, "-e", f"{tmp}/nginx-error.log"],
+                                 start_new_session=True)
         try:
             wait_for_port(nginx_port)
             wrk(f"http://127.0.0.1:{nginx_port}/c/{token}", 2, args.connections, args.threads)
+            before = cpu_seconds(nginx.pid)
             results["nginx"] = wrk(f"http://127.0.0.1:{nginx_port}/c/{token}", args.duration,
                                    args.connections, args.threads)
+            results["nginx"]["cpu"] = cpu_seconds(nginx.pid) - before
         finally:
             nginx.send_signal(signal.SIGQUIT)
             nginx.wait(timeout=30)
@@ -214,8 +231,10 @@ def main() -> int:
                                     journal=rest != "no-journal")
             try:
                 time.sleep(0.5)
+                before = cpu_seconds(tracker.pid)
                 results[name] = wrk(f"http://127.0.0.1:{port}/c/{token}", args.duration,
                                     args.connections, args.threads)
+                results[name]["cpu"] = cpu_seconds(tracker.pid) - before
             finally:
                 tracker.send_signal(signal.SIGTERM)
                 tracker.wait(timeout=120)
@@ -225,14 +244,18 @@ def main() -> int:
     print(f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s --latency on 127.0.0.1; "
           f"{os.cpu_count()} CPUs; tracker workers {args.workers}; database "
           f"{(args.db or 'sqlite').split(':')[0]}")
-    print(f"{'':28} {'requests/s':>11} {'% nginx':>8} {'p99 ms':>8} {'redirects':>10} "
-          f"{'stored':>10}")
+    print(f"load average at the end {os.getloadavg()[0]:.1f} (other work on the machine "
+          "takes CPU from every server alike)")
+    print(f"{'':28} {'requests/s':>11} {'% nginx':>8} {'p99 ms':>8} {'CPU µs/req':>10} "
+          f"{'redirects':>10} {'stored':>10}")
     for name, r in results.items():
         redirects = r["total"] - r["bad"]
         kept = stored.get(name)
+        # CPU time of the server's processes per request: what it costs, whatever else runs
+        per_request = r["cpu"] / max(r["total"], 1) * 1e6
         print(f"{name if name == 'nginx' else 'tracker/' + name:28} {r['rps']:>11,.0f} "
-              f"{r['rps'] / n['rps'] * 100:>7.0f}% {r['p99_ms']:>8.2f} {redirects:>10,} "
-              f"{'' if kept is None else f'{kept:,}':>10} {r['errors']}")
+              f"{r['rps'] / n['rps'] * 100:>7.0f}% {r['p99_ms']:>8.2f} {per_request:>10.1f} "
+              f"{redirects:>10,} {'' if kept is None else f'{kept:,}':>10} {r['errors']}")
     for name, kept in stored.items():
         redirects = results[name]["total"] - results[name]["bad"]
         verdict = "every click stored" if kept >= redirects else f"{redirects - kept} MISSING"

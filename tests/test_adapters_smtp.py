@@ -110,6 +110,21 @@ def test_connection_dropped_after_data_is_unknown(server, factory) -> None:  # t
     assert again.status == "sent"
 
 
+def test_a_garbled_answer_after_data_is_unknown_not_failed(server, factory) -> None:  # type: ignore[no-untyped-def]
+    recorder, url = server
+    recorder.faults["odd@example.org"] = ["data:OK thanks, got it"]   # no reply code at all
+    a = adapter(url)
+    try:
+        garbled = a.attempt(message(factory, "odd@example.org", 1))
+        again = a.attempt(message(factory, "next@example.org", 2))   # on a fresh connection
+    finally:
+        a.close()
+    assert garbled.status == "unknown"
+    assert "the answer after the message data could not be read" in garbled.error
+    assert "may have been delivered" in garbled.error
+    assert again.status == "sent"
+
+
 def test_stalled_server_times_out_as_unknown(server, factory) -> None:  # type: ignore[no-untyped-def]
     recorder, url = server
     recorder.faults["slow@example.org"] = ["stall"]

@@ -16,14 +16,14 @@ import pytest
 import sqlalchemy as sa
 
 from newsletter import db
-from newsletter.tracking.events import HIT_FIELDS, EventWriter, Hit, import_spill
+from newsletter.tracking.events import JOURNAL_FIELDS, EventWriter, Hit, import_spill
 from newsletter.tracking.journal import Journal
 
 T = 1_780_000_000.0
 
 
 def journal_for(database, folder: Path, **options) -> Journal:  # type: ignore[no-untyped-def]
-    journal = Journal(folder, db.database_id(database), HIT_FIELDS, **options)
+    journal = Journal(folder, db.database_id(database), JOURNAL_FIELDS, **options)
     journal.open()
     return journal
 
@@ -56,10 +56,10 @@ def die_after(database, folder: Path, script: str) -> None:  # type: ignore[no-u
         import os, signal, sys
         from pathlib import Path
         from newsletter import db
-        from newsletter.tracking.events import HIT_FIELDS, EventWriter, Hit
+        from newsletter.tracking.events import JOURNAL_FIELDS, EventWriter, Hit
         from newsletter.tracking.journal import Journal
         database = db.open_db({database.url!r})
-        journal = Journal(Path({str(folder)!r}), db.database_id(database), HIT_FIELDS)
+        journal = Journal(Path({str(folder)!r}), db.database_id(database), JOURNAL_FIELDS)
         journal.open()
         w = EventWriter(database, journal=journal)
         def hit(i):
@@ -76,8 +76,8 @@ def test_a_hit_is_in_the_journal_before_add_returns(tracking_db, tmp_path) -> No
     writer.add(hit(0))
     [segment] = segments(tmp_path)
     header, line = segment.read_text().splitlines()
-    assert json.loads(header)["fields"] == list(HIT_FIELDS)
-    assert dict(zip(HIT_FIELDS, json.loads(line), strict=True))["at"] == T + 3600
+    assert json.loads(header)["fields"] == list(JOURNAL_FIELDS)
+    assert dict(zip(JOURNAL_FIELDS, json.loads(line), strict=True))["at_us"] == (T + 3600) * 1e6
     assert stored_times(tracking_db) == []
     writer.close()
     assert stored_times(tracking_db) == [0]
@@ -309,3 +309,20 @@ def test_import_refuses_a_missing_database(tmp_path, runner, monkeypatch) -> Non
     assert result.exit_code == 1
     assert "no database at" in result.output
     assert not (tmp_path / "no.db").exists()
+
+
+def test_every_field_of_a_hit_survives_the_journal() -> None:
+    """Fails when Hit gains a field the hand-written journal line leaves out."""
+    import dataclasses
+
+    from newsletter.tracking.events import _journal_line, _journal_parser
+
+    values = {}
+    for f in dataclasses.fields(Hit):
+        values[f.name] = {"at": T + 0.123456, "reasons": ["head", "no-agent"]}.get(
+            f.name, f"{f.name}-\u00e9\t\"x\"")
+    hit = Hit(**values)
+    again = _journal_parser(JOURNAL_FIELDS)(_journal_line(hit))
+    assert again is not None
+    assert abs(again.at - hit.at) < 1e-6
+    assert dataclasses.replace(again, at=hit.at) == hit

@@ -317,11 +317,19 @@ class SmtpAdapter(Adapter):
             self._drop()
             raise OutcomeUnknown(
                 f"no answer after the message data ({exc}); it may have been delivered") from exc
-        if code != 250:
-            error = _classify(code, reply, "end of DATA")
-            self._after_refusal(error)
-            raise error
-        return reply.decode("utf-8", "replace")
+        if 200 <= code < 300:
+            return reply.decode("utf-8", "replace")
+        if not 400 <= code < 600:
+            # Not an SMTP reply we can read (smtplib gives -1 for a line without a code): the
+            # server may well have taken the message, so it is neither sent nor failed. The
+            # conversation is out of step: start the next message on a new connection.
+            self._drop()
+            text = reply.decode("utf-8", "replace")[:200]
+            raise OutcomeUnknown(f"the answer after the message data could not be read "
+                                 f"({text!r}); it may have been delivered")
+        error = _classify(code, reply, "end of DATA")
+        self._after_refusal(error)
+        raise error
 
     @staticmethod
     def _envelope(conn: smtplib.SMTP, message: OutgoingMessage) -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import json
-import operator
+import json.encoder
 import os
 import re
 import sys
@@ -65,12 +65,22 @@ class Hit:
                 classify.VERSION)
 
 
-# A journal line is a JSON array of these, in this order (each segment's header lists them, so
-# a later version can still read an older segment).
 HIT_FIELDS: tuple[str, ...] = tuple(Hit.__slots__)
-_hit_values = operator.attrgetter(*HIT_FIELDS)
-# The request path's one serialisation: no circularity check needed for a hit's plain values.
-_encode = json.JSONEncoder(check_circular=False).encode
+_quote = json.encoder.encode_basestring_ascii  # a JSON string literal, in C
+
+# A journal line is a JSON array of these (each segment's header lists them, so a later version
+# can still read an older segment). The time is whole microseconds ("at_us"): formatting a
+# float's shortest repr was a fifth of the journal's cost per hit. Written by hand below, field
+# by field, at under half the cost of json.dumps; a test checks every field of Hit round-trips.
+JOURNAL_FIELDS = ("at_us", "issue", "kind", "link_id", "pseudonym", "list_key", "method",
+                  "user_agent", "ip_hash", "reasons")
+
+
+def _journal_line(hit: Hit) -> bytes:
+    q = _quote
+    return (f"[{round(hit.at * 1_000_000)},{q(hit.issue)},{q(hit.kind)},{q(hit.link_id)},"
+            f"{q(hit.pseudonym)},{q(hit.list_key)},{q(hit.method)},{q(hit.user_agent)},"
+            f"{q(hit.ip_hash)},[{','.join(map(q, hit.reasons))}]]\n").encode()
 
 
 def _journal_parser(fields: tuple[str, ...]) -> Callable[[bytes], Hit | None]:
@@ -78,6 +88,8 @@ def _journal_parser(fields: tuple[str, ...]) -> Callable[[bytes], Hit | None]:
     def parse(line: bytes) -> Hit | None:
         try:
             data = dict(zip(fields, json.loads(line), strict=True))
+            if "at_us" in data:
+                data["at"] = data.pop("at_us") / 1_000_000
             return Hit(**{name: data[name] for name in HIT_FIELDS if name in data})
         except (ValueError, TypeError):
             return None
@@ -206,7 +218,7 @@ class EventWriter:
         entry: tuple[Hit, Segment | None, int] | None = (hit, None, 0)  # None: file only
         journal = self.journal
         if journal is not None:
-            line = (_encode(_hit_values(hit)) + "\n").encode()
+            line = _journal_line(hit)
             with journal.lock:
                 try:
                     segment, end = journal.append(line)
@@ -409,7 +421,7 @@ class EventWriter:
             if segment.file_only_from is not None and segment.stored_to >= \
                     segment.file_only_from:
                 written += self._store_lines(segment.path, segment.name, segment.stored_to,
-                                             _journal_parser(HIT_FIELDS), segment=segment)
+                                             _journal_parser(JOURNAL_FIELDS), segment=segment)
             if segment.stored_to >= segment.size:
                 journal.remove(segment)
                 self._forget.append(segment.name)

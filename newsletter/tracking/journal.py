@@ -110,9 +110,11 @@ class Journal:
         caller queueing the hit.
         """
         segment = self.current
-        assert segment is not None, "journal not open"
+        assert segment is not None, "the journal is open while the tracker serves"
         try:
-            _write_all(segment.fd, line)
+            written = os.write(segment.fd, line)
+            if written != len(line):  # only a signal or a full disk splits a few hundred bytes
+                _write_all(segment.fd, line[written:])
         except OSError:
             # Part of the line may have reached the file (a full disk): cut it off, or the next
             # line would be glued to it.

@@ -42,7 +42,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from newsletter import db, suppressions
 from newsletter.db import Database, open_db
 from newsletter.tracking import classify, unsubscribe
-from newsletter.tracking.events import HIT_FIELDS, EventWriter, Hit
+from newsletter.tracking.events import JOURNAL_FIELDS, EventWriter, Hit
 from newsletter.tracking.journal import Journal
 from newsletter.tracking.public import PublicRoutes, Site
 from newsletter.tracking.tokens import InvalidToken, Signer, TokenData, TokenKind, signer_for
@@ -122,7 +122,7 @@ class TrackerApp:
         self._form_key = unsubscribe.form_key(self._ip_key)
         self.journal: Journal | None = None
         if journal_dir is not None:
-            self.journal = Journal(journal_dir, db.database_id(database), HIT_FIELDS)
+            self.journal = Journal(journal_dir, db.database_id(database), JOURNAL_FIELDS)
             self.journal.open()
         self.writer = EventWriter(database, rules, flush_interval=flush_interval,
                                   spill_dir=spill_dir, journal=self.journal, patience=patience)
