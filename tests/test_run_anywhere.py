@@ -75,7 +75,8 @@ def test_an_issue_outside_any_project_uses_the_current_one(project: Path, tmp_pa
                                                            runner) -> None:
     loose = tmp_path / "loose"
     loose.mkdir()
-    (loose / "draft.yaml").write_text((project / "issues" / "2026-spring.yaml").read_text())
+    (loose / "draft.yaml").write_text((project / "issues" / "2026-spring.yaml").read_text()
+                                      .replace("slug: 2026-spring", "slug: draft"))
     result = runner.invoke(main, ["check", str(loose / "draft.yaml")])
     assert result.exit_code == 0, result.output
 
