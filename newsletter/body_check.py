@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
-from newsletter.fields import LINK_SCHEMES, Fields, url_problem
+from newsletter.fields import LINK_SCHEMES, Fields, url_problem_and_hint
 from newsletter.yamlfile import Mark
 
 VAGUE_LINK_TEXT = {"click here", "here", "click", "read more", "more", "link", "this link",
@@ -27,6 +27,9 @@ VAGUE_LINK_TEXT = {"click here", "here", "click", "read more", "more", "link", "
 
 _markdown = MarkdownIt("commonmark", {"html": True})
 _markdown.validateLink = lambda url: True  # type: ignore[method-assign]
+# Check the address as the editor typed it, not percent-encoded: "%E2%80%9C" hides a smart
+# quote and "%C2%AD" a soft hyphen.
+_markdown.normalizeLink = lambda url: url  # type: ignore[method-assign]
 # Keep backslash escapes as tokens of their own, so an escaped \[bracket\] is not mistaken
 # for a link that failed to parse.
 _markdown.disable("text_join")
@@ -105,9 +108,9 @@ def check_body(c: Fields, body: str, locate: Locate) -> None:
 
 
 def _check_link(c: Fields, href: str, text: str, at: Mark) -> None:
-    problem = url_problem(href, (*LINK_SCHEMES, "tel"))
+    problem, hint = url_problem_and_hint(href, (*LINK_SCHEMES, "tel"))
     if problem:
-        c.error(at, problem, "Markdown links are written [text](https://...)")
+        c.error(at, problem, hint)
     if not text:
         c.error(at, f"link to '{href}' has no text", "write [what the link is](URL)")
     else:

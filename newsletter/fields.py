@@ -23,7 +23,7 @@ import difflib
 import re
 import unicodedata
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -35,6 +35,8 @@ LINK_SCHEMES = ("http", "https", "mailto")
 TRUE_WORDS = frozenset({"true", "yes", "on", "y"})
 FALSE_WORDS = frozenset({"false", "no", "off", "n"})
 NULL_WORDS = frozenset({"null", "Null", "NULL"})
+# A host name (letters of any script, digits, "-", "_", ".") or an IP address in brackets.
+_HOST_RE = re.compile(r"[\w.-]+|[0-9a-f:.]+")
 _DATE_RE = re.compile(r"([0-9]{4})-([0-9]{1,2})-([0-9]{1,2})")
 
 
@@ -58,28 +60,51 @@ def invisible_characters(value: str) -> str:
     return ", ".join(f"U+{ord(ch):04X}" for ch in found)
 
 
+_QUOTES = "\"'\u201c\u201d\u2018\u2019\u00ab\u00bb"
+URL_HINT = "links must start with https:// (or http://, mailto:)"
+
+
 def url_problem(value: str, schemes: tuple[str, ...] = LINK_SCHEMES) -> str:
     """Why ``value`` is not an acceptable link, or '' when it is."""
+    return url_problem_and_hint(value, schemes)[0]
+
+
+def url_problem_and_hint(value: str,
+                         schemes: tuple[str, ...] = LINK_SCHEMES) -> tuple[str, str]:
+    """(why ``value`` is not an acceptable link, what to do), or ('', '') when it is."""
     if value.startswith("#") and len(value) > 1:
-        return ""
+        return "", ""
+    if value[:1] in _QUOTES or value[-1:] in _QUOTES:
+        return (f"link '{value}' is in quotation marks",
+                "remove the quotation marks around the address (a word processor may have "
+                "added them)")
+    spaced = any(ch.isspace() for ch in value)
+    hidden = invisible_characters(value)
+    if spaced or hidden:
+        what = "spaces" if spaced else f"invisible characters ({hidden})"
+        return (f"link '{value}' contains {what}",
+                "retype the address, or copy it again from the browser's address bar; write "
+                "%20 for a space")
     try:
         parts = urlsplit(value)
         parts.port  # noqa: B018  (raises ValueError for a port that is not a number)
     except ValueError as exc:
-        return f"link '{value}' is not a valid address ({exc})"
+        return (f"link '{value}' is not a valid address ({exc})",
+                "look for a stray [ or ] in the host name, or a port that is not a number")
+    return _scheme_and_host_problem(value, parts, schemes), URL_HINT
+
+
+def _scheme_and_host_problem(value: str, parts: SplitResult, schemes: tuple[str, ...]) -> str:
     scheme = parts.scheme.lower()
     if scheme not in schemes:
         return (f"link '{value}' is not an {'/'.join(schemes)} link"
                 if scheme else f"link '{value}' has no scheme such as https://")
     if scheme in ("http", "https") and not parts.netloc:
         return f"link '{value}' has no host name"
+    if scheme in ("http", "https") and not _HOST_RE.fullmatch(parts.hostname or ""):
+        return f"link '{value}' has an invalid host name"
     if scheme == "mailto" and "@" not in parts.path:
         return f"link '{value}' has no email address"
-    if any(ch.isspace() for ch in value):
-        return f"link '{value}' contains spaces"
-    hidden = invisible_characters(value)
-    if hidden:
-        return f"link '{value}' contains invisible characters ({hidden})"
     return ""
 
 
@@ -191,9 +216,9 @@ class Fields:
 
     def check_url(self, value: str, at: Mark, schemes: tuple[str, ...] = LINK_SCHEMES) -> None:
         """Report ``value`` at ``at`` unless it is an acceptable link."""
-        problem = url_problem(value, schemes)
+        problem, hint = url_problem_and_hint(value, schemes)
         if problem:
-            self.error(at, problem, "links must start with https:// (or http://, mailto:)")
+            self.error(at, problem, hint)
 
     def email(self, data: LocDict, key: str, what: str, *, required: bool = True) -> str:
         """An email address, checked by email-validator (syntax only, no DNS)."""

@@ -227,14 +227,16 @@ class _IssueReader:
         value = section.get("type")
         if isinstance(value, str) and value in SECTION_TYPES:
             return value
-        shown = repr(str(value)) if isinstance(value, str) else kind(value)
-        close = difflib.get_close_matches(str(value), SECTION_TYPES, n=1) \
-            if isinstance(value, str) else []
+        where = section.value_at("type") if "type" in section else at
+        if value is not None and not isinstance(value, str):
+            self.c.error(where, f"{what}'s type must be one of {', '.join(SECTION_TYPES)}, "
+                         f"not {kind(value)}", "write e.g. '- type: article'")
+            return None
+        close = difflib.get_close_matches(str(value), SECTION_TYPES, n=1)
         hint = (f"did you mean '{close[0]}'?" if close else
                 "use one of: " + ", ".join(SECTION_TYPES))
-        self.c.error(section.value_at("type") if "type" in section else at,
-                     f"{what} has {'no type' if value is None else f'unknown type {shown}'}",
-                     hint)
+        found = "no type" if value is None else f"unknown type {value!r}"
+        self.c.error(where, f"{what} has {found}", hint)
         return None
 
     def sender(self, data: LocDict) -> model.Sender | None:
