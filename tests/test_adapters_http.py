@@ -210,7 +210,7 @@ def test_test_copy_through_each_provider(send_project: Path, http_server, provid
     env = {"mailgun": mailgun_env, "postmark": postmark_env, "sendgrid": sendgrid_env}[
         provider](url)
     result = CliRunner().invoke(main, ["send", "2026-spring", "--test", "editor@example.org",
-                                       "--adapter", provider], env=env)
+                                       "--adapter", provider, "--allow-local-tracking"], env=env)
     assert result.exit_code == 0, result.output
     assert "Sent a test copy to editor@example.org via " + provider in result.output
     (accepted,) = fake.accepted
@@ -228,7 +228,8 @@ def test_test_copy_with_a_revoked_key_stops_with_the_hint(send_project: Path,  #
     fake = Sendgrid()
     env = sendgrid_env(http_server(fake.app()), key="SG.wrong")
     result = CliRunner().invoke(main, ["send", "2026-spring", "--test", "editor@example.org",
-                                       "--adapter", "sendgrid"], env=env)
+                                       "--adapter", "sendgrid", "--allow-local-tracking"],
+                                 env=env)
     assert result.exit_code == 1
     assert "SendGrid answered 401" in result.output
     assert "hint: check the key in the environment variable SENDGRID_API_KEY" in result.output

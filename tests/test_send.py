@@ -104,7 +104,7 @@ def test_test_copy_through_smtp(send_project: Path, smtp_server,  # type: ignore
                                 monkeypatch: pytest.MonkeyPatch) -> None:
     recorder, url = smtp_server()
     monkeypatch.setenv("NEWSLETTER_SMTP_URL", url)
-    result = invoke("--test", "editor@example.org", "--adapter", "smtp")
+    result = invoke("--test", "editor@example.org", "--adapter", "smtp", "--allow-local-tracking")
     assert result.exit_code == 0, result.output
     assert "Sent a test copy to editor@example.org via smtp smtp://127.0.0.1:" in result.output
     assert "(2.0.0 queued as 1)" in result.output
@@ -120,7 +120,7 @@ def test_test_copy_refused_says_why(send_project: Path, smtp_server,  # type: ig
     recorder, url = smtp_server()
     recorder.faults["editor@example.org"] = ["451 4.7.1 greylisted"]
     monkeypatch.setenv("NEWSLETTER_SMTP_URL", url)
-    result = invoke("--test", "editor@example.org", "--adapter", "smtp")
+    result = invoke("--test", "editor@example.org", "--adapter", "smtp", "--allow-local-tracking")
     assert result.exit_code == 1
     assert "the test message to editor@example.org was not sent (deferred): RCPT TO " \
         "editor@example.org: 451 4.7.1 greylisted" in result.output
