@@ -165,7 +165,10 @@ def test_sigkill_loses_no_click_it_answered(tracking_db, tmp_path, workers: str,
             client.join(30)
     answered = sum(c[0] for c in counters)
     assert answered >= 1500
-    assert count_clicks(tracking_db) < answered  # the kill did leave clicks unstored
+    if flush == "3600":
+        # nothing was stored before the kill: every click must come back from the journal
+        # (at 0.05 s a loaded machine may have stored them all, so that run only checks totals)
+        assert count_clicks(tracking_db) < answered
     port = free_port()
     again = start_tracker(tracking_db.url, tmp_path, port)
     try:
