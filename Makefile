@@ -28,7 +28,7 @@ system-deps:
 test: $(VENV)/.test-installed node_modules/.package-lock.json system-deps
 	$(BIN)/ruff check newsletter tests bench
 	$(BIN)/mypy
-	eval "$$(bash scripts/start-postgres.sh)" && \
+	eval "$$(bash scripts/start-postgres.sh)" && NEWSLETTER_TEST_REQUIRE_PG=1 \
 	  PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
 
 lint: $(VENV)/.test-installed

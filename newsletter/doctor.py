@@ -60,7 +60,7 @@ class Context:
 Check = Callable[[Context], "Finding | Iterable[Finding]"]
 CHECKS: list[tuple[str, Check]] = []
 # Modules that register more checks when imported (bounce address, provider accounts...).
-CHECK_MODULES: tuple[str, ...] = ()
+CHECK_MODULES: tuple[str, ...] = ("newsletter.bounces.doctor",)
 
 
 def check(name: str) -> Callable[[Check], Check]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from helpers import CORPUS_BOUNCE_ADDRESS, ImapServer, corpus_with_tags, dovecot, seed_corpus_sends
+from helpers import CORPUS_BOUNCE_ADDRESS, ImapServer, corpus_with_tags, seed_corpus_sends
 
 from newsletter import suppressions
 from newsletter.bounces.verp import codec_for
@@ -86,12 +86,6 @@ def test_a_missing_maildir_says_so(project: Path) -> None:
     assert result.exit_code == 1
     assert result.output.startswith("--maildir nowhere: not a Maildir (it needs the folders "
                                     "cur/ and new/)\n")
-
-
-@pytest.fixture(scope="module")
-def imap() -> Iterator[ImapServer]:
-    with dovecot() as server:
-        yield server
 
 
 def test_fetch_from_imap_then_again_changes_nothing(bounce_project: Path,

@@ -14,7 +14,6 @@ from helpers import (
     CORPUS_KEY,
     CORPUS_RECIPIENTS,
     ImapServer,
-    dovecot,
     seed_corpus_sends,
 )
 
@@ -100,12 +99,6 @@ def test_an_mbox_of_the_corpus_is_recorded(database: Database, tmp_path: Path) -
     before = state(database)
     run(database, open_mailbox(mbox=tmp_path / "bounces"))
     assert state(database) == before
-
-
-@pytest.fixture(scope="module")
-def imap() -> Iterator[ImapServer]:
-    with dovecot() as server:
-        yield server
 
 
 def test_an_imap_mailbox_of_the_corpus_is_recorded_and_flagged(

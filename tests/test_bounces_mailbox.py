@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import mailbox
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import BOUNCE_CORPUS, ImapServer, dovecot, free_port
+from helpers import BOUNCE_CORPUS, ImapServer, free_port
 
 from newsletter.bounces.mailbox import (
     DONE_KEYWORD,
@@ -18,12 +17,6 @@ from newsletter.bounces.mailbox import (
 from newsletter.errors import ConfigurationError, NewsletterError
 
 CORPUS = sorted(BOUNCE_CORPUS.glob("*.eml"))
-
-
-@pytest.fixture(scope="module")
-def imap() -> Iterator[ImapServer]:
-    with dovecot() as server:
-        yield server
 
 
 @pytest.fixture

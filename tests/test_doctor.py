@@ -255,3 +255,53 @@ def test_a_helo_that_is_not_a_name(ready, monkeypatch) -> None:  # type: ignore[
     result = doctor()
     assert result.exit_code == 1
     assert "NEWSLETTER_SMTP_URL ?helo='[127.0.0.1]' is not a host name" in result.output
+
+
+# SPF is checked on the bounce address's domain when there is one
+DNS_WITH_BOUNCES = {**DNS_READY, "news.example.org": ["v=spf1 ip4:192.0.2.10 -all"]}
+
+
+def with_bounce_address(project: Path) -> None:
+    settings = project / "newsletter.yaml"
+    settings.write_text(settings.read_text() + "bounce_address: bounces@news.example.org\n")
+
+
+def test_no_bounce_address_is_a_warning_that_says_what_is_lost(ready) -> None:  # type: ignore[no-untyped-def]
+    result = doctor()
+    assert result.exit_code == 0, result.output
+    [warning] = [line for line in lines(result, "warning") if "bounce address" in line]
+    assert ("no bounce_address: bounces and out-of-office replies go to the sender's own "
+            "inbox") in warning
+    assert "set bounce_address in newsletter.yaml" in result.output
+
+
+def test_a_bounce_address_without_a_mailbox_to_read(ready) -> None:  # type: ignore[no-untyped-def]
+    project, _app, _recorder = ready
+    with_bounce_address(project)
+    result = doctor(records=DNS_WITH_BOUNCES)
+    assert result.exit_code == 0, result.output
+    assert "bounces go to bounces@news.example.org" in result.output
+    assert "no bounce mailbox to read" in result.output
+
+
+def test_the_bounce_mailbox_accepts_the_login(ready, imap, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    project, _app, _recorder = ready
+    with_bounce_address(project)
+    monkeypatch.setenv("NEWSLETTER_BOUNCE_IMAP_URL", imap.url())
+    monkeypatch.setenv("NEWSLETTER_BOUNCE_IMAP_PASSWORD", imap.password)
+    monkeypatch.setenv("NEWSLETTER_BOUNCE_IMAP_CA_FILE", imap.ca_file)
+    result = doctor(records=DNS_WITH_BOUNCES)
+    assert result.exit_code == 0, result.output
+    assert f"the bounce mailbox {imap.url()} accepts the login" in result.output
+
+
+def test_a_bounce_mailbox_refusing_the_login_is_a_warning(ready, imap, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    project, _app, _recorder = ready
+    with_bounce_address(project)
+    monkeypatch.setenv("NEWSLETTER_BOUNCE_IMAP_URL", imap.url())
+    monkeypatch.setenv("NEWSLETTER_BOUNCE_IMAP_PASSWORD", "wrong")
+    monkeypatch.setenv("NEWSLETTER_BOUNCE_IMAP_CA_FILE", imap.ca_file)
+    result = doctor(records=DNS_WITH_BOUNCES)
+    assert result.exit_code == 0, result.output      # bounces are read after a send
+    assert "refused the login for bounces" in result.output
+    assert "check NEWSLETTER_BOUNCE_IMAP_PASSWORD" in result.output
