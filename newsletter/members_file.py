@@ -21,7 +21,7 @@ from __future__ import annotations
 import codecs
 import csv
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
@@ -191,28 +191,31 @@ def _read_rows(checker: MemberChecker, c: Fields, reader: _csv.Reader, layout: L
                key: str, seen: dict[str, int]) -> list[Member]:
     members: list[Member] = []
     at = layout.position
-    name_at = at.get("name", at.get("first name", at.get("last name", at["email"])))
-    where_in_row = {"email": at["email"] + 1, "name": name_at + 1,
-                    "organisation": at.get("organisation", at["email"]) + 1}
+    email, organisation = at["email"], at.get("organisation")
+    name_from = _name_reader(at)
+    name_at = at.get("name", at.get("first name", at.get("last name", email)))
+    columns = {"email": email + 1, "name": name_at + 1,
+               "organisation": (email if organisation is None else organisation) + 1}
     for line, row in _rows(reader, c, layout.header_line):
-        if not any(cell.strip() for cell in row):
+        if not any(map(str.strip, row)):
             continue
         if len(row) != layout.width:
             c.error((line, 1), f"this row has {len(row)} fields but the header has "
                     f"{layout.width}", 'put a field that contains the separator in double '
                     'quotes ("Smith, Jane"), or ' + RESAVE + ", which does that for you")
             continue
-        where = {name: (line, column) for name, column in where_in_row.items()}
-        values = {name: row[index] for name, index in layout.position.items()}
-        member = checker.member(c, where, values["email"], _name(values),
-                                values.get("organisation", ""))
+        where = {name: (line, column) for name, column in columns.items()}
+        member = checker.member(c, where, row[email], name_from(row),
+                                "" if organisation is None else row[organisation])
         if member is not None:
             checker.add(members, seen, key, member, c, where["email"])
     return members
 
 
-def _name(values: dict[str, str]) -> str:
-    if "name" in values:
-        return values["name"]
-    parts = (values.get("first name", "").strip(), values.get("last name", "").strip())
-    return " ".join(part for part in parts if part)
+def _name_reader(position: dict[str, int]) -> Callable[[list[str]], str]:
+    """How to read a row's name: its name column, or first and last name joined."""
+    if "name" in position:
+        index = position["name"]
+        return lambda row: row[index]
+    parts = [position[part] for part in ("first name", "last name") if part in position]
+    return lambda row: " ".join(row[i].strip() for i in parts if row[i].strip())

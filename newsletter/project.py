@@ -58,7 +58,7 @@ class Project:
                                       "issues/")
             root = project_dir.resolve()
             return cls(root=root, settings=Settings.load(root))
-        if issue is not None and Path(issue).is_file():
+        if issue is not None and usable_path(issue).is_file():
             around = project_around(Path(issue).resolve().parent)
             if around is not None:
                 return cls(root=around, settings=Settings.load(around))
@@ -105,7 +105,7 @@ class Project:
         A path is returned as given even when missing, so the loader reports it with its
         location; an unknown slug is an error that lists the issues there are.
         """
-        path = Path(issue)
+        path = usable_path(issue)
         if not path.exists() and not path.is_absolute() and (self.root / path).exists():
             return self.root / path      # a path inside a project named with --project
         if path.exists() or path.suffix or len(path.parts) > 1:
@@ -161,6 +161,23 @@ class Project:
             if is_sqlite_file(candidate):
                 found[candidate.resolve()] = None
         return list(found)
+
+
+def usable_path(value: str | Path) -> Path:
+    """``value`` as a path, or a message when the system cannot use it as one (a name too
+    long for the file system, a NUL character, a loop of links)."""
+    path = Path(value)
+    try:
+        path.exists()
+    except (OSError, ValueError) as exc:
+        from newsletter.errors import NewsletterError
+
+        shown = str(value) if len(str(value)) <= 80 else str(value)[:77] + "..."
+        why = getattr(exc, "strerror", None) or str(exc)
+        raise NewsletterError(f"{shown}: cannot be used as a file name: {why}",
+                              hint="check the path; issues live in the issues/ folder, "
+                              "e.g. issues/2026-spring.yaml") from exc
+    return path
 
 
 DEFAULT_DATABASE = "newsletter.db"

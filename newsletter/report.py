@@ -161,7 +161,9 @@ class Report(TypedDict):
 def issue_slug(text: str) -> str:
     """The slug named by ``text``: a slug, or the path of an issue file (its ``slug:`` key, else
     its file name)."""
-    path = Path(text)
+    from newsletter.project import usable_path
+
+    path = usable_path(text)
     if path.suffix in (".yaml", ".yml"):
         if not path.is_file():
             raise NewsletterError(f"{text}: no such issue file",

@@ -18,6 +18,7 @@ Explicit tags (``!!int 5``, ``!!binary ...``) are refused: no field needs them.
 
 from __future__ import annotations
 
+import codecs
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -231,8 +232,14 @@ def read_yaml(path: Path, display: str | None = None) -> tuple[Any, list[Problem
         return None, [Problem(name, 1, 1, f"cannot read the file: {exc.strerror}",
                               "check the file's name and permissions")]
     try:
-        text = raw.decode("utf-8-sig")
+        # Notepad's "Unicode" is UTF-16 with a byte-order mark: read it rather than refuse.
+        utf16 = raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+        text = raw.decode("utf-16" if utf16 else "utf-8-sig")
     except UnicodeDecodeError as exc:
+        if utf16:
+            return None, [Problem(name, 1, 1, "the file is not valid UTF-16 text",
+                                  "save the file as UTF-8 in your editor (File > Save with "
+                                  "Encoding)")]
         line = raw[: exc.start].count(b"\n") + 1
         column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
         return None, [Problem(name, line, column, "the file is not UTF-8 text",

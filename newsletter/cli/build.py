@@ -12,7 +12,7 @@ import click
 
 from newsletter.build import BuiltIssue, build_issue, write_build
 from newsletter.cli import load_project
-from newsletter.errors import InvalidIssue, NewsletterError, Problem
+from newsletter.errors import InvalidIssue, NewsletterError, Problem, display_path
 from newsletter.fixed import check_against_ledger
 from newsletter.project import Project
 from newsletter.scaffold import scaffold_issue
@@ -45,7 +45,7 @@ def _checked_build(issue: Path, advice: str, db_url: str | None = None,
         echo_problems(exc.problems)
         errors = sum(1 for p in exc.problems if p.severity == "error")
         warnings = len(exc.problems) - errors
-        raise NewsletterError(f"{path}: {errors} error(s), {warnings} warning(s); "
+        raise NewsletterError(f"{display_path(path)}: {errors} error(s), {warnings} warning(s); "
                               f"{advice}") from exc
     echo_problems(built.warnings)
     if outcome is not None:
@@ -89,7 +89,8 @@ def check(issue: Path, db_url: str | None) -> None:
     """
     project, path, built = _checked_build(issue, "fix the errors above and run check again",
                                           db_url, "check fails")
-    click.echo(f"{path}: OK ({len(built.warnings)} warning(s), {len(built.links)} links)")
+    click.echo(f"{display_path(path)}: OK ({len(built.warnings)} warning(s), "
+               f"{len(built.links)} links)")
 
 
 @click.command()
