@@ -940,6 +940,7 @@ def measure(database: db.Database, outcome: Outcome, messages: list[Message]) ->
         unsub[(step.actor, step.scenario, "unsubscribed" if done else f"not ({status})")] += 1
     wrongly = {s.recipient for s, _, done in outcome.unsubscribes
                if done and s.actor == "scanner"}
+    withdrawn = len((wrongly & addresses) - suppressed)
     return {
         "events": len(rows), "unlabelled": unlabelled, "requests": outcome.requests,
         "redirects_refused": outcome.redirects_refused,
@@ -955,6 +956,7 @@ def measure(database: db.Database, outcome: Outcome, messages: list[Message]) ->
                                 for k, v in sorted(scanner_reasons.items())},
         "unsubscribes": {" / ".join(k): v for k, v in sorted(unsub.items())},
         "unsubscribed_by_scanners": len(wrongly & addresses & suppressed),
+        "scanner_unsubscribes_withdrawn": withdrawn,
         "scanner_reasons": built["scanner_reasons"],
         "classifier": built.get("classifier"),
     }
@@ -1043,7 +1045,9 @@ def print_figures(figures: dict, seconds: float) -> None:
     print("Unsubscribe POSTs:")
     for name, n in figures["unsubscribes"].items():
         print(f"  {name}: {n}")
-    print(f"Recipients unsubscribed by a scanner: {figures['unsubscribed_by_scanners']}")
+    print(f"Recipients unsubscribed by a scanner: {figures['unsubscribed_by_scanners']} "
+          f"(unsubscribes by scanners withdrawn when the tracker recognised them: "
+          f"{figures['scanner_unsubscribes_withdrawn']})")
     print(f"Redirects refused: {figures['redirects_refused']}")
 
 

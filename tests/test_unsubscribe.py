@@ -185,6 +185,53 @@ def test_an_address_and_browser_the_tracker_judged_a_scanner_cannot_press(tracke
     assert "You are unsubscribed" in done.text
 
 
+def test_a_press_by_a_browser_judged_a_scanner_minutes_later_is_withdrawn(tracker,  # type: ignore[no-untyped-def]
+                                                                          tracking_db) -> None:
+    # A sandbox that opens the page first, waits, presses the button with real input events,
+    # and only then fetches the message's other links, hidden one included.
+    sandbox, ip = "Mozilla/5.0 (X11; Linux x86_64) Chrome/126.0 Safari/537.36", "3.8.10.20"
+    page = tracker.page(agent=sandbox, ip=ip)
+    tracker.now += 3
+    done = tracker.post([*page_fields(page.text), button(page.text)], PRESSED, agent=sandbox,
+                        ip=ip)
+    assert "You are unsubscribed" in done.text  # nothing gave it away yet
+    assert suppressed(tracking_db) == [("cat@police.example",
+                                        "the unsubscribe page's button (/u/)")]
+    tracker.now += 120
+    hidden = signer_for(tracking_db).click("spring", "hp", pseudonym="p3")
+    tracker.request("GET", f"/c/{hidden}", agent=sandbox, ip=ip)
+    tracker.app.flush()
+    assert suppressed(tracking_db) == []
+    log = db.suppression_log
+    with tracking_db.engine.connect() as conn:
+        actions = [(r.action, r.note) for r in conn.execute(
+            sa.select(log.c.action, log.c.note).order_by(log.c.id))]
+    assert actions[-1][0] == "removed" and "judged a link scanner" in actions[-1][1]
+
+
+def test_a_persons_press_stays_when_someone_else_turns_out_a_scanner(tracker,  # type: ignore[no-untyped-def]
+                                                                     tracking_db) -> None:
+    page = tracker.page()
+    tracker.now += 3
+    tracker.post([*page_fields(page.text), button(page.text)], PRESSED)
+    hidden = signer_for(tracking_db).click("spring", "hp", pseudonym="p3")
+    tracker.now += 60
+    tracker.request("GET", f"/c/{hidden}", agent="Mozilla/5.0 (X11) Chrome/126.0",
+                    ip="3.8.10.20")
+    tracker.app.flush()
+    assert suppressed(tracking_db) == [("cat@police.example",
+                                        "the unsubscribe page's button (/u/)")]
+
+
+def test_a_one_click_unsubscribe_is_never_withdrawn(tracker, tracking_db) -> None:  # type: ignore[no-untyped-def]
+    tracker.post(b"List-Unsubscribe=One-Click", ip="40.107.1.2", agent="")
+    hidden = signer_for(tracking_db).click("spring", "hp", pseudonym="p3")
+    tracker.request("GET", f"/c/{hidden}", ip="40.107.1.2", agent="")
+    tracker.app.flush()
+    assert suppressed(tracking_db) == [("cat@police.example",
+                                        "one-click unsubscribe (RFC 8058)")]
+
+
 @pytest.mark.parametrize("confirm", ["", "nonsense", "1780100000.000.0123456789abcdef"])
 def test_a_form_without_a_nonce_we_signed_is_not_a_press(tracker, tracking_db,  # type: ignore[no-untyped-def]
                                                          confirm: str) -> None:

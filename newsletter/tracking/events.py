@@ -202,6 +202,9 @@ class EventWriter:
         self._classified: dict[int, Hit] = {}
         # stored hits whose verdict changed, until the transaction updating them commits
         self._changed: dict[int, Hit] = {}
+        # called after each flush that stored hits, with the flush lock held (the server
+        # reviews recent unsubscribes against the classifier's latest verdicts)
+        self.after_flush: Callable[[], None] | None = None
         self._said_at = 0.0
         self._said = ""
         self._journal_trouble = ""
@@ -387,6 +390,11 @@ class EventWriter:
                 self._stored_own += len(entries)
                 written += len(entries)
             written += self._flush_journal_files()
+            if written and self.after_flush is not None:
+                try:
+                    self.after_flush()
+                except Exception as exc:  # a review never stops the storing
+                    print(f"tracker: {exc!r} after storing events", file=sys.stderr, flush=True)
         return written
 
     def _commit(self, batch: list[Hit], positions: dict[str, int]) -> None:

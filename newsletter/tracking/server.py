@@ -32,6 +32,7 @@ import re
 import sys
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,6 +93,17 @@ class _Link:
 
 
 @dataclass(frozen=True)
+class _Press:
+    """An unsubscribe by the page's button, kept while a later verdict could withdraw it."""
+
+    issue: str
+    ip_hash: str
+    agent: str
+    address: str
+    at: float
+
+
+@dataclass(frozen=True)
 class _Issue:
     web_html: str
     opens: bool
@@ -120,12 +132,15 @@ class TrackerApp:
         # IP addresses are kept only as an HMAC keyed by a value derived from the signing key.
         self._ip_key = self.signer.ip_hash_key()
         self._form_key = unsubscribe.form_key(self._ip_key)
+        # presses of the unsubscribe page's button, reviewed as the classifier learns more
+        self._presses: deque[_Press] = deque()
         self.journal: Journal | None = None
         if journal_dir is not None:
             self.journal = Journal(journal_dir, db.database_id(database), JOURNAL_FIELDS)
             self.journal.open()
         self.writer = EventWriter(database, rules, flush_interval=flush_interval,
                                   spill_dir=spill_dir, journal=self.journal, patience=patience)
+        self.writer.after_flush = self._review_presses
         self.max_backlog = max_backlog
         self.max_journal_bytes = max_journal_bytes
         self.cache_seconds = cache_seconds
@@ -372,13 +387,29 @@ class TrackerApp:
             ip_hash = classify.hash_ip(self._ip_key, ip)
             return self.writer.suspected(issue, ip_hash, agent, self.clock())
 
-        decision = unsubscribe.decide(body, headers, key=self._form_key, token=token,
-                                      now=self.clock(), scanner=scanner)
+        now = self.clock()
+        decision = unsubscribe.decide(body, headers, key=self._form_key, token=token, now=now,
+                                      scanner=scanner)
         if decision is unsubscribe.Decision.ONE_CLICK:
             self._suppress(pseudonym, issue, "one-click unsubscribe (RFC 8058)")
         elif decision is unsubscribe.Decision.PRESSED:
-            self._suppress(pseudonym, issue, "the unsubscribe page's button (/u/)")
+            address = self._suppress(pseudonym, issue, unsubscribe.PRESSED_DETAIL)
+            if address:
+                self._presses.append(_Press(issue, classify.hash_ip(self._ip_key, ip), agent,
+                                            address, now))
         return decision
+
+    def _review_presses(self) -> None:
+        """Withdraw an unsubscribe whose press came from an address and browser that the
+        classifier, within :data:`unsubscribe.REVIEW_SECONDS` of it, judges a scanner (one
+        pressing the button before its fetches gave it away)."""
+        now = self.clock()
+        while self._presses and self._presses[0].at < now - unsubscribe.REVIEW_SECONDS:
+            self._presses.popleft()
+        for press in list(self._presses):
+            if self.writer.classifier.suspected(press.issue, press.ip_hash, press.agent, now):
+                self._presses.remove(press)
+                unsubscribe.withdraw(self.database, press.address, press.issue)
 
     def _address(self, pseudonym: str, issue: str) -> str | None:
         # The pseudonym is the recipient's for this issue: only the ledger knows whose it is.
@@ -389,7 +420,8 @@ class TrackerApp:
                                 .where(d.c.issue == issue, d.c.pseudonym == pseudonym)
                                 .limit(1)).scalar()
 
-    def _suppress(self, pseudonym: str, issue: str, detail: str) -> bool:
+    def _suppress(self, pseudonym: str, issue: str, detail: str) -> str:
+        """Suppress the recipient; their address if this added the suppression, else ""."""
         # The pseudonym is the recipient's for this issue: only the ledger knows whose it is.
         d, r = db.deliveries, db.recipients
         with self.database.engine.begin() as conn:
@@ -398,10 +430,10 @@ class TrackerApp:
                                    .where(d.c.issue == issue, d.c.pseudonym == pseudonym)
                                    .limit(1)).scalar()
             if address is None:
-                return False
-            suppressions.add(conn, address, "unsubscribed", "tracker", issue=issue,
-                             detail=detail)
-        return True
+                return ""
+            added = suppressions.add(conn, address, "unsubscribed", "tracker", issue=issue,
+                                     detail=detail)
+        return address if added else ""
 
     # -- helpers --------------------------------------------------------------------------
     def _record(self, scope: Scope, kind: str, issue: str, link_id: str,

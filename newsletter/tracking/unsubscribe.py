@@ -33,6 +33,13 @@ A submission that fails any check changes nothing and gets the page again, with 
 a person whose press was too quick presses once more. Someone who keeps getting the page (a
 person whose office shares a scanner's address and browser) still has the mail program's own
 Unsubscribe button, which is RFC 8058 one-click.
+
+One race is left: a sandbox that presses the button with real input events, after a wait, from
+an address and browser the tracker has not judged yet (it opened the page before the other
+links). So a press is reviewed for :data:`REVIEW_SECONDS` as the tracker stores more hits: if
+the same address and browser are judged a probable scanner on the issue in that time, the
+unsubscribe is withdrawn (:func:`withdraw`, logged) unless something else suppressed the
+address since.
 """
 
 from __future__ import annotations
@@ -43,13 +50,19 @@ from collections.abc import Callable, Mapping
 from email.parser import BytesParser
 from email.policy import HTTP
 from enum import Enum
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
+
+if TYPE_CHECKING:
+    from newsletter.db import Database
 
 MIN_SECONDS = 1.0            # between making the page and pressing its button
 MAX_AGE = 24 * 3600.0        # a page older than this is made again (its nonce is stale)
 ONE_CLICK = ("List-Unsubscribe", "One-Click")
 BUTTON = ("unsubscribe", "yes")
 NONCE = "confirm"
+PRESSED_DETAIL = "the unsubscribe page's button (/u/)"   # the suppression's detail
+REVIEW_SECONDS = 600.0       # how long after a press a scanner verdict withdraws it
 
 
 class Decision(Enum):
@@ -125,3 +138,17 @@ def decide(body: bytes, headers: Mapping[str, str], *, key: bytes, token: str, n
     if scanner():
         return Decision.CONFIRM
     return Decision.PRESSED
+
+
+def withdraw(database: Database, address: str, issue: str) -> bool:
+    """Lift the suppression a press of the page's button added for ``issue``, if it is still
+    that one (logged with why); False when the address is suppressed for another reason."""
+    from newsletter import suppressions
+
+    current = suppressions.get(database, address)
+    if current is None or (current.reason, current.source, current.issue, current.detail) != (
+            "unsubscribed", "tracker", issue, PRESSED_DETAIL):
+        return False
+    return suppressions.remove(
+        database, address, note="withdrawn: the address and browser that pressed the "
+        "unsubscribe button were judged a link scanner minutes later") is not None
