@@ -12,7 +12,7 @@ from hypothesis import settings as hypothesis_settings
 # Property-based tests (tests/test_fuzz.py): a few seconds in `make test`; a long hunt with
 # `pytest tests/test_fuzz.py --hypothesis-profile=fuzz`. No deadline: the machine is shared.
 hypothesis_settings.register_profile("quick", max_examples=25, deadline=None)
-hypothesis_settings.register_profile("fuzz", max_examples=20_000, deadline=None)
+hypothesis_settings.register_profile("fuzz", max_examples=2_000, deadline=None)
 hypothesis_settings.load_profile("quick")
 
 REPO = Path(__file__).resolve().parent.parent
