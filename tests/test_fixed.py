@@ -281,6 +281,21 @@ def test_amend_replaces_the_web_version_and_records_the_change(send_project: Pat
     assert run("send", "2026-spring", "--to", "councils", "--yes").exit_code == 0
 
 
+def test_amend_brings_the_archive_entry_up_to_date(send_project: Path) -> None:
+    sent(send_project)
+    edit(send_project, "preheader: ", "preheader: Corrected. ")
+    result = run("amend", "2026-spring", "--reason", "preheader typo", "--yes")
+    assert result.exit_code == 0, result.output
+    database = open_db(Project.load(send_project).db_url())
+    try:
+        with database.engine.connect() as conn:
+            preheader = conn.execute(sa.select(db.archive.c.preheader)
+                                     .where(db.archive.c.issue == "2026-spring")).scalar_one()
+    finally:
+        database.close()
+    assert preheader.startswith("Corrected. ")
+
+
 def test_amend_of_an_issue_not_sent_is_refused(send_project: Path) -> None:
     run("send", "2026-spring", "--test", "me@example.org")     # a test copy is not a send
     result = run("amend", "2026-spring", "--reason", "x", "--yes")

@@ -350,6 +350,10 @@ def amend(issue: str, reason: str, yes: bool, db_url: str | None) -> None:
                                       hint="add --yes to amend when there is no terminal to ask")
             click.confirm(f"Amend {slug}?", abort=True)
         done = fixed.amend(database, built, reason, fixed.who_am_i())
+        # the corrected web version's images and its archive and feed entry go public too
+        from newsletter.publish import publish_issue
+
+        publish_issue(database, built)
     finally:
         database.close()
     click.echo(f"Amended {slug}: amendment {done.number}, by {done.who}. The web version "
