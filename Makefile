@@ -37,7 +37,7 @@ lint: $(VENV)/.test-installed
 
 bench: $(VENV)/.test-installed system-deps
 	@bash scripts/install-bench-deps.sh
-	@for b in bench/bench_*.py; do echo "== $$b"; PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python $$b || exit 1; done
+	@for b in bench/bench_*.py bench/simulate_scanners.py; do echo "== $$b"; PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) build .pytest_cache

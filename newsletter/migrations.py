@@ -337,6 +337,18 @@ def m051_delivered_at(conn: Connection) -> None:
               AND r.id = deliveries.recipient_id)""")
 
 
+def m052_event_classifiers(conn: Connection) -> None:
+    """Which versions of the scanner rules classified each issue's events: the report states
+    them without reading every event. Filled from the events already stored."""
+    run(conn,
+        """CREATE TABLE event_classifiers (
+            issue VARCHAR(100) NOT NULL,
+            classifier INTEGER NOT NULL,
+            PRIMARY KEY (issue, classifier))""",
+        "INSERT INTO event_classifiers (issue, classifier) "
+        "SELECT DISTINCT issue, classifier FROM events")
+
+
 # One a line, in the order they apply (several streams append here at once).
 MIGRATIONS: list[Callable[[Connection], None]] = [
     m001_initial,
@@ -350,6 +362,7 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     m020_published_images,
     m021_archive,
     m051_delivered_at,
+    m052_event_classifiers,
 ]
 
 

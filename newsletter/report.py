@@ -128,6 +128,11 @@ class TidyRow(TypedDict):
     detail: str
 
 
+class Classifier(TypedDict):
+    version: int            # the scanner rules in force (classify.VERSION)
+    versions: list[int]     # every version that classified this issue's stored events
+
+
 Row = LinkRow | ListRow | OrganisationRow | DayRow | TidyRow
 
 
@@ -150,6 +155,7 @@ class Report(TypedDict):
     views: Views
     opens: Opens | None
     scanner_reasons: dict[str, Count]
+    classifier: Classifier
     links: list[LinkRow]
     lists: list[ListRow]
     organisations: list[OrganisationRow]
@@ -245,6 +251,16 @@ class _Builder:
         self.downloads = [r.link_id for r in self.links if r.kind == "download"]
         self._recipient_rows: list[sa.Row[Any]] | None = None
 
+    def _classifier(self) -> Classifier:
+        """The version of the scanner rules in force, and every version that classified this
+        issue's events (older ones for events stored before an upgrade)."""
+        from newsletter.tracking.classify import VERSION
+
+        t = db.event_classifiers
+        found = sorted(self.conn.execute(sa.select(t.c.classifier)
+                                         .where(t.c.issue == self.slug)).scalars())
+        return {"version": VERSION, "versions": found}
+
     def _scanner_values(self) -> tuple[bool, ...]:
         return (False, True) if self.include else (False,)
 
@@ -310,6 +326,7 @@ class _Builder:
             "opens": ({"total": counted.get(("open", ""), 0), "unique": unique_opens,
                        "scanners": scanners.get(("open", ""), 0)} if opens_on else None),
             "scanner_reasons": dict(sorted(reasons.items())),
+            "classifier": self._classifier(),
             "links": self._links(counted, scanners, unique_links),
             "lists": self._lists(people),
             "organisations": self._organisations(people),
@@ -697,6 +714,11 @@ def headline(report: Report) -> list[str]:
     lines.append(f"Probable scanners: {c(clicks['scanners'], 'scanners')} clicks, "
                  f"{c(views['scanners'], 'scanners')} views ({counted})"
                  + (f"; reasons: {reasons}" if scanner_total or reasons else ""))
+    rules = report["classifier"]
+    older = [str(v) for v in rules["versions"] if v != rules["version"]]
+    lines.append(f"People and scanners told apart by rules version {rules['version']}"
+                 + (f" (events stored before an upgrade: version {', '.join(older)})"
+                    if older else "") + "; how: docs/tracking.md")
     if t > 1:
         lines.append(f"Counts from 1 to {t - 1} are hidden (--min-count {t}).")
     return lines

@@ -132,6 +132,19 @@ def test_migrating_keeps_every_row_of_a_first_release_database(storage_url: str)
         database.close()
 
 
+def test_events_stored_by_the_first_release_count_as_classified_by_rules_version_1(
+        storage_url: str) -> None:
+    _load_first_release(storage_url)
+    database = open_db(storage_url)
+    try:
+        with database.engine.connect() as conn:
+            assert set(conn.execute(sa.select(db.events.c.classifier)).scalars()) == {1}
+            assert [tuple(r) for r in conn.execute(sa.select(db.event_classifiers))] == [
+                ("2026-spring", 1)]
+    finally:
+        database.close()
+
+
 def test_a_migrated_first_release_database_takes_new_rows(storage_url: str) -> None:
     # The auto-increment keys of the old tables still work after every later migration.
     _load_first_release(storage_url)

@@ -260,6 +260,23 @@ def test_json_follows_the_typed_contract(events, slug: str, options: dict) -> No
     assert report["lists"] and report["links"] and report["days"]
 
 
+def test_the_report_states_the_rules_that_told_people_from_scanners(events) -> None:  # type: ignore[no-untyped-def]
+    from newsletter import db
+    from newsletter.tracking.classify import VERSION
+
+    r = reporting.build(events, "spring")
+    assert r["classifier"] == {"version": VERSION, "versions": [VERSION]}
+    assert (f"People and scanners told apart by rules version {VERSION}; "
+            "how: docs/tracking.md") in reporting.headline(r)
+    with events.engine.begin() as conn:  # events of this issue stored before an upgrade
+        conn.execute(db.event_classifiers.insert().values(issue="spring", classifier=1))
+    r = reporting.build(events, "spring")
+    assert json.loads(reporting.render(r, "json"))["classifier"] == {
+        "version": VERSION, "versions": [1, VERSION]}
+    assert (f"People and scanners told apart by rules version {VERSION} (events stored before "
+            "an upgrade: version 1); how: docs/tracking.md") in reporting.headline(r)
+
+
 # --- the command ---------------------------------------------------------------------------
 
 

@@ -205,6 +205,9 @@ class EventWriter:
         # called after each flush that stored hits, with the flush lock held (the server
         # reviews recent unsubscribes against the classifier's latest verdicts)
         self.after_flush: Callable[[], None] | None = None
+        # issues whose events this version of the rules is recorded to classify
+        self._versioned: set[str] = set()
+        self._versions_pending: set[str] = set()
         self._said_at = 0.0
         self._said = ""
         self._journal_trouble = ""
@@ -518,6 +521,7 @@ class EventWriter:
                forget: list[str] | None = None) -> None:
         with self.database.engine.begin() as conn:
             if batch:
+                self._note_version(conn, batch)
                 self._classify(conn, batch)
                 # the driver's executemany with plain tuples: one prepared statement for the
                 # batch, none of the per-row parameter processing of a Core insert (the hot
@@ -528,6 +532,8 @@ class EventWriter:
             _record_positions(conn, positions or {}, forget or [])
         for hit in batch:
             self._classified.pop(id(hit), None)
+        self._versioned |= self._versions_pending
+        self._versions_pending = set()
 
     # -- classifying ----------------------------------------------------------------------
     def _classify(self, conn: sa.Connection, batch: list[Hit]) -> None:
@@ -544,6 +550,18 @@ class EventWriter:
         for hit in changed:
             if id(hit) not in in_batch and self._classified.get(id(hit)) is not hit:
                 self._changed[id(hit)] = hit  # stored already: its row needs the new verdict
+
+    def _note_version(self, conn: sa.Connection, batch: list[Hit]) -> None:
+        """Record that this version of the rules classifies events of these issues (once per
+        issue and process; the report reads it)."""
+        new = {h.issue for h in batch} - self._versioned
+        if not new:
+            return
+        t = db.event_classifiers
+        insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(t)
+        conn.execute(insert.on_conflict_do_nothing(),
+                     [{"issue": issue, "classifier": classify.VERSION} for issue in sorted(new)])
+        self._versions_pending = new
 
     def _update_earlier(self, conn: sa.Connection) -> None:
         if not self._changed:
