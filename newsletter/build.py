@@ -77,7 +77,7 @@ def build_issue(path: Path, project: Project, *, tracked: bool = True) -> BuiltI
     paths (for the preview).
     """
     issue, problems = load_issue(path, project)
-    problems = problems + duplicate_slugs(project, path)
+    problems = problems + duplicate_slugs(project, path, issue.slug if issue else None)
     if issue is None or any(p.severity == "error" for p in problems):
         raise InvalidIssue(problems)
     email_images, image_problems = prepare_images(issue, project.root)

@@ -66,16 +66,23 @@ def _slug_of(path: Path) -> _SlugAt | None:
     return _SlugAt(slugify(path.stem), file, 1, 1)
 
 
-def duplicate_slugs(project: Project, path: Path) -> list[Problem]:
+def duplicate_slugs(project: Project, path: Path, slug: str | None = None) -> list[Problem]:
     """An error for each other file in ``issues/`` with the same slug as ``path``.
 
     Only files that could hold that slug (in their text or their name) are read as YAML, so
-    this stays cheap however many issues there are.
+    this stays cheap however many issues there are. ``slug`` is the one the loaded issue
+    declares, when it loaded: ``path`` is then parsed again only if another file may share it.
     """
     from newsletter.load import slugify
 
-    mine = _slug_of(path) if path.is_file() else None
-    if mine is None or not project.issues_dir.is_dir():
+    if slug is None:
+        mine = _slug_of(path) if path.is_file() else None
+        if mine is None:
+            return []
+        slug = mine.slug
+    else:
+        mine = None
+    if not project.issues_dir.is_dir():
         return []
     try:
         here = path.resolve()
@@ -89,8 +96,12 @@ def duplicate_slugs(project: Project, path: Path) -> list[Problem]:
             text = other.read_text(encoding="utf-8-sig", errors="replace")
         except OSError:
             continue
-        if mine.slug not in text and slugify(other.stem) != mine.slug:
+        if slug not in text and slugify(other.stem) != slug:
             continue
+        if mine is None:
+            mine = _slug_of(path)
+            if mine is None:
+                return []
         theirs = _slug_of(other)
         if theirs is None or theirs.slug != mine.slug:
             continue
@@ -325,13 +336,16 @@ def check_against_ledger(project: Project, built: BuiltIssue, db_url: str | None
     mistyped path while the project has a ledger elsewhere is refused (``Project.db_url``),
     so a typo never skips the comparison.
     """
-    from newsletter.db import open_db
     from newsletter.project import sqlite_path
 
     url = project.db_url(db_url, can_create=False)
     path = sqlite_path(url)
     if path is not None and not path.exists():
         return
+    # Imported only now: SQLAlchemy is most of a build's start-up, and a project that has
+    # sent nothing has no ledger to compare with.
+    from newsletter.db import open_db
+
     database = open_db(url, writable=False)
     try:
         check_unchanged(database, built, outcome)

@@ -7,6 +7,7 @@ Rendering happens once per issue. Per-recipient values stay as placeholders (see
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,9 @@ def date_text(day: dt.date) -> str:
     return f"{day:%A} {day.day} {day:%B %Y}"
 
 
+# Kept between builds (the preview rebuilds on every save): compiling the templates is a
+# third of a build, and Jinja's auto_reload still picks up an edited template by its mtime.
+@functools.lru_cache(maxsize=8)
 def _environments(templates_dir: Path) -> tuple[jinja2.Environment, jinja2.Environment]:
     loader = jinja2.FileSystemLoader(str(templates_dir))
     html = jinja2.Environment(loader=loader, autoescape=True, undefined=jinja2.StrictUndefined,
