@@ -626,8 +626,8 @@ def test_every_port_from_8000_in_use_is_reported():
 def test_unusable_host_is_reported():
     with pytest.raises(NewsletterError) as caught:
         bind("192.0.2.1", 0)  # TEST-NET: not an address of this machine
-    assert "Cannot listen on 192.0.2.1:0" in caught.value.format()
-    assert "hint: Check --host" in caught.value.format()
+    assert "cannot listen on 192.0.2.1:0" in caught.value.format()
+    assert "hint: check --host" in caught.value.format()
 
 
 # --- with the real build and the sample issue -------------------------------------------------
