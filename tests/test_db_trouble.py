@@ -15,8 +15,7 @@ import time
 import httpx
 import pytest
 import sqlalchemy as sa
-from conftest import seed_tracking
-from helpers import free_port, start_tracker, stop_group
+from helpers import free_port, seed_tracking, start_tracker, stop_group
 
 from newsletter import db
 from newsletter.tracking.tokens import signer_for

@@ -1,6 +1,6 @@
 """Report figures against a fixture counted by hand (SQLite and PostgreSQL), and the command.
 
-The shared fixture (tests/conftest.py, ``seed_tracking``): issue ``spring``, individual tracking,
+The shared fixture (``seed_tracking`` in tests/helpers.py): issue ``spring``, individual tracking,
 recipients p1-p5 sent at T (p6 failed); lists schools {1,2}, partners {1..5}, police {3,4},
 charities {6}; domains school {1,2}, police {3,4}, council {5}, charity {6}. The events below:
 
@@ -32,7 +32,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import TRACKING_SENT_AT as T
+from helpers import TRACKING_SENT_AT as T
 
 from newsletter import report as reporting
 from newsletter.cli import main

@@ -90,6 +90,10 @@ class Preview:
         self._listeners: set[tuple[asyncio.AbstractEventLoop, asyncio.Queue[str]]] = set()
         self._listeners_lock = threading.Lock()
         self.closing = False  # set when the server stops, so event streams end
+        # Set once the watcher follows the files; each pass of its loop (a rebuild, or a
+        # quiet interval) counts, so a caller can wait for it to have seen a change.
+        self.watching = threading.Event()
+        self.watch_passes = 0
         self.snapshot = Snapshot(version=0, built=None, last_good=None,
                                  watched=self.always_watched())
 

@@ -15,6 +15,8 @@ from newsletter.preview.state import Preview
 
 # How long the watcher waits for a burst of file events (an editor's save is several) to end.
 WATCH_STEP_MS = 20
+# A quiet interval after which the watcher reports in (no changes): it is watching by then.
+QUIET_MS = 250
 
 
 def watch_dirs(preview: Preview) -> frozenset[Path]:
@@ -47,10 +49,15 @@ async def watch(preview: Preview, stop: asyncio.Event) -> None:
         dirs = watch_dirs(preview)
         try:
             if dirs:
-                async for _changes in watchfiles.awatch(
+                async for changes in watchfiles.awatch(
                     *sorted(dirs), watch_filter=wanted, recursive=False,
                     step=WATCH_STEP_MS, stop_event=stop,
+                    rust_timeout=QUIET_MS, yield_on_timeout=True,
                 ):
+                    preview.watching.set()
+                    preview.watch_passes += 1
+                    if not changes:
+                        continue
                     await asyncio.to_thread(preview.rebuild)
                     if watch_dirs(preview) != dirs:
                         break  # the issue now uses a file in another folder: watch it too
