@@ -234,3 +234,34 @@ def test_test_copy_with_a_revoked_key_stops_with_the_hint(send_project: Path,  #
     assert "SendGrid answered 401" in result.output
     assert "hint: check the key in the environment variable SENDGRID_API_KEY" in result.output
     assert "Traceback" not in result.output and fake.accepted == []
+
+
+def test_a_refused_connection_never_reached_the_provider() -> None:
+    import requests
+    from helpers import free_port
+
+    from newsletter.adapters.http import _never_connected
+
+    with pytest.raises(requests.exceptions.ConnectionError) as info:
+        requests.post(f"http://127.0.0.1:{free_port()}/v3/mail/send", timeout=5)
+    assert _never_connected(info.value)
+
+
+def test_a_connection_dropped_after_the_request_may_have_reached_it() -> None:
+    import socket
+    import threading
+
+    import requests
+
+    from newsletter.adapters.http import _never_connected
+
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        def hang_up() -> None:
+            conn, _ = listener.accept()
+            conn.recv(65536)  # the request arrived; the provider may have acted on it
+            conn.close()
+        threading.Thread(target=hang_up, daemon=True).start()
+        port = listener.getsockname()[1]
+        with pytest.raises(requests.exceptions.ConnectionError) as info:
+            requests.post(f"http://127.0.0.1:{port}/v3/mail/send", data=b"{}", timeout=5)
+    assert not _never_connected(info.value)

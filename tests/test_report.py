@@ -329,6 +329,25 @@ def test_command_html_is_self_contained(events, runner, tmp_path, monkeypatch) -
     assert "src=\"http" not in page and "href=\"http" not in page  # nothing fetched: offline
 
 
+def test_html_link_text_cannot_end_the_script(events) -> None:  # type: ignore[no-untyped-def]
+    """A link's text is the author's: in the chart data it stays data, whatever it holds."""
+    import re
+
+    import sqlalchemy as sa
+
+    from newsletter import db
+
+    hostile = "</script><script>alert(1)</script><!--"
+    with events.engine.begin() as conn:
+        conn.execute(sa.update(db.links).where(db.links.c.issue == "spring")
+                     .where(db.links.c.link_id == "a1").values(text=hostile))
+    page = reporting.render(reporting.build(events, "spring"), "html")
+    assert hostile not in page
+    found = re.search(r"var data = (.*?);", page)
+    assert found is not None
+    assert any(label.startswith(hostile) for label in json.loads(found.group(1))["links"])
+
+
 def test_command_errors(events, runner, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.chdir(tmp_path)
     never = run(runner, "draft", "--db", events.url)

@@ -61,7 +61,7 @@ def serve(host: str, port: int, db: str | None, workers: int, server: str,
 
         newsletter track serve --host 127.0.0.1 --port 8025
     """
-    from newsletter.db import open_db
+    from newsletter.db import open_db, shown_url
     from newsletter.tracking.tokens import signer_for
 
     project = load_project()
@@ -82,7 +82,7 @@ def serve(host: str, port: int, db: str | None, workers: int, server: str,
     for name in ("sendgrid",):      # a key that cannot be read is refused now, not per request
         provider_for(name, project.settings.webhook_env)
     _check_address(host, port)
-    click.echo(f"Tracking on http://{host}:{port}/ with {server} (database: {_safe(url)}). "
+    click.echo(f"Tracking on http://{host}:{port}/ with {server} (database: {shown_url(url)}). "
                "Stop with Ctrl+C.", err=True)
     if server == "granian":
         _serve_granian(project, url, host, port, workers, forwarded_allow_ips, flush_interval,
@@ -268,13 +268,6 @@ def import_unsaved(files: tuple[Path, ...], db: str | None) -> None:
                 click.echo(f"{path}: stored {count} event(s); the file may now be deleted.")
     finally:
         database.close()
-
-
-def _safe(url: str) -> str:
-    """The URL without a password, for messages."""
-    import re
-
-    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
 
 
 COMMANDS = [track]

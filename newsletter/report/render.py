@@ -192,8 +192,6 @@ def _html(report: Report, by: str) -> str:
         "link_clicks": [r["clicks"] for r in links],
         "link_scanners": [r["scanners"] for r in links],
     }
-    # </script> inside data would end the script element: escape the slash.
-    data = json.dumps(charts, ensure_ascii=False).replace("</", "<\\/")
     tables = []
     for name in ("link", *(b for b in BY if b != "link")):
         columns = _COLUMNS[name]
@@ -205,4 +203,4 @@ def _html(report: Report, by: str) -> str:
         })
     return env.get_template("report.html.j2").render(
         report=report, headline=headline(report), tables=tables,
-        chart_js=chart_js, chart_data=data)
+        chart_js=chart_js, charts=charts)
