@@ -109,7 +109,7 @@ def main() -> None:
                 page.goto(server.url)
                 page.wait_for_selector("#frame-box iframe[data-active]")
                 page.evaluate(RECORD_SWAPS)
-                time.sleep(0.5)  # the watcher is up
+                server.preview.watching.wait(10)
                 for n in range(EDITS):
                     marker = f"bench edit {n:02d}"
                     swaps_before = page.evaluate("window.__swaps.length")

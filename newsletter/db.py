@@ -415,7 +415,9 @@ def shown_url(url: str) -> str:
     try:
         return sa.engine.make_url(url).render_as_string(hide_password=True)
     except (sa.exc.ArgumentError, ValueError):
-        return url
+        # Not a URL SQLAlchemy reads (a file path, a typo): still hide whatever may be a login.
+        scheme, sep, rest = url.partition("://")
+        return f"{scheme}://***@{rest.rpartition('@')[2]}" if sep and "@" in rest else url
 
 
 def _check_sqlite_file(url: str, writable: bool) -> None:

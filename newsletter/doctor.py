@@ -108,9 +108,11 @@ def settings_present(context: Context) -> Finding:
                      f"(tracking_url {DEFAULT_TRACKING_URL})",
                      f"create {SETTINGS_FILE} with tracking_url, list_id and unsubscribe_mailto "
                      "(docs/issue-format.md, Settings)")
+    from newsletter.db import shown_url
+
     settings = context.settings
     return _line("ok", f"{SETTINGS_FILE} read: tracking_url {settings.tracking_url}, adapter "
-                 f"{context.adapter}, database {_safe(context.db_url)}")
+                 f"{context.adapter}, database {shown_url(context.db_url)}")
 
 
 @check("issue")
@@ -216,7 +218,10 @@ def tracker_reads_our_database(context: Context) -> Finding:
                      "give the tracker and `send` the same NEWSLETTER_SECRET_KEY, or the same "
                      "database (where the key is kept when NEWSLETTER_SECRET_KEY is unset)")
     if reply.status_code == 404:
-        return _line("problem", f"the tracker reads another database than {_safe(context.db_url)}: "
+        from newsletter.db import shown_url
+
+        return _line("problem", "the tracker reads another database than "
+                     f"{shown_url(context.db_url)}: "
                      "it would not know this issue's links or recipients",
                      "start the tracker with the same --db / NEWSLETTER_DB as send "
                      "(docs/deploy.md)")
@@ -443,12 +448,6 @@ def _shown(path: Path, context: Context) -> str:
         return str(path.resolve().relative_to(context.project.root.resolve()))
     except ValueError:
         return str(path)
-
-
-def _safe(url: str) -> str:
-    import re
-
-    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
 
 
 def _why(exc: BaseException) -> str:

@@ -169,41 +169,10 @@ def _quoted(value: Any) -> str:
 
 def differences(sent: dict[str, Any], now: dict[str, Any]) -> list[str]:
     """What differs between two contents, in the editor's words, most important first."""
-    found = []
-    if sent.get("subject") != now.get("subject"):
-        found.append(f"subject: sent as {_quoted(sent.get('subject'))}, "
-                     f"now {_quoted(now.get('subject'))}")
-    sent_fields = sent.get("fields", {})
-    for name, value in now.get("fields", {}).items():
-        # A field a later version of the summary added was not recorded: nothing to compare.
-        if name in sent_fields and sent_fields[name] != value:
-            found.append(f"{name}: sent as {_quoted(sent_fields[name])}, now {_quoted(value)}")
-    old_sections = {s["id"]: s for s in sent.get("sections", [])}
-    new_sections = {s["id"]: s for s in now.get("sections", [])}
-    for section in now.get("sections", []):
-        before = old_sections.get(section["id"])
-        if before is None:
-            found.append(f"section \"{section['heading']}\" is new")
-        elif before["digest"] != section["digest"]:
-            found.append(f"section \"{section['heading']}\" changed")
-    for section in sent.get("sections", []):
-        if section["id"] not in new_sections:
-            found.append(f"section \"{section['heading']}\" was removed")
-    if [s["id"] for s in sent.get("sections", [])] != [s["id"] for s in now.get("sections", [])] \
-            and set(old_sections) == set(new_sections):
-        found.append("the sections are in another order")
-    old_links, new_links = sent.get("links", {}), now.get("links", {})
-    for link_id, link in new_links.items():
-        if link_id not in old_links:
-            found.append(f"link {link['url']} is new (in \"{link['section']}\")")
-    for link_id, link in old_links.items():
-        if link_id not in new_links:
-            found.append(f"link {link['url']} was removed (from \"{link['section']}\")")
-    sent_settings = sent.get("settings", {})
-    for name, value in now.get("settings", {}).items():
-        if name in sent_settings and sent_settings[name] != value:
-            found.append(f"{name}: sent with {_quoted(sent_settings[name])}, "
-                         f"now {_quoted(value)}")
+    found = _changed_values(sent, now, "subject", "fields", "sent as")
+    found += _section_changes(sent.get("sections", []), now.get("sections", []))
+    found += _link_changes(sent.get("links", {}), now.get("links", {}))
+    found += _changed_values(sent, now, None, "settings", "sent with")
     if "theme" in sent and sent["theme"] != now.get("theme"):
         found.append("the theme (theme.yaml) changed")
     if not found and sent.get("parts") != now.get("parts"):
@@ -211,6 +180,44 @@ def differences(sent: dict[str, Any], now: dict[str, Any]) -> list[str]:
                    if sent.get("parts", {}).get(name) != digest]
         found.append(f"the rendered {', '.join(changed)} differ(s) from what was sent: the "
                      "templates (templates/) or the program that renders them changed")
+    return found
+
+
+def _changed_values(sent: dict[str, Any], now: dict[str, Any], single: str | None, group: str,
+                    how: str) -> list[str]:
+    """``single`` (a top-level value) and each value of ``group`` that changed."""
+    found = []
+    if single is not None and sent.get(single) != now.get(single):
+        found.append(f"{single}: {how} {_quoted(sent.get(single))}, now {_quoted(now.get(single))}")
+    recorded = sent.get(group, {})
+    for name, value in now.get(group, {}).items():
+        # A value a later version of the summary added was not recorded: nothing to compare.
+        if name in recorded and recorded[name] != value:
+            found.append(f"{name}: {how} {_quoted(recorded[name])}, now {_quoted(value)}")
+    return found
+
+
+def _section_changes(sent: list[dict[str, Any]], now: list[dict[str, Any]]) -> list[str]:
+    found = []
+    old = {s["id"]: s for s in sent}
+    new = {s["id"]: s for s in now}
+    for section in now:
+        before = old.get(section["id"])
+        if before is None:
+            found.append(f"section \"{section['heading']}\" is new")
+        elif before["digest"] != section["digest"]:
+            found.append(f"section \"{section['heading']}\" changed")
+    found += [f"section \"{s['heading']}\" was removed" for s in sent if s["id"] not in new]
+    if [s["id"] for s in sent] != [s["id"] for s in now] and set(old) == set(new):
+        found.append("the sections are in another order")
+    return found
+
+
+def _link_changes(sent: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    found = [f"link {link['url']} is new (in \"{link['section']}\")"
+             for link_id, link in now.items() if link_id not in sent]
+    found += [f"link {link['url']} was removed (from \"{link['section']}\")"
+              for link_id, link in sent.items() if link_id not in now]
     return found
 
 

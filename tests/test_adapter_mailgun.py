@@ -6,14 +6,21 @@ from pathlib import Path
 
 import pytest
 from fake_providers import HREF_RE, URL_RE, Mailgun, MailgunDomain
-from helpers import adapter, ledger_rows, mailgun_env, messages, prepare_send, run_send
+from helpers import (
+    SEND_ADDRESSES,
+    adapter,
+    ledger_rows,
+    mailgun_env,
+    make_built,
+    messages,
+    prepare_send,
+    run_send,
+)
 
 from newsletter import send as sending
 from newsletter.adapters.http import HttpAdapter
 from newsletter.errors import ConfigurationError
 from newsletter.sendloop import LoopOptions
-
-from conftest import SEND_ADDRESSES, make_built  # isort: skip
 
 
 @pytest.fixture

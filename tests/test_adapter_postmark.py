@@ -7,13 +7,20 @@ from pathlib import Path
 
 import pytest
 from fake_providers import HREF_RE, URL_RE, Postmark, PostmarkStream
-from helpers import adapter, ledger_rows, messages, postmark_env, prepare_send, run_send
+from helpers import (
+    SEND_ADDRESSES,
+    adapter,
+    ledger_rows,
+    make_built,
+    messages,
+    postmark_env,
+    prepare_send,
+    run_send,
+)
 
 from newsletter.adapters.http import HttpAdapter
 from newsletter.adapters.postmark import ENVELOPE, PostmarkAdapter
 from newsletter.errors import ConfigurationError
-
-from conftest import SEND_ADDRESSES, make_built  # isort: skip
 
 
 @pytest.fixture

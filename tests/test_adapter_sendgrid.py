@@ -7,12 +7,10 @@ from pathlib import Path
 
 import pytest
 from fake_providers import HREF_RE, SENDGRID_RESERVED, URL_RE, Sendgrid
-from helpers import adapter, messages, run_send, sendgrid_env
+from helpers import SEND_ADDRESSES, adapter, make_built, messages, run_send, sendgrid_env
 
 from newsletter.adapters.http import HttpAdapter
 from newsletter.errors import ConfigurationError
-
-from conftest import SEND_ADDRESSES, make_built  # isort: skip
 
 
 def test_every_request_turns_sendgrids_four_trackings_off(send_project: Path,  # type: ignore[no-untyped-def]

@@ -67,18 +67,18 @@ def test_a_wrong_postmark_token_is_found_before_anything_is_written(send_project
     ("mailgun", mailgun_env, "MAILGUN_API_URL"), ("postmark", postmark_env, "POSTMARK_API_URL")])
 def test_a_provider_that_cannot_be_reached_for_its_settings_is_a_message(  # type: ignore[no-untyped-def]
         send_project: Path, adapter, env, variable) -> None:
-    from conftest import _free_port
+    from helpers import free_port
 
     with pytest.raises(NewsletterError) as info:
-        prepare_send(send_project, env(f"http://127.0.0.1:{_free_port()}"), adapter)
+        prepare_send(send_project, env(f"http://127.0.0.1:{free_port()}"), adapter)
     assert info.value.message.startswith("cannot check ")
     assert variable in info.value.hint and "nothing was sent" in info.value.hint
 
 
 def test_unreachable_provider_defers(send_project: Path) -> None:
-    from conftest import _free_port
+    from helpers import free_port
 
-    env = sendgrid_env(f"http://127.0.0.1:{_free_port()}")
+    env = sendgrid_env(f"http://127.0.0.1:{free_port()}")
     outcome = run_send(send_project, env, "sendgrid", tries_per_run=1, pause_after=0)
     assert outcome.counts["deferred"] == 5
     assert "cannot reach SendGrid" in outcome.problems[0][2]
@@ -119,7 +119,7 @@ def test_retry_after_forms() -> None:
 
 def test_payload_is_json_serialisable(send_project: Path) -> None:
     # Guards the shape sent to Postmark: plain JSON types only.
-    from conftest import make_built
+    from helpers import make_built
 
     from newsletter.adapters.base import AdapterSettings
     from newsletter.adapters.postmark import PostmarkAdapter
@@ -178,7 +178,7 @@ def raw_server():  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize("behaviour", ["close", "silent"])
 def test_lost_after_the_request_is_unknown(send_project: Path, raw_server, behaviour) -> None:  # type: ignore[no-untyped-def]
-    from conftest import make_built
+    from helpers import make_built
 
     from newsletter.adapters.base import AdapterSettings
     from newsletter.adapters.sendgrid import SendgridAdapter
@@ -234,3 +234,34 @@ def test_test_copy_with_a_revoked_key_stops_with_the_hint(send_project: Path,  #
     assert "SendGrid answered 401" in result.output
     assert "hint: check the key in the environment variable SENDGRID_API_KEY" in result.output
     assert "Traceback" not in result.output and fake.accepted == []
+
+
+def test_a_refused_connection_never_reached_the_provider() -> None:
+    import requests
+    from helpers import free_port
+
+    from newsletter.adapters.http import _never_connected
+
+    with pytest.raises(requests.exceptions.ConnectionError) as info:
+        requests.post(f"http://127.0.0.1:{free_port()}/v3/mail/send", timeout=5)
+    assert _never_connected(info.value)
+
+
+def test_a_connection_dropped_after_the_request_may_have_reached_it() -> None:
+    import socket
+    import threading
+
+    import requests
+
+    from newsletter.adapters.http import _never_connected
+
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        def hang_up() -> None:
+            conn, _ = listener.accept()
+            conn.recv(65536)  # the request arrived; the provider may have acted on it
+            conn.close()
+        threading.Thread(target=hang_up, daemon=True).start()
+        port = listener.getsockname()[1]
+        with pytest.raises(requests.exceptions.ConnectionError) as info:
+            requests.post(f"http://127.0.0.1:{port}/v3/mail/send", data=b"{}", timeout=5)
+    assert not _never_connected(info.value)

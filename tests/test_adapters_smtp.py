@@ -7,8 +7,7 @@ from email import policy
 from pathlib import Path
 
 import pytest
-from conftest import make_built
-from helpers import Driven
+from helpers import Driven, make_built
 
 from newsletter.adapters.base import AdapterSettings
 from newsletter.adapters.smtp import SmtpAdapter, parse_smtp_url
@@ -138,9 +137,9 @@ def test_stalled_server_times_out_as_unknown(server, factory) -> None:  # type: 
 
 
 def test_refused_connection_is_deferred(factory) -> None:  # type: ignore[no-untyped-def]
-    from conftest import _free_port
+    from helpers import free_port
 
-    a = adapter(f"smtp://127.0.0.1:{_free_port()}?timeout=1")
+    a = adapter(f"smtp://127.0.0.1:{free_port()}?timeout=1")
     try:
         outcome = a.attempt(message(factory, "ann@example.org"))
     finally:

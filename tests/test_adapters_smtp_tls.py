@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 import trustme
-from conftest import SmtpRecorder, _free_port, make_built
-from helpers import Driven
+from helpers import Driven, SmtpRecorder, free_port, make_built
 
 from newsletter.adapters.base import AdapterSettings
 from newsletter.adapters.smtp import SmtpAdapter
@@ -64,7 +63,7 @@ def tls_server(ca: trustme.CA) -> Iterator:  # type: ignore[type-arg]
     def start(mode: str, issuer: trustme.CA | None = None) -> TlsServer:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         (issuer or ca).issue_cert("127.0.0.1").configure_cert(context)
-        server = TlsServer(SmtpRecorder(), _free_port())
+        server = TlsServer(SmtpRecorder(), free_port())
 
         def authenticator(smtp, session, envelope, mechanism, data):  # type: ignore[no-untyped-def]
             ssl_object = smtp.transport.get_extra_info("ssl_object")

@@ -9,14 +9,13 @@ import lxml.html
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
+from helpers import AsgiClient
 
 from newsletter import db
 from newsletter.cli import main
 from newsletter.db import open_db
 from newsletter.tracking.public import Site
 from newsletter.tracking.server import create_app
-
-from helpers import AsgiClient  # isort: skip
 
 PUBLIC = "https://news.example.org"
 

@@ -15,8 +15,7 @@ import time
 import httpx
 import pytest
 import sqlalchemy as sa
-from conftest import seed_tracking
-from helpers import free_port, start_tracker, stop_group
+from helpers import free_port, seed_tracking, start_tracker, stop_group
 
 from newsletter import db
 from newsletter.tracking.tokens import signer_for
@@ -216,3 +215,19 @@ def test_the_tracker_survives_a_full_disk(small_disk, tmp_path) -> None:  # type
     assert stored(url) == 60
     assert_told_without_values(err)
     assert "database or disk is full" in err
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("postgresql://news:s3cret@db.example.org:5432/news",
+     "postgresql://news:***@db.example.org:5432/news"),
+    ("postgresql+psycopg://news:p%40ss@127.0.0.1/news", "postgresql+psycopg://news:***@127.0.0.1/news"),
+    ("postgresql://news@127.0.0.1/news", "postgresql://news@127.0.0.1/news"),
+    ("sqlite:///newsletter.db", "sqlite:///newsletter.db"),
+    ("newsletter.db", "newsletter.db"),
+    # not a URL SQLAlchemy can read (a port that is not a number): the login is still hidden
+    ("postgresql://news:s3cret@db.example.org:port/news", "postgresql://***@db.example.org:port/news"),
+])
+def test_messages_never_show_a_database_password(url: str, shown: str) -> None:
+    from newsletter.db import shown_url
+
+    assert shown_url(url) == shown

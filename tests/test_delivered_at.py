@@ -1,13 +1,13 @@
 """Delivery time that means delivery: what providers report reaches the ledger, and the
 tracker's timing rules measure from it (SQLite and PostgreSQL).
 
-The fixture (conftest ``seed_tracking``): issue ``spring`` sent to p1..p5 at T.
+The fixture (``helpers.seed_tracking``): issue ``spring`` sent to p1..p5 at T.
 """
 
 from __future__ import annotations
 
 import sqlalchemy as sa
-from conftest import TRACKING_SENT_AT as T
+from helpers import TRACKING_SENT_AT as T
 
 from newsletter import db, ledger, migrations
 from newsletter.bounces.events import EventType

@@ -19,12 +19,11 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
+from helpers import free_port, wait_for_port
 
 from newsletter import db
 from newsletter.cli import main
 from newsletter.db import open_db
-
-from helpers import free_port, wait_for_port  # isort: skip
 
 PUBLIC = "https://news.example.org"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"

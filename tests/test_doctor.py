@@ -8,13 +8,12 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
+from helpers import DnsStub, free_port
 
 from newsletter import db
 from newsletter.cli import main
 from newsletter.db import open_db
 from newsletter.tracking.server import create_app
-
-from helpers import DnsStub, free_port  # isort: skip
 
 DNS_READY = {"example.org": ["v=spf1 ip4:192.0.2.10 -all"],
              "_dmarc.example.org": ["v=DMARC1; p=quarantine"]}

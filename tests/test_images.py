@@ -6,6 +6,7 @@ import io
 from pathlib import Path
 
 from click.testing import CliRunner
+from helpers import gps_exif, picture, use_image
 from PIL import Image
 
 from newsletter.build import build_issue, write_build
@@ -13,8 +14,6 @@ from newsletter.cli import main
 from newsletter.images import WIDTH_CAP
 from newsletter.preview import Preview
 from newsletter.project import Project
-
-from helpers import gps_exif, picture, use_image  # isort: skip
 
 
 def _article_image(built):  # type: ignore[no-untyped-def]

@@ -18,8 +18,7 @@ from pathlib import Path
 import lxml.html
 import pytest
 from click.testing import CliRunner
-from conftest import PROJECT_FILES, REPO
-from helpers import line_problems, perl_parse, python_mailboxes, python_parse
+from helpers import PROJECT_FILES, REPO, line_problems, perl_parse, python_mailboxes, python_parse
 
 HOSTILE = Path(__file__).resolve().parent / "inputs" / "inbox" / "2026-hostile.yaml"
 HOSTILE_TEXT = HOSTILE.read_text(encoding="utf-8")

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 import sqlalchemy as sa
-from conftest import make_built
+from helpers import make_built
 
 from newsletter import db, ledger
 from newsletter.audiences import PlannedRecipient, SendPlan

@@ -10,8 +10,7 @@ from email import policy
 from pathlib import Path
 
 import pytest
-from conftest import make_built
-from helpers import line_problems, perl_parse, python_mailboxes, python_parse
+from helpers import line_problems, make_built, perl_parse, python_mailboxes, python_parse
 
 from newsletter.adapters.base import AdapterSettings
 from newsletter.adapters.maildir import MaildirAdapter

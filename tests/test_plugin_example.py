@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from helpers import SEND_ADDRESSES
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -26,8 +27,6 @@ from starlette.routing import Route
 
 from newsletter import db
 from newsletter.db import open_db
-
-from conftest import SEND_ADDRESSES  # isort: skip
 
 PLUGIN = Path(__file__).parent / "plugins" / "example_adapter"
 NEWSLETTER = str(Path(sys.executable).parent / "newsletter")

@@ -482,6 +482,22 @@ def wait_for_version(preview, version: int, timeout: float = 5.0) -> None:  # ty
         time.sleep(0.01)
 
 
+def watching(preview) -> None:  # type: ignore[no-untyped-def]
+    """Wait until the watcher follows the files (the limit guards against hanging)."""
+    assert preview.watching.wait(10), "the watcher did not start"
+
+
+def seen_by_watcher(preview) -> None:  # type: ignore[no-untyped-def]
+    """Wait until the watcher has been round its loop twice since now: whatever was saved
+    before has reached it and been rebuilt for or filtered out."""
+    watching(preview)
+    start = preview.watch_passes
+    deadline = time.monotonic() + 10
+    while preview.watch_passes < start + 2:
+        assert time.monotonic() < deadline, "the watcher stopped going round"
+        time.sleep(0.01)
+
+
 def test_event_stream_announces_each_rebuild(live_stub: PreviewServer, stub_project: Project):
     issue = stub_project.root / "issues" / "demo.yaml"
     with httpx.stream("GET", live_stub.url + "_preview/events", timeout=10) as response:
@@ -507,7 +523,7 @@ def test_event_stream_announces_each_rebuild(live_stub: PreviewServer, stub_proj
 def test_saving_any_file_the_issue_uses_rebuilds(live_stub: PreviewServer,
                                                 stub_project: Project, changed: str):
     preview = live_stub.preview
-    time.sleep(0.2)  # let the watcher settle
+    watching(preview)
     target = stub_project.root / changed
     target.write_bytes(target.read_bytes() + b"\n" if target.exists() else b"<p></p>\n")
 
@@ -516,11 +532,11 @@ def test_saving_any_file_the_issue_uses_rebuilds(live_stub: PreviewServer,
 
 def test_unrelated_files_do_not_rebuild(live_stub: PreviewServer, stub_project: Project):
     preview = live_stub.preview
-    time.sleep(0.2)
+    watching(preview)
     (stub_project.root / "issues" / "other.yaml").write_text("subject: x\n", encoding="utf-8")
     (stub_project.root / "images" / "unused.png").write_bytes(PNG + b"\0")
     (stub_project.root / "notes.txt").write_text("hello\n", encoding="utf-8")
-    time.sleep(0.5)
+    seen_by_watcher(preview)
     assert preview.snapshot.version == 1
 
     (stub_project.root / "issues" / "demo.yaml").write_text(ISSUE, encoding="utf-8")
@@ -531,7 +547,7 @@ def test_bad_save_then_good_save_through_the_watcher(live_stub: PreviewServer,
                                                      stub_project: Project):
     preview = live_stub.preview
     issue = stub_project.root / "issues" / "demo.yaml"
-    time.sleep(0.2)
+    watching(preview)
 
     issue.write_text("subject: [unclosed\n", encoding="utf-8")
     wait_for_version(preview, 2)
@@ -548,9 +564,9 @@ def test_bad_save_then_good_save_through_the_watcher(live_stub: PreviewServer,
 def test_watcher_survives_a_watched_folder_being_removed(live_stub: PreviewServer,
                                                           stub_project: Project):
     preview = live_stub.preview
-    time.sleep(0.2)
+    watching(preview)
     (stub_project.root / "templates" / "partials").rmdir()
-    time.sleep(0.3)
+    seen_by_watcher(preview)
     start = preview.snapshot.version
 
     (stub_project.root / "issues" / "demo.yaml").write_text(ISSUE + "# edited\n",
@@ -626,8 +642,8 @@ def test_every_port_from_8000_in_use_is_reported():
 def test_unusable_host_is_reported():
     with pytest.raises(NewsletterError) as caught:
         bind("192.0.2.1", 0)  # TEST-NET: not an address of this machine
-    assert "Cannot listen on 192.0.2.1:0" in caught.value.format()
-    assert "hint: Check --host" in caught.value.format()
+    assert "cannot listen on 192.0.2.1:0" in caught.value.format()
+    assert "hint: check --host" in caught.value.format()
 
 
 # --- with the real build and the sample issue -------------------------------------------------
@@ -664,7 +680,7 @@ def test_real_build_rebuilds_on_each_file_it_read(project: Path, sample_issue: P
     app = create_app(sample_issue, Project.load(project), echo=Terminal())
     server = PreviewServer(app, bind("127.0.0.1", 0)).start()
     try:
-        time.sleep(0.2)  # the watcher is up
+        watching(app.state.preview)
         target = project / changed
         target.write_bytes(target.read_bytes())  # a save without changes still counts
 
@@ -689,11 +705,15 @@ def test_real_build_errors_are_located(project: Path, sample_issue: Path):
     assert "issues/2026-spring.yaml:" in terminal.errors
 
 
-def _wait_for_url(process: subprocess.Popen, out: list[str], timeout: float = 20.0) -> str:  # type: ignore[type-arg]
-    """The URL the command prints once it serves. A thread reads stdout into ``out``."""
+def _wait_for_url(process: subprocess.Popen, out: list[str],  # type: ignore[type-arg]
+                  readers: list[threading.Thread], timeout: float = 20.0) -> str:
+    """The URL the command prints once it serves. A thread (in ``readers``) reads stdout into
+    ``out`` until the command closes it."""
     assert process.stdout is not None
     stdout = process.stdout
-    threading.Thread(target=lambda: out.extend(stdout), daemon=True).start()
+    reader = threading.Thread(target=lambda: out.extend(stdout), daemon=True)
+    reader.start()
+    readers.append(reader)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and process.poll() is None:
         for line in list(out):
@@ -703,30 +723,41 @@ def _wait_for_url(process: subprocess.Popen, out: list[str], timeout: float = 20
     raise AssertionError(f"no URL printed; output so far: {out!r}")
 
 
+def _save_until(path: Path, text: str, shown, what: str) -> None:  # type: ignore[no-untyped-def]
+    """Save ``text`` to ``path``, again each second, until ``shown()`` (at most 20 s)."""
+    deadline = time.monotonic() + 20
+    while True:
+        path.write_text(text, encoding="utf-8")
+        saved = time.monotonic()
+        while time.monotonic() - saved < 1:
+            if shown():
+                return
+            assert time.monotonic() < deadline, what
+            time.sleep(0.05)
+
+
 def test_cli_serves_until_ctrl_c_and_stops_cleanly(project: Path, sample_issue: Path):
     """The real command in a subprocess: prints the URL, answers, stops on Ctrl-C, no traceback."""
     out: list[str] = []
+    readers: list[threading.Thread] = []
     with subprocess.Popen(
         [str(Path(sys.executable).parent / "newsletter"), "preview", "issues/2026-spring.yaml",
          "--port", "0", "--no-browser"],
         cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     ) as process:
         try:
-            url = _wait_for_url(process, out)
+            url = _wait_for_url(process, out, readers)
             assert url.startswith("http://127.0.0.1:")
             page = httpx.get(url, timeout=10)
             assert page.status_code == 200 and 'data-state="ok"' in page.text
-            # a bad save: errors on the page (and, below, in the terminal); the server goes on
+            # a bad save: errors on the page (and, below, in the terminal); the server goes on.
+            # Saved again until the page shows it: the watcher may start after the first save.
             source = sample_issue.read_text(encoding="utf-8")
-            sample_issue.write_text(source.replace("subject:", "subjekt:", 1), encoding="utf-8")
-            deadline = time.monotonic() + 5
-            while 'data-state="error"' not in httpx.get(url, timeout=10).text:
-                assert time.monotonic() < deadline, "the bad save was not noticed"
-                time.sleep(0.05)
-            sample_issue.write_text(source, encoding="utf-8")
-            while 'data-state="ok"' not in httpx.get(url, timeout=10).text:
-                assert time.monotonic() < deadline + 5, "the good save was not noticed"
-                time.sleep(0.05)
+            bad = source.replace("subject:", "subjekt:", 1)
+            _save_until(sample_issue, bad, lambda: 'data-state="error"' in
+                        httpx.get(url, timeout=10).text, "the bad save was not noticed")
+            _save_until(sample_issue, source, lambda: 'data-state="ok"' in
+                        httpx.get(url, timeout=10).text, "the good save was not noticed")
             # an open event stream must not hold up the shutdown
             with httpx.stream("GET", url + "_preview/events", timeout=10) as events:
                 next(events.iter_lines())
@@ -736,7 +767,8 @@ def test_cli_serves_until_ctrl_c_and_stops_cleanly(project: Path, sample_issue: 
             if process.poll() is None:
                 process.kill()
             err = process.stderr.read()  # type: ignore[union-attr]
-    time.sleep(0.1)  # the reader thread gets the last line
+    for reader in readers:
+        reader.join(10)      # it has read everything once the command has closed stdout
     assert process.returncode == 0, err
     assert "Traceback" not in err
     assert "issues/2026-spring.yaml has errors; the preview shows them" in err

@@ -23,6 +23,7 @@ def live(project: Path, sample_issue: Path):  # type: ignore[no-untyped-def]
     app = create_app(sample_issue, Project.load(project), echo=lambda message, is_error: None)
     assert app.state.preview.snapshot.ok, app.state.preview.snapshot.errors
     server = PreviewServer(app, bind("127.0.0.1", 0)).start()
+    assert app.state.preview.watching.wait(10), "the watcher did not start"
     yield server
     server.stop()
 

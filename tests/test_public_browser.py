@@ -12,12 +12,11 @@ from pathlib import Path
 import httpx
 import pytest
 from click.testing import CliRunner
+from helpers import REPO
 
 from newsletter.cli import main
 from newsletter.tracking.public import Site
 from newsletter.tracking.server import create_app
-
-from conftest import REPO  # isort: skip
 
 PUBLIC = "https://news.example.org"
 AXE = REPO / "node_modules" / "axe-core" / "axe.min.js"

@@ -13,6 +13,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
+from helpers import AsgiClient
 
 from newsletter import db
 from newsletter.build import build_issue
@@ -21,8 +22,6 @@ from newsletter.db import open_db
 from newsletter.project import Project
 from newsletter.publish import publish_images
 from newsletter.tracking.server import create_app
-
-from helpers import AsgiClient  # isort: skip
 
 IMG_SRC = re.compile(r'<img[^>]*\ssrc="([^"]+)"')
 

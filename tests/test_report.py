@@ -1,6 +1,6 @@
 """Report figures against a fixture counted by hand (SQLite and PostgreSQL), and the command.
 
-The shared fixture (tests/conftest.py, ``seed_tracking``): issue ``spring``, individual tracking,
+The shared fixture (``seed_tracking`` in tests/helpers.py): issue ``spring``, individual tracking,
 recipients p1-p5 sent at T (p6 failed); lists schools {1,2}, partners {1..5}, police {3,4},
 charities {6}; domains school {1,2}, police {3,4}, council {5}, charity {6}. The events below:
 
@@ -32,7 +32,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import TRACKING_SENT_AT as T
+from helpers import TRACKING_SENT_AT as T
 
 from newsletter import report as reporting
 from newsletter.cli import main
@@ -327,6 +327,25 @@ def test_command_html_is_self_contained(events, runner, tmp_path, monkeypatch) -
     assert '<canvas id="days"' in page and '<canvas id="links"' in page
     assert '"day_clicks": [0, 4, 2]' in page
     assert "src=\"http" not in page and "href=\"http" not in page  # nothing fetched: offline
+
+
+def test_html_link_text_cannot_end_the_script(events) -> None:  # type: ignore[no-untyped-def]
+    """A link's text is the author's: in the chart data it stays data, whatever it holds."""
+    import re
+
+    import sqlalchemy as sa
+
+    from newsletter import db
+
+    hostile = "</script><script>alert(1)</script><!--"
+    with events.engine.begin() as conn:
+        conn.execute(sa.update(db.links).where(db.links.c.issue == "spring")
+                     .where(db.links.c.link_id == "a1").values(text=hostile))
+    page = reporting.render(reporting.build(events, "spring"), "html")
+    assert hostile not in page
+    found = re.search(r"var data = (.*?);", page)
+    assert found is not None
+    assert any(label.startswith(hostile) for label in json.loads(found.group(1))["links"])
 
 
 def test_command_errors(events, runner, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -9,12 +9,11 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
+from helpers import SEND_ADDRESSES
 
 from newsletter import db
 from newsletter.cli import main
 from newsletter.db import open_db
-
-from conftest import SEND_ADDRESSES  # isort: skip
 
 
 def invoke(*args: str, input: str | None = None):  # type: ignore[no-untyped-def]

@@ -17,11 +17,10 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from helpers import one_list
 
 from newsletter import db
 from newsletter.db import open_db
-
-from conftest import one_list  # isort: skip
 
 NEWSLETTER = str(Path(sys.executable).parent / "newsletter")
 COUNT = 300

@@ -18,8 +18,7 @@ import termios
 from pathlib import Path
 
 import pytest
-
-from conftest import one_list  # isort: skip
+from helpers import one_list
 
 NEWSLETTER = str(Path(sys.executable).parent / "newsletter")
 COUNT = 41          # answers are reported every 20: the bar moves at 20, 40 and 41

@@ -1,7 +1,7 @@
 """Unsubscribes scanners cannot make: RFC 8058 one-click and a person's press work at once, a
 scanner submitting the page's form changes nothing (the tracker in-process, SQLite and PG).
 
-The fixture (conftest ``seed_tracking``): issue ``spring`` sent to p1..p5; p3 is
+The fixture (``helpers.seed_tracking``): issue ``spring`` sent to p1..p5; p3 is
 cat@police.example.
 """
 

@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 
 import lxml.html
 import pytest
+from helpers import AsgiClient
 
 from newsletter.build import build_issue
 from newsletter.db import open_db
@@ -15,8 +16,6 @@ from newsletter.project import Project
 from newsletter.publish import publish_images
 from newsletter.tracking.public import Site
 from newsletter.tracking.server import create_app
-
-from helpers import AsgiClient  # isort: skip
 
 PUBLIC = "https://news.example.org"
 

@@ -29,11 +29,13 @@ from __future__ import annotations
 
 import email.utils
 import json
+import ssl
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import requests
+import urllib3.exceptions
 
 from newsletter.adapters.base import (
     Adapter,
@@ -275,15 +277,20 @@ class HttpAdapter(Adapter):
         return outcomes
 
 
+# Raised before a request is sent (refused, no such host, TLS setup failed): nothing can have
+# reached the provider. NameResolutionError is a NewConnectionError.
+_BEFORE_SENDING: tuple[type[BaseException], ...] = (
+    urllib3.exceptions.NewConnectionError, ConnectionRefusedError, ssl.SSLError,
+    urllib3.exceptions.SSLError, requests.exceptions.SSLError)
+
+
 def _never_connected(exc: BaseException) -> bool:
     """True when the request cannot have reached the provider (refused, DNS, TLS setup)."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        name = type(current).__name__
-        if name in ("NewConnectionError", "NameResolutionError", "ConnectionRefusedError",
-                    "SSLError"):
+        if isinstance(current, _BEFORE_SENDING):
             return True
         if current.args and isinstance(current.args[0], BaseException):
             nxt = current.args[0]

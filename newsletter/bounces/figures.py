@@ -7,7 +7,8 @@ ledger sent the issue to are counted, so delivered is never negative.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -40,14 +41,42 @@ def _add(counts: dict[str, int], outcome: _Outcome) -> None:
     counts["unsubscribes"] += outcome.unsubscribed
 
 
-def figures(conn: sa.Connection, slug: str) -> dict:
+@dataclass
+class _Sent:
+    """Every recipient sent the issue, with their lists: one pass, no object per recipient
+    (a report over 100,000 recipients pays only for the few that bounced)."""
+
+    lists_of: dict[str, list[str]] = field(default_factory=dict)
+    organisation: dict[str, str] = field(default_factory=dict)
+    per_list: dict[str, int] = field(default_factory=dict)
+
+
+def figures(conn: sa.Connection, slug: str) -> dict[str, Any]:
     """``{"totals": {...}, "lists": {key: {...}}, "tidy": [rows with addresses]}``."""
+    sent = _sent(conn, slug)
+    outcomes = _outcomes(conn, slug, sent.lists_of)
+    totals = {"sent": len(sent.lists_of), **_ZERO}
+    per_list = {key: {"sent": n, **_ZERO} for key, n in sent.per_list.items()}
+    tidy: list[dict[str, str]] = []
+    for address, outcome in sorted(outcomes.items()):
+        _add(totals, outcome)
+        for key in sent.lists_of[address]:
+            _add(per_list[key], outcome)
+        reason = outcome.bounce or (COMPLAINED if outcome.complained else "")
+        if reason:
+            tidy += [{"list": key or "(no list)", "address": address,
+                      "organisation": sent.organisation[address], "reason": reason,
+                      "status": outcome.status, "detail": outcome.detail[:200]}
+                     for key in sorted(sent.lists_of[address])]
+    for counts in (totals, *per_list.values()):
+        counts["delivered"] = counts["sent"] - counts["bounced_hard"] - counts["bounced_soft"]
+    return {"totals": totals, "lists": per_list,
+            "tidy": sorted(tidy, key=lambda row: (row["list"], row["address"]))}
+
+
+def _sent(conn: sa.Connection, slug: str) -> _Sent:
     r, d, dl = db.recipients, db.deliveries, db.delivery_lists
-    # Every recipient sent the issue, with their lists: one pass, no object per recipient
-    # (a report over 100,000 recipients pays only for the few that bounced).
-    lists_of: dict[str, list[str]] = {}
-    organisation: dict[str, str] = {}
-    sent_per_list: dict[str, int] = {}
+    sent = _Sent()
     for address, org, list_key in conn.execute(
             sa.select(r.c.address, r.c.organisation, dl.c.list_key)
             .join(d, d.c.recipient_id == r.c.id)
@@ -55,13 +84,19 @@ def figures(conn: sa.Connection, slug: str) -> dict:
                                    dl.c.recipient_id == d.c.recipient_id))
             .where(d.c.issue == slug, d.c.status == "sent")):
         key = list_key or ""
-        known = lists_of.get(address)
+        known = sent.lists_of.get(address)
         if known is None:
-            lists_of[address] = [key]
-            organisation[address] = org or ""
+            sent.lists_of[address] = [key]
+            sent.organisation[address] = org or ""
         else:
             known.append(key)
-        sent_per_list[key] = sent_per_list.get(key, 0) + 1
+        sent.per_list[key] = sent.per_list.get(key, 0) + 1
+    return sent
+
+
+def _outcomes(conn: sa.Connection, slug: str,
+              lists_of: dict[str, list[str]]) -> dict[str, _Outcome]:
+    """What happened after sending to each recipient that has an event or an unsubscribe."""
     outcomes: dict[str, _Outcome] = {}
     e = db.delivery_events
     for address, type_, status, detail in conn.execute(
@@ -82,20 +117,4 @@ def figures(conn: sa.Connection, slug: str) -> dict:
             s.c.issue == slug, s.c.reason == UNSUBSCRIBED)).scalars():
         if address in lists_of:
             outcomes.setdefault(address, _Outcome()).unsubscribed = True
-    totals = {"sent": len(lists_of), **_ZERO}
-    per_list = {key: {"sent": n, **_ZERO} for key, n in sent_per_list.items()}
-    tidy = []
-    for address, outcome in sorted(outcomes.items()):
-        _add(totals, outcome)
-        for key in lists_of[address]:
-            _add(per_list[key], outcome)
-        reason = outcome.bounce or (COMPLAINED if outcome.complained else "")
-        if reason:
-            tidy += [{"list": key or "(no list)", "address": address,
-                      "organisation": organisation[address], "reason": reason,
-                      "status": outcome.status, "detail": outcome.detail[:200]}
-                     for key in sorted(lists_of[address])]
-    for counts in (totals, *per_list.values()):
-        counts["delivered"] = counts["sent"] - counts["bounced_hard"] - counts["bounced_soft"]
-    return {"totals": totals, "lists": per_list,
-            "tidy": sorted(tidy, key=lambda row: (row["list"], row["address"]))}
+    return outcomes

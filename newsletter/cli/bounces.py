@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from newsletter.cli import load_project
-from newsletter.cli.track import db_option
+from newsletter.cli.options import db_option
 
 
 @click.group("bounces")

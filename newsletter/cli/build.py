@@ -12,6 +12,7 @@ import click
 
 from newsletter.build import BuiltIssue, build_issue, write_build
 from newsletter.cli import load_project
+from newsletter.cli.options import db_option
 from newsletter.errors import InvalidIssue, NewsletterError, Problem, display_path
 from newsletter.fixed import check_against_ledger
 from newsletter.project import Project
@@ -53,8 +54,6 @@ def _checked_build(issue: Path, advice: str, db_url: str | None = None,
     return project, path, built
 
 
-db_option = click.option("--db", "db_url", help="The database whose ledger says what was sent "
-                         "[env: NEWSLETTER_DB; default: newsletter.db].")
 
 
 @click.command()
@@ -78,7 +77,7 @@ def new(slug: str | None, day: dt.datetime | None) -> None:
 @click.command()
 @issue_argument
 @db_option
-def check(issue: Path, db_url: str | None) -> None:
+def check(issue: Path, db: str | None) -> None:
     """Validate ISSUE and report every problem at once (exit 1 if any is an error).
 
     An issue already sent must be what was sent: check says what differs.
@@ -88,7 +87,7 @@ def check(issue: Path, db_url: str | None) -> None:
         newsletter check issues/2026-spring.yaml
     """
     project, path, built = _checked_build(issue, "fix the errors above and run check again",
-                                          db_url, "check fails")
+                                          db, "check fails")
     click.echo(f"{display_path(path)}: OK ({len(built.warnings)} warning(s), "
                f"{len(built.links)} links)")
 
@@ -99,14 +98,14 @@ def check(issue: Path, db_url: str | None) -> None:
               help="Output folder (default: build/). Files go to OUT/<slug>/.")
 @click.option("--open", "open_browser", is_flag=True, help="Open the built email in a browser.")
 @db_option
-def build(issue: Path, out: Path | None, open_browser: bool, db_url: str | None) -> None:
+def build(issue: Path, out: Path | None, open_browser: bool, db: str | None) -> None:
     """Check ISSUE, then write email.html, email.txt, web.html, email.mjml and links.json.
 
     Example:
 
         newsletter build issues/2026-spring.yaml --out build
     """
-    project, path, built = _checked_build(issue, "not built; fix the errors above", db_url,
+    project, path, built = _checked_build(issue, "not built; fix the errors above", db,
                                           "not built")
     target = write_build(built, out or project.build_dir)
     email = target / "email.html"

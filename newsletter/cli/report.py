@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from newsletter.cli import load_project
+from newsletter.cli.options import db_option
 
 
 @click.command("report")
@@ -24,8 +25,7 @@ from newsletter.cli import load_project
               help="Count probable security scanners in the headline figures too.")
 @click.option("--min-count", type=click.IntRange(0), default=0, show_default=True, metavar="N",
               help="Hide counts below N (small numbers can identify people).")
-@click.option("--db", "db", metavar="PATH|URL", default=None,
-              help="Database (default: NEWSLETTER_DB, then newsletter.db in the project).")
+@db_option
 @click.option("--include-addresses", is_flag=True,
               help="Put the addresses of the lists to tidy into JSON output too (table, CSV "
               "and HTML always show them: they are read by the person running the report).")
@@ -48,8 +48,8 @@ def report(issue: str, by: str, fmt: str, include_scanners: bool, min_count: int
     from newsletter import report as reporting
     from newsletter.db import open_db
 
-    slug = reporting.issue_slug(issue)
     project = load_project(issue)
+    slug = reporting.issue_slug(project, issue)
     url = project.db_url(db, can_create=False)
     reporting.require_database(url)
     database = open_db(url, writable=False, patience=project.settings.db_wait)

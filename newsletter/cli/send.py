@@ -14,6 +14,7 @@ import click
 from newsletter import send as sending
 from newsletter.audiences import Audiences, load_audiences
 from newsletter.cli import load_project
+from newsletter.cli.options import db_option
 from newsletter.errors import InvalidAudiences, NewsletterError, Problem
 from newsletter.project import Project
 from newsletter.sendloop import LoopOptions, Tally
@@ -52,9 +53,7 @@ def audiences(ctx: click.Context) -> None:
 
 
 @audiences.command("check")
-@click.option("--db", "db", metavar="PATH|URL", default=None,
-              help="Database whose suppressions to show (default: NEWSLETTER_DB, then "
-              "newsletter.db in the project).")
+@db_option
 def audiences_check(db: str | None) -> None:
     """Validate audiences.yaml and its members files; report every problem with file:line.
 
@@ -187,7 +186,7 @@ class _Progress:
               help="Seconds before the first retry of a deferred message; doubles each time.")
 @click.option("--pause-after", type=click.IntRange(0), default=10, show_default=True,
               help="Pause the run after N failures in a row (0: never).")
-@click.option("--db", "db_url", help="Database path or URL [env: NEWSLETTER_DB].")
+@db_option
 @click.option("--create-db", is_flag=True,
               help="Start a new database at --db even though the project has one elsewhere.")
 @click.option("--allow-local-tracking", is_flag=True,
@@ -196,7 +195,7 @@ class _Progress:
 def send(issue: str, lists: tuple[str, ...], yes: bool, dry_run: bool,
          test_address: str | None, resend_failed: bool, adapter: str | None,
          maildir: Path | None, concurrency: int, rate: float | None, retry_delay: float,
-         pause_after: int, db_url: str | None, create_db: bool,
+         pause_after: int, db: str | None, create_db: bool,
          allow_local_tracking: bool) -> None:
     """Send ISSUE to the lists given with --to, through a mail adapter.
 
@@ -219,7 +218,7 @@ def send(issue: str, lists: tuple[str, ...], yes: bool, dry_run: bool,
         raise click.UsageError("choose at least one list with --to LIST "
                                "(see `newsletter audiences`), or --test ADDRESS")
     project = load_project(issue)
-    prepared = sending.prepare(project, issue, lists, adapter=adapter, db_url=db_url,
+    prepared = sending.prepare(project, issue, lists, adapter=adapter, db_url=db,
                                create_db=create_db,
                                maildir=maildir, concurrency=concurrency,
                                resend_failed=resend_failed, test=bool(test_address),
@@ -295,8 +294,8 @@ def _final_summary(result: sending.RunResult, seconds: float) -> None:
 @click.option("--reason", required=True, metavar="TEXT",
               help="What you corrected and why; kept with the record.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-@click.option("--db", "db_url", help="Database path or URL [env: NEWSLETTER_DB].")
-def amend(issue: str, reason: str, yes: bool, db_url: str | None) -> None:
+@db_option
+def amend(issue: str, reason: str, yes: bool, db: str | None) -> None:
     """Correct ISSUE after it was sent: its web version becomes the corrected one.
 
     Only for a correction that must replace what was published (a wrong phone number, a
@@ -321,7 +320,7 @@ def amend(issue: str, reason: str, yes: bool, db_url: str | None) -> None:
     project, path, built = _checked_build(Path(issue), "not amended; fix the errors above",
                                           outcome=None)
     slug = built.issue.slug
-    url = project.db_url(db_url, can_create=False)
+    url = project.db_url(db, can_create=False)
     db_file = sqlite_path(url)
     if db_file is not None and not db_file.exists():
         raise NewsletterError(f"'{slug}' has not been sent: there is no database at {db_file}",

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import click
 
 from newsletter.cli import load_project
-from newsletter.cli.track import db_option
+from newsletter.cli.options import db_option
 from newsletter.errors import NewsletterError
 from newsletter.suppressions import REASONS, Suppression, iso
 

@@ -8,15 +8,12 @@ from typing import TYPE_CHECKING
 import click
 
 from newsletter.cli import load_project
+from newsletter.cli.options import db_option
 from newsletter.project import Project
 
 if TYPE_CHECKING:
     from newsletter.db import Database
 
-db_option = click.option(
-    "--db", "db", metavar="PATH|URL", default=None,
-    help="Database: a SQLite path or postgresql:// URL (default: NEWSLETTER_DB, then "
-    "newsletter.db in the project).")
 
 
 @click.group("track")
@@ -64,7 +61,7 @@ def serve(host: str, port: int, db: str | None, workers: int, server: str,
 
         newsletter track serve --host 127.0.0.1 --port 8025
     """
-    from newsletter.db import open_db
+    from newsletter.db import open_db, shown_url
     from newsletter.tracking.tokens import signer_for
 
     project = load_project()
@@ -85,7 +82,7 @@ def serve(host: str, port: int, db: str | None, workers: int, server: str,
     for name in ("sendgrid",):      # a key that cannot be read is refused now, not per request
         provider_for(name, project.settings.webhook_env)
     _check_address(host, port)
-    click.echo(f"Tracking on http://{host}:{port}/ with {server} (database: {_safe(url)}). "
+    click.echo(f"Tracking on http://{host}:{port}/ with {server} (database: {shown_url(url)}). "
                "Stop with Ctrl+C.", err=True)
     if server == "granian":
         _serve_granian(project, url, host, port, workers, forwarded_allow_ips, flush_interval,
@@ -112,28 +109,21 @@ def _name_unsaved_files(database: Database, spill_dir: str) -> None:
 
 def _check_address(host: str, port: int) -> None:
     """Fail with a message, not a server's panic, when the address cannot be listened on."""
-    import socket
-
+    from newsletter import serving
     from newsletter.errors import NewsletterError
 
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        with socket.socket(infos[0][0], socket.SOCK_STREAM) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            probe.bind(infos[0][4])
-    except OSError as exc:
-        from newsletter.tracking.hardening import listener
-
-        holder = listener(port)
-        if holder is not None:
-            pid, command = holder
+        serving.probe(host, port)
+    except serving.AddressInUse as exc:
+        if exc.holder is not None:
+            pid, command = exc.holder
             raise NewsletterError(
-                f"cannot listen on {host}:{port}: {exc.strerror or exc} by process {pid} "
+                f"cannot listen on {host}:{port}: Address already in use by process {pid} "
                 f"({command[:120]})",
                 hint=f"if that is a tracker left running, stop it with `kill {pid}`; "
                 "or choose another --port or --host") from exc
         raise NewsletterError(
-            f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+            f"cannot listen on {host}:{port}: Address already in use",
             hint="is another tracker running there? choose another --port or --host") from exc
 
 
@@ -278,13 +268,6 @@ def import_unsaved(files: tuple[Path, ...], db: str | None) -> None:
                 click.echo(f"{path}: stored {count} event(s); the file may now be deleted.")
     finally:
         database.close()
-
-
-def _safe(url: str) -> str:
-    """The URL without a password, for messages."""
-    import re
-
-    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
 
 
 COMMANDS = [track]

@@ -103,26 +103,10 @@ class PostmarkHooks(Provider):
 
     def _event(self, item: dict[str, Any], body: bytes) -> WebhookEvent | str:
         record = str(item["RecordType"])
-        text = status = ""
-        if record == "Delivery":
-            type_ = EventType.DELIVERED
-            text = str(item.get("Details") or "")
-        elif record in ("Bounce", "SpamComplaint"):
-            kind = str(item.get("Type") or record)
-            if kind not in _BOUNCE_TYPES:
-                return f"{record} of type {kind}: not a bounce we count"
-            type_ = _BOUNCE_TYPES[kind]
-            text = str(item.get("Details") or item.get("Description") or "")
-            status = status_in(text)
-        elif record == "SubscriptionChange":
-            if not item.get("SuppressSending"):
-                return "subscription change that lifts a suppression"
-            reason = str(item.get("SuppressionReason") or "")
-            if reason not in _SUPPRESSION_REASONS:
-                return f"subscription change ({reason or 'no reason'}) not used"
-            type_ = _SUPPRESSION_REASONS[reason]
-        else:
-            return f"{record} events are not used"
+        kind = _kind(record, item)
+        if isinstance(kind, str):
+            return kind
+        type_, text, status = kind
         address = str(item.get("Email") or item.get("Recipient") or "").strip().lower()
         if "@" not in address:
             raise ValueError(f"recipient {address!r} is not an address")
@@ -137,6 +121,27 @@ class PostmarkHooks(Provider):
             provider_message_id=str(item.get("MessageID") or ""),
             message_id=angle(_header(item, "Message-ID")),
             status=status, text=text[:500], raw=item)
+
+
+def _kind(record: str, item: dict[str, Any]) -> tuple[EventType, str, str] | str:
+    """(event type, the provider's words, the SMTP status in them) of a record we use, or
+    why it is skipped."""
+    if record == "Delivery":
+        return EventType.DELIVERED, str(item.get("Details") or ""), ""
+    if record in ("Bounce", "SpamComplaint"):
+        kind = str(item.get("Type") or record)
+        if kind not in _BOUNCE_TYPES:
+            return f"{record} of type {kind}: not a bounce we count"
+        text = str(item.get("Details") or item.get("Description") or "")
+        return _BOUNCE_TYPES[kind], text, status_in(text)
+    if record == "SubscriptionChange":
+        if not item.get("SuppressSending"):
+            return "subscription change that lifts a suppression"
+        reason = str(item.get("SuppressionReason") or "")
+        if reason not in _SUPPRESSION_REASONS:
+            return f"subscription change ({reason or 'no reason'}) not used"
+        return _SUPPRESSION_REASONS[reason], "", ""
+    return f"{record} events are not used"
 
 
 def _header(item: dict[str, Any], name: str) -> str:

@@ -269,20 +269,7 @@ class Classifier:
     def _observe(self, hit: Seen, delivered: Deliveries) -> None:
         rules = self.rules
         at = hit.at
-        agent_key = (hit.issue, hit.ip_hash, hit.user_agent)
-        agent = self._agents.get(agent_key)
-        if agent is None:
-            agent = self._agents[agent_key] = _Agent()
-        agent.recent.append(hit)
-        agent.last = at
-        client: _Client | None = None
-        if hit.kind != "view":
-            client_key = (hit.issue, hit.pseudonym, hit.ip_hash, hit.user_agent)
-            client = self._clients.get(client_key)
-            if client is None:
-                client = self._clients[client_key] = _Client()
-            client.recent.append(hit)
-            client.last = at
+        agent, client = self._follow(hit)
         # a verdict reached earlier about this agent or client carries to this hit
         memory = rules.memory_seconds
         if agent.until >= at:
@@ -301,6 +288,32 @@ class Classifier:
             self._mark(hit, "after-delivery")
         if client is None or hit.kind != "click":
             return
+        self._link_rules(hit, client, agent, delivered)
+
+    def _follow(self, hit: Seen) -> tuple[_Agent, _Client | None]:
+        """The hit's agent (address and browser) and, unless it is a view of the web version,
+        its client (the recipient's link from that agent), each remembering the hit."""
+        agent_key = (hit.issue, hit.ip_hash, hit.user_agent)
+        agent = self._agents.get(agent_key)
+        if agent is None:
+            agent = self._agents[agent_key] = _Agent()
+        agent.recent.append(hit)
+        agent.last = hit.at
+        client: _Client | None = None
+        if hit.kind != "view":
+            client_key = (hit.issue, hit.pseudonym, hit.ip_hash, hit.user_agent)
+            client = self._clients.get(client_key)
+            if client is None:
+                client = self._clients[client_key] = _Client()
+            client.recent.append(hit)
+            client.last = hit.at
+        return agent, client
+
+    def _link_rules(self, hit: Seen, client: _Client, agent: _Agent,
+                    delivered: Deliveries) -> None:
+        """The rules about one client's links: burst, many-links, link-check, after-delivery."""
+        rules = self.rules
+        at = hit.at
         link = hit.link_id
         client.links[link] = at
         links = client.links

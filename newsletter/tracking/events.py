@@ -616,6 +616,11 @@ class _Deliveries:
 
     def load(self, conn: sa.Connection, batch: list[Hit]) -> None:
         """Read what the batch's hits need and the cache does not hold (or holds stale)."""
+        self._load_messages(conn, batch)
+        self._load_issues(conn, batch)
+
+    def _load_messages(self, conn: sa.Connection, batch: list[Hit]) -> None:
+        """The delivery time of each message the batch's hits came from."""
         wanted: dict[str, set[str]] = {}
         for hit in batch:
             if not hit.pseudonym:
@@ -637,6 +642,10 @@ class _Deliveries:
                 final = delivered_at is not None or read_at - sent_at > 86400
                 self._delivered[(issue, pseudonym)] = (_delivery(sent_at, delivered_at), final,
                                                        read_at)
+
+    def _load_issues(self, conn: sa.Connection, batch: list[Hit]) -> None:
+        """Every delivery time of each issue the batch's views are of."""
+        d = db.deliveries
         for issue in {h.issue for h in batch if h.kind == "view"}:
             latest = max(h.at for h in batch if h.issue == issue)
             loaded = self._issues.get(issue)

@@ -1,202 +1,39 @@
-"""The report: the ledger and the tracking events of one issue, counted honestly.
+"""The report's figures: the ledger and the tracking events of one issue, counted honestly.
 
 :func:`build` aggregates in SQL (covering indexes from migration ``m002``) and returns a
-:class:`Report`, the JSON contract documented in ``docs/tracking.md``; :func:`render` turns it
-into a table, CSV, JSON or a self-contained HTML page with charts.
-
-Headline figures count people, not security scanners: events classified as probable scanners
-(with reasons, see :mod:`newsletter.tracking.classify`) are counted apart and left out unless
+:class:`~newsletter.report.contract.Report`. Headline figures count people, not security
+scanners: events classified as probable scanners (with reasons, see
+:mod:`newsletter.tracking.classify`) are counted apart and left out unless
 ``include_scanners`` is set. Unique clickers, click-through and organisations exist only for
 issues sent with individual tracking; aggregate issues report totals per link and per list.
 """
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
-import json
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from typing import Any, NotRequired, TypedDict, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
 
 from newsletter import db
 from newsletter.db import Database
 from newsletter.errors import NewsletterError
+from newsletter.report.contract import (
+    COUNT_KEYS,
+    FORMAT_VERSION,
+    Classifier,
+    DayRow,
+    LinkRow,
+    ListRow,
+    OrganisationRow,
+    Report,
+    Row,
+)
 from newsletter.status import Status
 
-BY = ("link", "list", "organisation", "day", "tidy")
-FORMATS = ("table", "csv", "json", "html")
-FORMAT_VERSION = 1
 E = db.events
-
-# --- the JSON contract (docs/tracking.md): fields are only ever added ----------------------
-
-# A count; None when it does not exist (unique figures under aggregate tracking) or is hidden
-# because it is below --min-count.
-Count = int | None
-Rate = float | None
-
-
-class Bounces(TypedDict):
-    bounced_hard: int
-    bounced_soft: int
-    complaints: int
-    unsubscribes: int
-
-
-class Kpi(TypedDict):
-    viewers: Count
-    downloads: Count
-    clicks: Count
-
-
-class Clicks(TypedDict):
-    total: Count
-    unique: Count
-    scanners: Count
-    click_through_rate: Rate
-
-
-class Downloads(TypedDict):
-    total: Count
-    unique: Count
-    scanners: Count
-
-
-class Views(TypedDict):
-    total: Count
-    scanners: Count
-
-
-class Opens(TypedDict):
-    total: Count
-    unique: Count
-    scanners: Count
-
-
-class LinkRow(TypedDict):
-    link_id: str
-    kind: str
-    text: str
-    section: str
-    url: str
-    clicks: Count
-    unique: Count
-    scanners: Count
-
-
-class ListRow(TypedDict):
-    list: str
-    sent: int
-    bounced_hard: int
-    bounced_soft: int
-    complaints: int
-    unsubscribes: int
-    delivered: int
-    clicks: Count
-    unique: Count
-    click_through_rate: Rate
-
-
-class OrganisationRow(TypedDict):
-    domain: str
-    organisation: str
-    delivered: int
-    clicks: Count
-    unique: Count
-    click_through_rate: Rate
-
-
-class DayRow(TypedDict):
-    day: str
-    clicks: Count
-    downloads: Count
-    views: Count
-    scanners: Count
-
-
-class TidyRow(TypedDict):
-    list: str
-    address: NotRequired[str]       # left out of JSON unless --include-addresses
-    organisation: str
-    reason: str
-    status: str
-    detail: str
-
-
-class Classifier(TypedDict):
-    version: int            # the scanner rules in force (classify.VERSION)
-    versions: list[int]     # every version that classified this issue's stored events
-
-
-Row = LinkRow | ListRow | OrganisationRow | DayRow | TidyRow
-
-
-class Report(TypedDict):
-    """Every figure of one issue's report: what ``--format json`` prints."""
-
-    format: int
-    issue: str
-    subject: str
-    tracking: str
-    generated_at: str
-    include_scanners: bool
-    min_count: int
-    sent: int
-    delivered: int
-    bounces: Bounces
-    kpi: Kpi
-    clicks: Clicks
-    downloads: Downloads
-    views: Views
-    opens: Opens | None
-    scanner_reasons: dict[str, Count]
-    classifier: Classifier
-    links: list[LinkRow]
-    lists: list[ListRow]
-    organisations: list[OrganisationRow]
-    days: list[DayRow]
-    lists_to_tidy: list[TidyRow]
-
-
-
-def issue_slug(text: str) -> str:
-    """The slug named by ``text``: a slug, or the path of an issue file (its ``slug:`` key, else
-    its file name)."""
-    from newsletter.project import usable_path
-
-    path = usable_path(text)
-    if path.suffix in (".yaml", ".yml"):
-        if not path.is_file():
-            raise NewsletterError(f"{text}: no such issue file",
-                                  hint="give the issue's slug or the path of issues/<slug>.yaml")
-        from newsletter.load import slugify
-        from newsletter.yamlfile import read_yaml
-
-        data, problems = read_yaml(path, text)
-        if data is None:
-            raise NewsletterError(f"{text}: cannot read the issue file ({problems[0].message})",
-                                  hint=f"run: newsletter check {text}")
-        slug = data.get("slug") if isinstance(data, dict) else None
-        return str(slug) if slug else slugify(path.stem)
-    return text
-
-
-def require_database(url: str) -> None:
-    """Refuse a SQLite path that does not exist (opening it would create an empty database)."""
-    prefix = "sqlite:///"
-    if url.startswith(prefix) and not Path(url[len(prefix):]).exists():
-        raise NewsletterError(
-            f"no database at {url[len(prefix):]}: nothing has been sent or tracked from here",
-            hint="point --db or NEWSLETTER_DB at the database `newsletter send` used")
-
-
-# --- aggregation --------------------------------------------------------------------------
-
 
 def build(database: Database, slug: str, *, include_scanners: bool = False,
           min_count: int = 0) -> Report:
@@ -559,9 +396,6 @@ def _rate(unique: int | None, delivered: int) -> float | None:
     return round(unique / delivered, 4)
 
 
-_COUNTS = {"total", "unique", "scanners", "clicks", "downloads", "views", "viewers"}
-
-
 def _hide_small(report: Report, threshold: int) -> Report:
     """Replace counts from 1 to threshold-1 with None: small numbers can identify people."""
     if threshold <= 1:
@@ -571,7 +405,7 @@ def _hide_small(report: Report, threshold: int) -> Report:
         # Every part is a dict of the contract; counts are found by their key names.
         obj = cast(dict[str, Any], part)
         for key, value in list(obj.items()):
-            if key in _COUNTS and isinstance(value, int) and 0 < value < threshold:
+            if key in COUNT_KEYS and isinstance(value, int) and 0 < value < threshold:
                 obj[key] = None
                 if key == "unique" and "click_through_rate" in obj:
                     obj["click_through_rate"] = None
@@ -589,198 +423,3 @@ def _hide_small(report: Report, threshold: int) -> Report:
         k: (None if v is not None and 0 < v < threshold else v)
         for k, v in report["scanner_reasons"].items()}
     return report
-
-
-# --- output --------------------------------------------------------------------------------
-
-_COLUMNS = {
-    "link": [("link_id", "Link"), ("kind", "Kind"), ("clicks", "Clicks"), ("unique", "Unique"),
-             ("scanners", "Scanners"), ("text", "Text"), ("section", "Section"), ("url", "URL")],
-    "list": [("list", "List"), ("sent", "Sent"), ("bounced_hard", "Hard"),
-             ("bounced_soft", "Soft"), ("complaints", "Complaints"),
-             ("unsubscribes", "Unsubscribes"), ("delivered", "Delivered"), ("clicks", "Clicks"),
-             ("unique", "Unique"), ("click_through_rate", "Click-through")],
-    "organisation": [("domain", "Domain"), ("organisation", "Organisation"),
-                     ("delivered", "Delivered"), ("clicks", "Clicks"), ("unique", "Unique"),
-                     ("click_through_rate", "Click-through")],
-    "day": [("day", "Day (UTC)"), ("clicks", "Clicks"), ("downloads", "Downloads"),
-            ("views", "Views"), ("scanners", "Scanners")],
-    "tidy": [("list", "List"), ("address", "Address"), ("organisation", "Organisation"),
-             ("reason", "Reason"), ("status", "Status"), ("detail", "Server said")],
-}
-
-
-def links_by_clicks(report: Report) -> list[LinkRow]:
-    """The links, most clicked first."""
-    return sorted(report["links"], key=lambda r: (-(r["clicks"] or 0), r["link_id"]))
-
-
-def rows_for(report: Report, by: str) -> Sequence[Row]:
-    """The breakdown ``by`` one of :data:`BY`; links sorted by clicks, most first."""
-    if by == "link":
-        return links_by_clicks(report)
-    if by == "list":
-        return report["lists"]
-    if by == "organisation":
-        return report["organisations"]
-    if by == "tidy":
-        return report["lists_to_tidy"]
-    return report["days"]
-
-
-def render(report: Report, fmt: str = "table", by: str = "link",
-           include_addresses: bool = False) -> str:
-    """The report as text in one of :data:`FORMATS`.
-
-    The lists to tidy name addresses in the table, CSV and HTML that the person running the
-    report reads; JSON, made for dashboards and other programs, leaves them out unless
-    ``include_addresses``.
-    """
-    if fmt == "json":
-        if not include_addresses:
-            report = {**report, "lists_to_tidy": [_without_address(row)
-                                                  for row in report["lists_to_tidy"]]}
-        return json.dumps(report, indent=2, ensure_ascii=False) + "\n"
-    if fmt == "csv":
-        return _csv(report, by)
-    if fmt == "html":
-        return _html(report, by)
-    return _table(report, by)
-
-
-def _without_address(row: TidyRow) -> TidyRow:
-    out = row.copy()
-    out.pop("address", None)
-    return out
-
-
-def _cell(value: object, key: str, threshold: int) -> str:
-    if value is None:
-        if key in _COUNTS and threshold > 1:
-            return f"<{threshold}"
-        return "-"
-    if key == "click_through_rate" and isinstance(value, float | int):
-        return f"{value * 100:.1f}%"
-    return str(value)
-
-
-def _csv(report: Report, by: str) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    columns = _COLUMNS[by]
-    writer.writerow([key for key, _ in columns])
-    for row in rows_for(report, by):
-        writer.writerow(["" if row.get(k) is None else row.get(k) for k, _ in columns])
-    return out.getvalue()
-
-
-def headline(report: Report) -> list[str]:
-    """The summary lines shown above every table and on the HTML page."""
-    t = report["min_count"]
-    clicks, downloads, views, kpi = (report["clicks"], report["downloads"], report["views"],
-                                     report["kpi"])
-
-    def c(value: Count, key: str = "total") -> str:
-        return _cell(value, key, t)
-
-    b = report["bounces"]
-    lines = [
-        f"Issue {report['issue']}: {report['subject']} (tracking: {report['tracking']})",
-        f"Sent: {report['sent']} · Bounced: {b['bounced_hard']} hard, {b['bounced_soft']} soft"
-        f" · Delivered: {report['delivered']} · Complaints: {b['complaints']} · "
-        f"Unsubscribes: {b['unsubscribes']}",
-        f"Viewers: {c(kpi['viewers'])} · Downloads: {c(kpi['downloads'])} · "
-        f"Clicks: {c(kpi['clicks'])}",
-    ]
-    if report["tracking"] == "individual":
-        lines.append(f"Clicks: {c(clicks['total'])} total, {c(clicks['unique'])} unique "
-                     f"clickers, click-through "
-                     f"{_cell(clicks['click_through_rate'], 'click_through_rate', t)}")
-        lines.append(f"Downloads: {c(downloads['total'])} total, "
-                     f"{c(downloads['unique'])} unique")
-    else:
-        lines.append(f"Clicks: {c(clicks['total'])} total (aggregate tracking: no unique "
-                     "clickers or organisations)")
-    lines.append(f"Views of the web version: {c(views['total'])}")
-    if report["opens"] is not None:
-        opens = report["opens"]
-        lines.append(f"Opens: {c(opens['total'])}" + (
-            f" ({c(opens['unique'])} unique)" if report["tracking"] == "individual" else ""))
-    scanner_total = (clicks["scanners"] or 0) + (views["scanners"] or 0)
-    reasons = ", ".join(f"{k} {_cell(v, 'total', t)}"
-                        for k, v in report["scanner_reasons"].items())
-    counted = "included above" if report["include_scanners"] else \
-        "not counted above; --include-scanners counts them"
-    lines.append(f"Probable scanners: {c(clicks['scanners'], 'scanners')} clicks, "
-                 f"{c(views['scanners'], 'scanners')} views ({counted})"
-                 + (f"; reasons: {reasons}" if scanner_total or reasons else ""))
-    rules = report["classifier"]
-    older = [str(v) for v in rules["versions"] if v != rules["version"]]
-    lines.append(f"People and scanners told apart by rules version {rules['version']}"
-                 + (f" (events stored before an upgrade: version {', '.join(older)})"
-                    if older else "") + "; how: docs/tracking.md")
-    if t > 1:
-        lines.append(f"Counts from 1 to {t - 1} are hidden (--min-count {t}).")
-    return lines
-
-
-def _table(report: Report, by: str) -> str:
-    columns = _COLUMNS[by]
-    t = report["min_count"]
-    body = [[_cell(row.get(k), k, t) for k, _ in columns] for row in rows_for(report, by)]
-    head = [title for _, title in columns]
-    widths = [max(len(head[i]), *(len(r[i]) for r in body)) if body else len(head[i])
-              for i in range(len(head))]
-    widths = [min(w, 48) for w in widths]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(c[:w].ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
-
-    out = [*headline(report), "", f"By {by}:", line(head),
-           line(["-" * w for w in widths])]
-    out += [line(r) for r in body] or ["(nothing recorded)"]
-    if by == "list" and report["lists_to_tidy"]:
-        out += ["", "Lists to tidy (bounced or complained; fix or remove them in the list's "
-                "file, see also `newsletter audiences check`):"]
-        out += [f"  {row['list']}  {row['address']}  {row['organisation']}  {row['reason']}"
-                + (f" {row['status']}" if row["status"] else "") for row in
-                report["lists_to_tidy"]]
-    if by == "organisation" and report["tracking"] != "individual":
-        out.append("Organisations need individual tracking; this issue was sent with "
-                   f"{report['tracking']} tracking.")
-    return "\n".join(out) + "\n"
-
-
-def _html(report: Report, by: str) -> str:
-    import jinja2
-
-    folder = Path(__file__).parent / "report_templates"
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(folder), autoescape=True,
-                             undefined=jinja2.StrictUndefined)
-    chart_js = (folder / "chart.umd.min.js").read_text(encoding="utf-8")
-    t = report["min_count"]
-    days = report["days"]
-    links = links_by_clicks(report)
-    charts = {
-        "days": [d["day"] for d in days],
-        "day_clicks": [d["clicks"] for d in days],
-        "day_views": [d["views"] for d in days],
-        "day_scanners": [d["scanners"] for d in days],
-        "links": [f"{r['text'] or r['url']} ({r['kind']})"[:60] for r in links],
-        "link_clicks": [r["clicks"] for r in links],
-        "link_scanners": [r["scanners"] for r in links],
-    }
-    # </script> inside data would end the script element: escape the slash.
-    data = json.dumps(charts, ensure_ascii=False).replace("</", "<\\/")
-    tables = []
-    for name in ("link", *(b for b in BY if b != "link")):
-        columns = _COLUMNS[name]
-        tables.append({
-            "name": name, "title": "Lists to tidy" if name == "tidy" else f"By {name}",
-            "head": [title for _, title in columns],
-            "rows": [[_cell(row.get(k), k, t) for k, _ in columns]
-                     for row in rows_for(report, name)],
-        })
-    return env.get_template("report.html.j2").render(
-        report=report, headline=headline(report), tables=tables,
-        chart_js=chart_js, chart_data=data)

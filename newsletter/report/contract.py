@@ -1,0 +1,139 @@
+"""The report's JSON contract (docs/tracking.md): what :func:`figures.build` returns and the
+renderers read. Fields are only ever added; a breaking change bumps ``FORMAT_VERSION``.
+"""
+
+from __future__ import annotations
+
+from typing import NotRequired, TypedDict
+
+FORMAT_VERSION = 1
+# The keys whose values are counts of people's actions: hidden below --min-count.
+COUNT_KEYS = frozenset({"total", "unique", "scanners", "clicks", "downloads", "views",
+                        "viewers"})
+
+# A count; None when it does not exist (unique figures under aggregate tracking) or is hidden
+# because it is below --min-count.
+Count = int | None
+Rate = float | None
+
+
+class Bounces(TypedDict):
+    bounced_hard: int
+    bounced_soft: int
+    complaints: int
+    unsubscribes: int
+
+
+class Kpi(TypedDict):
+    viewers: Count
+    downloads: Count
+    clicks: Count
+
+
+class Clicks(TypedDict):
+    total: Count
+    unique: Count
+    scanners: Count
+    click_through_rate: Rate
+
+
+class Downloads(TypedDict):
+    total: Count
+    unique: Count
+    scanners: Count
+
+
+class Views(TypedDict):
+    total: Count
+    scanners: Count
+
+
+class Opens(TypedDict):
+    total: Count
+    unique: Count
+    scanners: Count
+
+
+class LinkRow(TypedDict):
+    link_id: str
+    kind: str
+    text: str
+    section: str
+    url: str
+    clicks: Count
+    unique: Count
+    scanners: Count
+
+
+class ListRow(TypedDict):
+    list: str
+    sent: int
+    bounced_hard: int
+    bounced_soft: int
+    complaints: int
+    unsubscribes: int
+    delivered: int
+    clicks: Count
+    unique: Count
+    click_through_rate: Rate
+
+
+class OrganisationRow(TypedDict):
+    domain: str
+    organisation: str
+    delivered: int
+    clicks: Count
+    unique: Count
+    click_through_rate: Rate
+
+
+class DayRow(TypedDict):
+    day: str
+    clicks: Count
+    downloads: Count
+    views: Count
+    scanners: Count
+
+
+class TidyRow(TypedDict):
+    list: str
+    address: NotRequired[str]       # left out of JSON unless --include-addresses
+    organisation: str
+    reason: str
+    status: str
+    detail: str
+
+
+class Classifier(TypedDict):
+    version: int            # the scanner rules in force (classify.VERSION)
+    versions: list[int]     # every version that classified this issue's stored events
+
+
+Row = LinkRow | ListRow | OrganisationRow | DayRow | TidyRow
+
+
+class Report(TypedDict):
+    """Every figure of one issue's report: what ``--format json`` prints."""
+
+    format: int
+    issue: str
+    subject: str
+    tracking: str
+    generated_at: str
+    include_scanners: bool
+    min_count: int
+    sent: int
+    delivered: int
+    bounces: Bounces
+    kpi: Kpi
+    clicks: Clicks
+    downloads: Downloads
+    views: Views
+    opens: Opens | None
+    scanner_reasons: dict[str, Count]
+    classifier: Classifier
+    links: list[LinkRow]
+    lists: list[ListRow]
+    organisations: list[OrganisationRow]
+    days: list[DayRow]
+    lists_to_tidy: list[TidyRow]
