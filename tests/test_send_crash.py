@@ -110,7 +110,7 @@ def test_two_sends_at_once_never_double(big_project: Path) -> None:
 def test_ctrl_c_stops_cleanly_and_resume_sends_no_repeat(big_project: Path) -> None:
     env = env_with()
     command = [NEWSLETTER, "send", "2026-spring", "--to", "big", "--yes", "--concurrency", "2"]
-    process = subprocess.Popen([*command, "--rate", "200"], cwd=big_project, env=env,
+    process = subprocess.Popen([*command, "--rate", "20"], cwd=big_project, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     new = big_project / "maildir" / "new"
     wait_for(lambda: new.is_dir() and len(list(new.iterdir())) >= 30, "some messages")

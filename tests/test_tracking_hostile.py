@@ -107,8 +107,9 @@ def test_sigkill_of_the_main_process_takes_its_workers_with_it(tracking_db, tmp_
             for _ in range(10):
                 assert http.get(f"http://127.0.0.1:{port}/c/{token}").status_code == 302
         os.kill(process.pid, signal.SIGKILL)  # the main process only
-        process.communicate(timeout=30)
-        deadline = time.monotonic() + 60
+        # Bounds for a loaded machine, not timings: each worker stores its hits and stops.
+        process.communicate(timeout=120)
+        deadline = time.monotonic() + 120
         while any(alive(pid) for pid in workers):
             assert time.monotonic() < deadline, "a worker outlived its main process"
             time.sleep(0.05)
