@@ -18,11 +18,16 @@ import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from newsletter.errors import NewsletterError
 from newsletter.project import Project
 from newsletter.settings import DEFAULT_TRACKING_URL, SETTINGS_FILE
+
+if TYPE_CHECKING:
+    from dns.resolver import Resolver
+
+    from newsletter.settings import Settings
 
 Status = Literal["ok", "problem", "warning", "skipped"]
 HTTP_TIMEOUT = 5.0
@@ -53,7 +58,7 @@ class Context:
     facts: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def settings(self):  # type: ignore[no-untyped-def]
+    def settings(self) -> Settings:
         return self.project.settings
 
 
@@ -348,7 +353,7 @@ class _NoDns(Exception):
     """DNS could not be asked at all (no network, no server answering)."""
 
 
-def _resolver(context: Context):  # type: ignore[no-untyped-def]
+def _resolver(context: Context) -> Resolver:
     import dns.resolver
 
     try:
@@ -363,7 +368,7 @@ def _resolver(context: Context):  # type: ignore[no-untyped-def]
     return resolver
 
 
-def _txt(resolver, name: str) -> list[str] | None:  # type: ignore[no-untyped-def]
+def _txt(resolver: Resolver, name: str) -> list[str] | None:
     """The TXT strings at ``name``: [] when there are none, None when the name does not exist."""
     import dns.exception
     import dns.resolver
@@ -379,7 +384,7 @@ def _txt(resolver, name: str) -> list[str] | None:  # type: ignore[no-untyped-de
     return [b"".join(record.strings).decode("utf-8", "replace") for record in answer]
 
 
-def _spf(resolver, domain: str) -> Finding:  # type: ignore[no-untyped-def]
+def _spf(resolver: Resolver, domain: str) -> Finding:
     records = _txt(resolver, domain)
     if records is None:
         return _line("problem", f"the sender's domain {domain} does not exist in DNS",
@@ -397,7 +402,7 @@ def _spf(resolver, domain: str) -> Finding:  # type: ignore[no-untyped-def]
     return _line("ok", f"SPF for {domain}: {spf[0]}")
 
 
-def _dmarc(resolver, domain: str) -> Finding:  # type: ignore[no-untyped-def]
+def _dmarc(resolver: Resolver, domain: str) -> Finding:
     # A subdomain without a record of its own is covered by its organisational domain's;
     # the parent is a fair stand-in for that (the Public Suffix List is not consulted).
     labels = domain.split(".")

@@ -25,12 +25,16 @@ import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from newsletter import model
 from newsletter.errors import Problem, Severity
 from newsletter.fields import Fields, url_problem
 from newsletter.yamlfile import Mark
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
 
 # Extension -> format; and each format's signature (PNG: RFC 2083 3.1; JPEG: the SOI marker
 # and the next marker's 0xFF; GIF: the GIF87a/GIF89a header).
@@ -263,7 +267,8 @@ def _prepare(path: str, _mtime_ns: int, size: int, src: str) -> EmailImage:
                       height=height, original_width=original_width)
 
 
-def _reencode(picture, image_format: str, info: dict) -> bytes:  # type: ignore[no-untyped-def]
+def _reencode(picture: PILImage, image_format: str | None,
+              info: dict[str | tuple[int, int], Any]) -> bytes:
     """``picture`` at most WIDTH_CAP wide, saved without EXIF (camera, place, time)."""
     from PIL import Image
 

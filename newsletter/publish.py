@@ -13,6 +13,7 @@ uploaded there; :func:`missing_images` asks that host for each one before a send
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
@@ -20,6 +21,9 @@ from newsletter import db
 from newsletter.db import Database
 from newsletter.errors import NewsletterError
 from newsletter.images import EmailImage, image_url
+
+if TYPE_CHECKING:
+    from newsletter.build import BuiltIssue
 
 HEAD_TIMEOUT = 10.0
 
@@ -33,7 +37,7 @@ class PublishedImage:
     new: bool       # stored by this run (not already in the database)
 
 
-def publish_images(database: Database, built) -> list[PublishedImage]:  # type: ignore[no-untyped-def]
+def publish_images(database: Database, built: BuiltIssue) -> list[PublishedImage]:
     """Store ``built``'s local images and record that its issue shows them."""
     slug = built.issue.slug
     images: list[EmailImage] = built.email_images
@@ -55,14 +59,14 @@ def publish_images(database: Database, built) -> list[PublishedImage]:  # type: 
                            i.name not in have) for i in images]
 
 
-def publish_issue(database: Database, built) -> list[PublishedImage]:  # type: ignore[no-untyped-def]
+def publish_issue(database: Database, built: BuiltIssue) -> list[PublishedImage]:
     """Everything public about ``built`` before it is sent: its images and archive entry."""
     images = publish_images(database, built)
     publish_archive_entry(database, built)
     return images
 
 
-def publish_archive_entry(database: Database, built) -> None:  # type: ignore[no-untyped-def]
+def publish_archive_entry(database: Database, built: BuiltIssue) -> None:
     """Write (or bring up to date) what the archive and feed say about ``built``'s issue.
 
     ``updated_at`` moves only when something the feed shows changes, so a resumed send does
@@ -93,7 +97,7 @@ def published_names(database: Database, slug: str) -> set[str]:
             .where(db.issue_images.c.issue == slug)).scalars())
 
 
-def missing_images(built, timeout: float = HEAD_TIMEOUT) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
+def missing_images(built: BuiltIssue, timeout: float = HEAD_TIMEOUT) -> list[tuple[str, str]]:
     """(url, what went wrong) for each image URL that does not answer HEAD with 200."""
     import requests
 
@@ -110,7 +114,7 @@ def missing_images(built, timeout: float = HEAD_TIMEOUT) -> list[tuple[str, str]
     return problems
 
 
-def require_images_online(built) -> None:  # type: ignore[no-untyped-def]
+def require_images_online(built: BuiltIssue) -> None:
     """Before a send with ``assets_url``: every image must already be where the email says."""
     if not built.assets_url or not built.email_images:
         return

@@ -476,10 +476,8 @@ def live_stub(stub_project: Project):  # type: ignore[no-untyped-def]
 
 
 def wait_for_version(preview, version: int, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while preview.snapshot.version < version:
-        assert time.monotonic() < deadline, f"no rebuild to version {version}"
-        time.sleep(0.01)
+    assert preview.wait_until(lambda: preview.snapshot.version >= version, timeout), (
+        f"no rebuild to version {version}")
 
 
 def watching(preview) -> None:  # type: ignore[no-untyped-def]
@@ -492,10 +490,8 @@ def seen_by_watcher(preview) -> None:  # type: ignore[no-untyped-def]
     before has reached it and been rebuilt for or filtered out."""
     watching(preview)
     start = preview.watch_passes
-    deadline = time.monotonic() + 10
-    while preview.watch_passes < start + 2:
-        assert time.monotonic() < deadline, "the watcher stopped going round"
-        time.sleep(0.01)
+    assert preview.wait_until(lambda: preview.watch_passes >= start + 2, 10), (
+        "the watcher stopped going round")
 
 
 def test_event_stream_announces_each_rebuild(live_stub: PreviewServer, stub_project: Project):

@@ -317,6 +317,15 @@ def test_command_csv_by_list_and_slug_from_a_path(events, runner, tmp_path, monk
     assert "Organisations need individual tracking" in aggregate.output
 
 
+def test_a_slug_that_is_also_a_folder_is_the_slug(events, runner, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """`newsletter report spring` beside a folder called spring/ reports issue spring."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "spring").mkdir()
+    result = run(runner, "spring", "--db", events.url)
+    assert result.exit_code == 0, result.output
+    assert "no such issue file" not in result.output
+
+
 def test_command_html_is_self_contained(events, runner, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.chdir(tmp_path)
     target = tmp_path / "report.html"

@@ -94,6 +94,9 @@ class Preview:
         # quiet interval) counts, so a caller can wait for it to have seen a change.
         self.watching = threading.Event()
         self.watch_passes = 0
+        # Notified at each rebuild and each pass of the watcher: callers (tests, benchmarks)
+        # wait for what they expect with wait_until() instead of sleeping.
+        self._changed = threading.Condition()
         self.snapshot = Snapshot(version=0, built=None, last_good=None,
                                  watched=self.always_watched())
 
@@ -123,9 +126,24 @@ class Preview:
             snapshot = self._snapshot(previous, built, problems, error,
                                       (time.perf_counter() - started) * 1000)
             self.snapshot = snapshot
+        with self._changed:
+            self._changed.notify_all()
         self._report(snapshot)
         self._publish(json.dumps({"version": snapshot.version, "ok": snapshot.ok}))
         return snapshot
+
+    def watched_once(self) -> None:
+        """The watcher went round its loop once (a rebuild, or a quiet interval)."""
+        with self._changed:
+            self.watch_passes += 1
+            self.watching.set()
+            self._changed.notify_all()
+
+    def wait_until(self, done: Callable[[], bool], timeout: float) -> bool:
+        """Wait until ``done()`` holds after a rebuild or a pass of the watcher (at most
+        ``timeout`` seconds); whether it holds."""
+        with self._changed:
+            return self._changed.wait_for(done, timeout)
 
     def _try_build(self) -> tuple[BuiltIssue | None, tuple[Problem, ...], str]:
         """(the build, or None with its located problems or its error)."""

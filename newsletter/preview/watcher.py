@@ -54,8 +54,7 @@ async def watch(preview: Preview, stop: asyncio.Event) -> None:
                     step=WATCH_STEP_MS, stop_event=stop,
                     rust_timeout=QUIET_MS, yield_on_timeout=True,
                 ):
-                    preview.watching.set()
-                    preview.watch_passes += 1
+                    preview.watched_once()
                     if not changes:
                         continue
                     await asyncio.to_thread(preview.rebuild)

@@ -27,6 +27,8 @@ def issue_slug(project: Project, issue: str) -> str:
         path = project.issue_path(issue)
     except NewsletterError:
         return issue
+    if path.is_dir() and path.name == issue:
+        return issue                # a bare slug that is also a folder's name here
     if not path.is_file():
         raise NewsletterError(f"{issue}: no such issue file",
                               hint="give the issue's slug or the path of issues/<slug>.yaml")

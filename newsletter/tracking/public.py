@@ -31,6 +31,8 @@ from newsletter.db import Database
 from newsletter.tracking import archive
 
 if TYPE_CHECKING:
+    from starlette.types import Receive, Scope, Send
+
     from newsletter.tracking.tokens import Signer
 
 _IMAGE_NAME = re.compile(rb"^[0-9a-f]{32}\.(png|jpg|gif)$")
@@ -60,7 +62,7 @@ CHALLENGE_PREFIX = "doctor-challenge:"
 # value, which only a holder of the key who read the row can make. Without the key nobody can
 # make the tracker read the database at all.
 
-def challenge_key(signer) -> bytes:  # type: ignore[no-untyped-def]
+def challenge_key(signer: Signer) -> bytes:
     """The challenge's key, derived from the current signing key (through the one derived
     key a Signer exposes, so tokens.py needs nothing new)."""
     return hmac.new(signer.ip_hash_key(), b"newsletter doctor challenge v1",
@@ -115,7 +117,7 @@ class PublicRoutes:
         self._unknown: dict[bytes, float] = {}
         self._listing: tuple[float, bytes, bytes] | None = None
 
-    async def __call__(self, scope, receive, send, raw: bytes) -> bool:  # type: ignore[no-untyped-def]
+    async def __call__(self, scope: Scope, receive: Receive, send: Send, raw: bytes) -> bool:
         """Answer the request when it is ours; False (nothing sent) when it is not."""
         method = scope["method"]
         if raw == b"/" or raw == b"/feed.xml":
@@ -141,19 +143,19 @@ class PublicRoutes:
             return True
         return False
 
-    async def page(self, send, status: int, body: bytes, head: bool) -> None:  # type: ignore[no-untyped-def]
+    async def page(self, send: Send, status: int, body: bytes, head: bool) -> None:
         """Send a public HTML page (web version, archive) with the public pages' headers."""
         await send({"type": "http.response.start", "status": status, "headers": [
             *self._page_headers, (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": b"" if head else body})
 
     # -- the archive and its feed ---------------------------------------------------------
-    async def archive(self, send, head: bool) -> None:  # type: ignore[no-untyped-def]
+    async def archive(self, send: Send, head: bool) -> None:
         """The archive page (``/`` and ``/v/``)."""
         page, _feed = await self._archive()
         await self.page(send, 200, page, head)
 
-    async def _feed(self, send, head: bool) -> None:  # type: ignore[no-untyped-def]
+    async def _feed(self, send: Send, head: bool) -> None:
         _page, feed = await self._archive()
         headers = [(b"content-type", b"application/atom+xml; charset=utf-8"),
                    (b"cache-control", b"no-cache"), (b"x-content-type-options", b"nosniff"),
@@ -178,7 +180,7 @@ class PublicRoutes:
                 archive.atom_feed(entries, public_url=self.site.public_url))
 
     # -- doctor's challenge ----------------------------------------------------------------
-    async def _challenge(self, send, token: bytes) -> None:  # type: ignore[no-untyped-def]
+    async def _challenge(self, send: Send, token: bytes) -> None:
         found = _CHALLENGE.match(token)
         if found is None or not self._challenge_key:
             await _plain(send, 404, b"Not found\n", [])
@@ -200,7 +202,7 @@ class PublicRoutes:
                                 .where(db.meta.c.key == CHALLENGE_PREFIX + nonce)).scalar()
 
     # -- /a/ ------------------------------------------------------------------------------
-    async def _image(self, scope, send, name: bytes, head: bool) -> None:  # type: ignore[no-untyped-def]
+    async def _image(self, scope: Scope, send: Send, name: bytes, head: bool) -> None:
         image = await self._find_image(name) if _IMAGE_NAME.match(name) else None
         if image is None:
             await _plain(send, 404, b"Not found\n", [], head)
@@ -254,7 +256,8 @@ class PublicRoutes:
         return _Image(headers=headers, data=data, etag=etag)
 
 
-async def _plain(send, status: int, body: bytes, headers: list, head: bool = False) -> None:  # type: ignore[no-untyped-def]
+async def _plain(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]],
+                 head: bool = False) -> None:
     await send({"type": "http.response.start", "status": status, "headers": [
         (b"content-type", b"text/plain; charset=utf-8"), (b"cache-control", b"no-store"),
         (b"x-content-type-options", b"nosniff"), (b"content-length", str(len(body)).encode()),
