@@ -85,6 +85,9 @@ def test_verp_address_and_back() -> None:
 @pytest.mark.parametrize(("address", "message"), [
     ("bounces@news.example.org", ""),
     ("not-an-address", "is not an email address"),
+    ("bounces..team@news.example.org", "is not an email address"),
+    ("bounces team@news.example.org", "is not an email address"),
+    ("bounces@news", "is not an email address"),
     ("bounces+x@news.example.org", "already has a '+'"),
     ("a" * 30 + "@news.example.org", "too long to add a 39-character tag (at most 24"),
 ])

@@ -120,9 +120,13 @@ def tag_in(address: str, bounce_address: str) -> str | None:
 
 def check_bounce_address(bounce_address: str) -> str:
     """An error message if ``bounce_address`` cannot carry a tag, else ``""``."""
-    local, at, domain = bounce_address.rpartition("@")
-    if not at or not local or not domain or "." not in domain:
+    from email_validator import EmailNotValidError, validate_email
+
+    try:   # syntax only (no DNS), as the sender's and members' addresses are checked
+        validate_email(bounce_address, check_deliverability=False, allow_smtputf8=False)
+    except EmailNotValidError:
         return f"{bounce_address!r} is not an email address"
+    local = bounce_address.rpartition("@")[0]
     if "+" in local:
         return f"{bounce_address!r} already has a '+' in it; the tag goes after a '+'"
     if len(local) + 1 + TAG_LENGTH > MAX_LOCAL_PART:
