@@ -12,6 +12,12 @@ and may leave gaps; the order of this list, not the numbers, is what counts.
 ``tests/test_migrations.py`` loads a database made by the first release of the schema
 (``tests/fixtures/first-release.*.sql``) and checks that migrating it gives exactly the
 schema a new database gets, on both engines.
+
+Alembic was weighed and not taken: its autogenerate derives migrations from the models, the
+drift that made the old ``m001`` change with ``db.py``; hand-written Alembic revisions would
+hold the same DDL as here plus an ``env.py``, a revision graph and a second command for the
+team to run, for a schema that changes a few times a year. This list runs inside every
+command that opens the database, so no one can forget to upgrade.
 """
 
 from __future__ import annotations

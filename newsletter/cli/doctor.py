@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from newsletter.cli.options import adapter_option, db_option
 from newsletter.errors import NewsletterError
 from newsletter.project import Project
 
@@ -22,15 +23,15 @@ def _nameserver(value: str | None) -> tuple[str, int] | None:
 
 @click.command()
 @click.argument("issue", required=False, type=click.Path(path_type=Path))
-@click.option("--adapter", help="The adapter the real send will use [env: NEWSLETTER_ADAPTER].")
-@click.option("--db", "db_url", help="Database path or URL [env: NEWSLETTER_DB].")
+@adapter_option
+@db_option
 @click.option("--allow-local-tracking", is_flag=True,
               help="Accept a tracking URL on this machine (tests): a warning, not a problem.")
 @click.option("--nameserver", metavar="HOST[:PORT]",
               help="Ask this DNS server for SPF and DMARC (default: the system's).")
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
               help="Seconds to wait for each answer (tracker, mail server, DNS).")
-def doctor(issue: Path | None, adapter: str | None, db_url: str | None,
+def doctor(issue: Path | None, adapter: str | None, db: str | None,
            allow_local_tracking: bool, nameserver: str | None, timeout: float) -> None:
     """Check that everything is ready for a real send of ISSUE (default: the issue file
     changed last): settings, the tracker (reachable over https, reading this database), the
@@ -48,7 +49,7 @@ def doctor(issue: Path | None, adapter: str | None, db_url: str | None,
     path = project.issue_path(issue) if issue is not None else checks.newest_issue(project)
     context = checks.Context(
         project=project, issue=path, adapter=adapter_name(adapter, project.settings.env),
-        db_url=project.db_url(db_url), allow_local_tracking=allow_local_tracking,
+        db_url=project.db_url(db), allow_local_tracking=allow_local_tracking,
         nameserver=_nameserver(nameserver), http_timeout=timeout, dns_timeout=timeout)
     results = checks.run(context)
     width = max(len(name) for name, _ in results)

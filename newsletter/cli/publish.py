@@ -7,14 +7,14 @@ from pathlib import Path
 import click
 
 from newsletter.cli.build import _checked_build
+from newsletter.cli.options import db_option
 from newsletter.project import Project
 
 
 @click.command()
 @click.argument("issue", type=click.Path(path_type=Path))
-@click.option("--db", "db_url", metavar="PATH|URL", default=None,
-              help="Database: a SQLite path or postgresql:// URL [env: NEWSLETTER_DB].")
-def publish(issue: Path, db_url: str | None) -> None:
+@db_option
+def publish(issue: Path, db: str | None) -> None:
     """Publish ISSUE's images: sized for email and stored in the database for the tracker.
 
     `send` does this itself before sending; run it alone to see the images online first, or,
@@ -30,7 +30,7 @@ def publish(issue: Path, db_url: str | None) -> None:
 
     project, _path, built = _checked_build(issue, "not published; fix the errors above")
     target = write_build(built, project.build_dir)
-    database = open_db(project.db_url(db_url))
+    database = open_db(project.db_url(db))
     try:
         published = publish_images(database, built)
     finally:

@@ -14,7 +14,7 @@ import click
 from newsletter import send as sending
 from newsletter.audiences import Audiences, load_audiences
 from newsletter.cli import load_project
-from newsletter.cli.options import db_option
+from newsletter.cli.options import adapter_option, db_option
 from newsletter.errors import InvalidAudiences, NewsletterError, Problem
 from newsletter.project import Project
 from newsletter.sendloop import LoopOptions, Tally
@@ -174,10 +174,9 @@ class _Progress:
 @click.option("--test", "test_address", metavar="ADDRESS",
               help="Send one copy marked as a test to ADDRESS only; record no delivery.")
 @click.option("--resend-failed", is_flag=True, help="Also retry recipients whose send failed.")
-@click.option("--adapter", help="maildir (default), smtp, mailgun, postmark, sendgrid or a "
-              "plug-in [env: NEWSLETTER_ADAPTER].")
-@click.option("--maildir", type=click.Path(path_type=Path),
-              help="Folder for the maildir adapter [env: NEWSLETTER_MAILDIR; default: maildir].")
+@adapter_option
+@click.option("--maildir", type=click.Path(path_type=Path), envvar="NEWSLETTER_MAILDIR",
+              show_envvar=True, help="Folder for the maildir adapter (default: maildir).")
 @click.option("--concurrency", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Parallel connections.")
 @click.option("--rate", type=click.FloatRange(min=0, min_open=True),
