@@ -318,14 +318,18 @@ def create_db_engine(url: str, patience: float = DEFAULT_PATIENCE) -> Engine:
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
     # hide_parameters: a failed statement's message must never carry its values (addresses,
     # IP hashes, user agents, pseudonyms) to a terminal or a log.
+    # A lock is waited for a few seconds a try ("database is locked", "lock timeout"), so that
+    # a caller waiting patiently (:func:`patiently`) can say what it waits for, and try again
+    # until its patience runs out.
+    busy = max(0.5, min(5.0, patience / 2))
     if url.startswith("sqlite"):
-        # A lock is waited for as long as the command's patience allows, at most 30 s a try.
-        busy = max(1.0, min(30.0, patience))
         engine = sa.create_engine(url, connect_args={"timeout": busy}, hide_parameters=True)
         sa.event.listen(engine, "connect",
                         lambda conn, record: _sqlite_pragmas(conn, record, int(busy * 1000)))
     else:
-        engine = sa.create_engine(url, pool_pre_ping=True, hide_parameters=True)
+        engine = sa.create_engine(
+            url, pool_pre_ping=True, hide_parameters=True,
+            connect_args={"options": f"-c lock_timeout={int(busy * 1000)}"})
 
     @sa.event.listens_for(engine, "do_connect")
     def _connect(dialect: Dialect, _record: object, cargs: tuple[Any, ...],
@@ -352,6 +356,8 @@ def transient(exc: BaseException) -> bool:
     too long, a full disk, a read-only file (someone may fix them while we wait)."""
     if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
         return True
+    if "unable to open database file" in str(exc):
+        return False    # SQLite: a path whose folder is missing, a mistake waiting cannot mend
     return isinstance(exc, (sa.exc.OperationalError, sa.exc.InternalError,
                             sa.exc.DisconnectionError))
 
@@ -397,7 +403,7 @@ def storage_error(exc: BaseException, *, resumes: str = "") -> StorageError:
         hint = "free some disk space where the database lives"
     elif "readonly" in low or "read-only" in low:
         hint = "make the database file and its folder writable again"
-    elif "locked" in low:
+    elif "locked" in low or "lock timeout" in low:
         hint = "another program held the database too long (a backup, another command?)"
     elif "connect" in low or "refused" in low or "closed" in low or "terminat" in low:
         hint = "check that the database server is running and reachable (--db or NEWSLETTER_DB)"

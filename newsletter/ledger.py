@@ -55,7 +55,7 @@ class Result:
 
     recipient_id: int
     status: Status
-    error: str = ""
+    error: str | None = ""       # None: the row keeps its last error (it was not tried)
     provider_id: str = ""
     next_attempt_at: float = 0.0
     counts_as_attempt: bool = True
@@ -224,7 +224,11 @@ _CLAIM_CANDIDATES = (
            _d.c.claimed_by == "", _d.c.next_attempt_at <= sa.bindparam("now"),
            ~sa.exists().where(recipients.c.id == _d.c.recipient_id,
                               suppressions.c.address == recipients.c.address))
-    .limit(sa.bindparam("limit")))
+    .limit(sa.bindparam("limit"))
+    # PostgreSQL: two senders' UPDATEs of overlapping candidates could lock rows in opposite
+    # orders and deadlock; each now locks its candidates here and skips the other's
+    # (SQLite ignores this: a write transaction there is already exclusive).
+    .with_for_update(of=_d, skip_locked=True))
 # "status NOT IN (the others)" says the same as "status IN (statuses)" over the closed set of
 # statuses, but keeps SQLite on the primary key instead of scanning every pending row through
 # the status index (which made each claim cost O(rows)).
@@ -241,7 +245,10 @@ _RECORD = (
     .where(_d.c.issue == sa.bindparam("slug"), _d.c.recipient_id == sa.bindparam("rid"),
            _d.c.claimed_by == sa.bindparam("token"))
     .values(status=sa.bindparam("new_status"), attempts=_d.c.attempts + sa.bindparam("inc"),
-            last_error=sa.bindparam("error"), provider_message_id=sa.bindparam("pid"),
+            # An untried row (error None) keeps the error of its last real attempt.
+            last_error=sa.case((sa.bindparam("keep", type_=sa.Boolean), _d.c.last_error),
+                               else_=sa.bindparam("error")),
+            provider_message_id=sa.bindparam("pid"),
             next_attempt_at=sa.bindparam("due"), sent_at=sa.bindparam("sent"),
             repeat_possible=sa.or_(_d.c.repeat_possible,
                                    sa.bindparam("unanswered", type_=sa.Boolean)),
@@ -283,7 +290,8 @@ def record(database: Database, slug: str, token: str, results: Iterable[Result])
     """Write what happened to claimed rows, and let go of them."""
     t = db.now()
     params = [{"slug": slug, "token": token, "now": t, "rid": r.recipient_id,
-               "new_status": r.status, "error": r.error[:2000], "pid": r.provider_id[:255],
+               "new_status": r.status, "error": (r.error or "")[:2000],
+               "keep": r.error is None, "pid": r.provider_id[:255],
                "due": r.next_attempt_at, "inc": 1 if r.counts_as_attempt else 0,
                "sent": t if r.status == Status.SENT else None,
                "unanswered": r.status == Status.UNKNOWN} for r in results]
@@ -293,16 +301,47 @@ def record(database: Database, slug: str, token: str, results: Iterable[Result])
         conn.execute(_RECORD, params)
 
 
-def release(database: Database, slug: str, token: str) -> int:
-    """Give back rows claimed with ``token`` but never tried, restoring their status."""
+def release(database: Database, slug: str, token: str,
+            recipient_ids: Iterable[int] | None = None) -> int:
+    """Give back rows claimed with ``token`` but never tried (all of them, or just
+    ``recipient_ids``), restoring their status."""
     d = deliveries
+    only = [] if recipient_ids is None else [d.c.recipient_id.in_(list(recipient_ids))]
     with database.engine.begin() as conn:
         result = conn.execute(d.update()
                               .where(d.c.issue == slug, d.c.claimed_by == token,
-                                     d.c.status == Status.SENDING)
+                                     d.c.status == Status.SENDING, *only)
                               .values(status=d.c.previous_status, claimed_by="", claimed_at=0,
                                       updated_at=db.now()))
     return result.rowcount
+
+
+def claimed_by(database: Database, slug: str, token: str) -> set[int]:
+    """The rows of ``slug`` still claimed with ``token``."""
+    d = deliveries
+    with database.engine.connect() as conn:
+        return set(conn.execute(sa.select(d.c.recipient_id)
+                                .where(d.c.issue == slug, d.c.claimed_by == token,
+                                       d.c.status == Status.SENDING)).scalars())
+
+
+def mark_in_flight(database: Database, slug: str, token: str, recipient_ids: Iterable[int]) -> None:
+    """Rows whose message was handed over when the sender died, before an answer came: they
+    become ``unknown``, to be sent again with the same Message-ID (the only possible repeats)."""
+    ids = list(recipient_ids)
+    if not ids:
+        return
+    d = deliveries
+    with database.engine.begin() as conn:
+        conn.execute(d.update()
+                     .where(d.c.issue == slug, d.c.claimed_by == token,
+                            d.c.status == Status.SENDING, d.c.recipient_id.in_(ids))
+                     .values(status=Status.UNKNOWN, attempts=d.c.attempts + 1,
+                             repeat_possible=True,
+                             last_error="the sender stopped after handing this message over, "
+                             "before the answer was recorded; it may have been delivered",
+                             claimed_by="", claimed_at=0, next_attempt_at=0,
+                             updated_at=db.now()))
 
 
 def _claimant_is_dead(token: str) -> bool:

@@ -9,22 +9,26 @@ and lets the adapter loop work through the rows. Running it again resumes.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from newsletter import fixed, ledger, publish
+import sqlalchemy as sa
+
+from newsletter import fixed, ledger, publish, send_journal
 from newsletter.adapters.base import Adapter, AdapterSettings, load_adapter
 from newsletter.audiences import SendPlan, load_audiences, normalise_address, plan_send
-from newsletter.db import Database, open_db
+from newsletter.db import Database, open_db, patiently, storage_error
 from newsletter.errors import ConfigurationError, NewsletterError
 from newsletter.ledger import Claimed, LedgerCounts, Result
 from newsletter.message import MessageFactory, OutgoingMessage, Recipient
 from newsletter.project import Project
 from newsletter.reachable import delivers_beyond_this_machine, public_url_problems
+from newsletter.send_journal import AnswerJournal
 from newsletter.sendloop import LoopOptions, SendLoop, Tally
 from newsletter.status import RETRYABLE, Status
 from newsletter.tracking.tokens import Signer, signer_for
@@ -33,6 +37,7 @@ if TYPE_CHECKING:
     from newsletter.build import BuiltIssue
 
 DEFAULT_ADAPTER = "maildir"
+_T = TypeVar("_T")
 
 
 def _build(path: Path, project: Project) -> BuiltIssue:
@@ -229,9 +234,13 @@ class LedgerQueue:
     """The ledger as the send loop's work queue."""
 
     def __init__(self, prepared: Prepared, factory: MessageFactory,
-                 list_order: tuple[str, ...]) -> None:
+                 list_order: tuple[str, ...], journal: AnswerJournal | None = None) -> None:
         self.database = prepared.database
         self.slug = prepared.slug
+        self.journal = journal
+        self.patience = prepared.project.settings.db_wait
+        self.unrecorded = False         # an answer could not be written to the ledger
+        self._journal_trouble = ""
         self.statuses = prepared.statuses
         self.factory = factory
         self.aggregate = factory.tracking == "aggregate"
@@ -249,7 +258,9 @@ class LedgerQueue:
             return f"{self._base}:{self._count}"
 
     def claim(self, token: str, limit: int) -> list[Claimed]:
-        rows = ledger.claim(self.database, self.slug, token, limit, self.statuses)
+        self._journal(lambda j: j.claimed(token, self.slug))
+        rows = self._patiently(lambda: ledger.claim(self.database, self.slug, token, limit,
+                                                    self.statuses), "claim rows")
         with self._lock:
             # Kept while a row is in flight, so a refusal can be recorded against its address.
             if len(self._addresses) > 100_000:
@@ -263,17 +274,74 @@ class LedgerQueue:
                 self._first_list[rid] = min(keys, key=lambda k: (self.order.get(k, late), k))
         return rows
 
+    def trying(self, token: str, rows: Sequence[Claimed]) -> None:
+        self._journal(lambda j: j.trying(token, [r.recipient_id for r in rows]))
+
+    def answered(self, token: str, results: list[Result]) -> None:
+        if not self._journal(lambda j: j.answered(token, results)):
+            # No journal to keep them: they go to the ledger now, one transaction per batch.
+            self._record(token, results)
+
     def record(self, token: str, results: list[Result]) -> None:
-        ledger.record(self.database, self.slug, token, results)
-        refused = [(self._addresses.get(r.recipient_id, ""), r.error) for r in results
+        self._record(token, results)
+        refused = [(self._addresses.get(r.recipient_id, ""), r.error or "") for r in results
                    if r.status == Status.FAILED and r.recipient_problem]
         if refused:
             from newsletter.bounces.record import record_refusals
 
             record_refusals(self.database, self.slug, refused, self.soft_bounce_limit)
 
-    def release(self, token: str) -> None:
-        ledger.release(self.database, self.slug, token)
+    def release(self, token: str, rows: Sequence[Claimed]) -> None:
+        """Give back rows never tried, as they were. Called when the run stops with an error:
+        failing to give them back is not a second error (the journal says they were not tried,
+        and the next `send` gives them back)."""
+        if not rows:
+            return
+        untried = [Result(r.recipient_id, r.previous_status or Status.PENDING, None,
+                          counts_as_attempt=False) for r in rows]
+        self._journal(lambda j: j.answered(token, untried))
+        try:
+            self._patiently(lambda: ledger.release(self.database, self.slug, token,
+                                                   [r.recipient_id for r in rows]),
+                            "give back rows not tried")
+        except NewsletterError:
+            self.unrecorded = True
+
+    def _record(self, token: str, results: list[Result]) -> None:
+        try:
+            self._patiently(lambda: ledger.record(self.database, self.slug, token, results),
+                            "record answers")
+        except NewsletterError:
+            self.unrecorded = True
+            raise
+
+    def _patiently(self, action: Callable[[], _T], doing: str) -> _T:
+        """``action`` against the database, waited out for up to NEWSLETTER_DB_WAIT seconds
+        while the database is down, locked or full; then a message saying send resumes."""
+        try:
+            return patiently(action, patience=self.patience, doing=doing)
+        except sa.exc.SQLAlchemyError as exc:
+            kept = (f"; the answers not yet recorded are kept in {self.journal.folder} and "
+                    "recorded by the next `newsletter send`" if self.journal else "")
+            error = storage_error(exc, resumes="newsletter send")
+            error.hint += kept
+            raise error from exc
+
+    def _journal(self, write: Callable[[AnswerJournal], None]) -> bool:
+        """Write to the journal; False (said once on stderr) when it cannot be written."""
+        if self.journal is None:
+            return False
+        try:
+            write(self.journal)
+        except OSError as exc:
+            text = exc.strerror or str(exc)
+            if text != self._journal_trouble:
+                self._journal_trouble = text
+                print(f"send: cannot write the journal in {self.journal.folder} ({text}); "
+                      "answers go straight to the ledger instead, more slowly",
+                      file=sys.stderr, flush=True)
+            return False
+        return True
 
     def next_due(self) -> float | None:
         return ledger.next_due(self.database, self.slug, self.statuses)
@@ -307,6 +375,7 @@ def run(prepared: Prepared, options: LoopOptions, *,
         on_start: Callable[[int], None] | None = None,
         on_progress: Callable[[Tally, int], None] | None = None,
         on_waiting: Callable[[int], None] | None = None,
+        on_replayed: Callable[[send_journal.Replayed], None] | None = None,
         lease: float = ledger.DEFAULT_LEASE) -> RunResult:
     """Write the plan into the ledger, then send every due row; resumable."""
     started = time.time()
@@ -322,6 +391,12 @@ def run(prepared: Prepared, options: LoopOptions, *,
                           signer.pseudonym)
         # From here the ledger is the truth; let the plan's memory go before sending.
         prepared.plan = None
+    # A `send` that died left its answers in its journal: into the ledger first, so only the
+    # messages it was handing over when it died are sent again (and just those, this run).
+    folder = journal_folder(prepared.project)
+    replayed = send_journal.replay(db, folder)
+    if replayed and on_replayed:
+        on_replayed(replayed)
     ledger.recover_stale(db, slug, lease)
     ledger.make_due(db, slug, prepared.statuses)
     counts = ledger.status_counts(db, slug)
@@ -331,7 +406,9 @@ def run(prepared: Prepared, options: LoopOptions, *,
     factory = MessageFactory(prepared.built, prepared.project, signer)
     _small_sqlite_cache(db)
     _fewer_malloc_arenas(prepared.project.settings.malloc_arena_max_set)
-    queue = LedgerQueue(prepared, factory, list_order)
+    journal = AnswerJournal(folder, db)
+    journal.open()
+    queue = LedgerQueue(prepared, factory, list_order, journal)
     loop = SendLoop(queue, lambda: prepared.adapter_cls(prepared.settings), options,
                     total=todo, on_progress=on_progress)
     stopped: NewsletterError | None = None
@@ -340,6 +417,10 @@ def run(prepared: Prepared, options: LoopOptions, *,
     except NewsletterError as exc:
         stopped = exc
         tally = loop.tally
+    finally:
+        journal.close(everything_recorded=not queue.unrecorded)
+    if queue.unrecorded and stopped is not None:
+        raise stopped       # the database failed: the message says what, and that send resumes
     counts = ledger.status_counts(db, slug)
     if stopped is None and counts[Status.SENDING]:
         # Another `send` on this issue still holds rows: wait for its answers (or for it to
@@ -353,6 +434,11 @@ def run(prepared: Prepared, options: LoopOptions, *,
     return RunResult(counts, tally, stopped, ledger.failures(db, slug),
                      ledger.possible_repeats(db, slug),
                      bounced=_bounced_during(db, slug, started))
+
+
+def journal_folder(project: Project) -> Path:
+    """Where `send` keeps its journal of answers: ``send-journal/`` in the project."""
+    return project.root / "send-journal"
 
 
 def _bounced_during(database: Database, slug: str, since: float) -> list[tuple[str, str, str]]:
@@ -423,10 +509,16 @@ class SingleCopyQueue:
         self._given = True
         return [self.row]
 
+    def trying(self, token: str, rows: Sequence[Claimed]) -> None:
+        """A test copy is in no ledger: nothing to keep."""
+
+    def answered(self, token: str, results: list[Result]) -> None:
+        """Kept by :meth:`record`."""
+
     def record(self, token: str, results: list[Result]) -> None:
         self.results += results
 
-    def release(self, token: str) -> None:
+    def release(self, token: str, rows: Sequence[Claimed]) -> None:
         """Nothing to give back: the test copy is in no ledger."""
 
     def next_due(self) -> float | None:

@@ -107,11 +107,19 @@ class Control:
 
 
 class WorkQueue(Protocol):
-    """Where the loop gets work and writes results: the ledger (``send.LedgerQueue``)."""
+    """Where the loop gets work and writes results: the ledger (``send.LedgerQueue``).
+
+    ``trying`` and ``answered`` come around each hand-over, one batch at a time: once
+    ``answered`` returns, those answers survive a crash (the send journal), before that
+    connection sends anything else. ``record`` then writes a chunk of them to the ledger;
+    ``release`` gives back rows that were never tried, exactly as they were.
+    """
 
     def claim(self, token: str, limit: int) -> list[Claimed]: ...
+    def trying(self, token: str, rows: Sequence[Claimed]) -> None: ...
+    def answered(self, token: str, results: list[Result]) -> None: ...
     def record(self, token: str, results: list[Result]) -> None: ...
-    def release(self, token: str) -> None: ...
+    def release(self, token: str, rows: Sequence[Claimed]) -> None: ...
     def next_due(self) -> float | None: ...
     def render(self, row: Claimed) -> OutgoingMessage: ...
     def new_token(self) -> str: ...
@@ -251,12 +259,15 @@ class SendLoop:
         become due together, so they are claimed (and sent) together again."""
         now = time.time() if now is None else now
         rid = row.recipient_id
-        if answer is None or answer.rate_limited:
-            # Not tried (or refused for pace): back as it was, no attempt counted.
-            due = now + (answer.retry_after or 0) if answer is not None else 0.0
-            return Result(rid, row.previous_status or Status.PENDING,
-                          answer.error if answer is not None else "",
-                          next_attempt_at=due, counts_as_attempt=False)
+        if answer is None:
+            # Not tried: back exactly as it was, its last error kept, no attempt counted.
+            return Result(rid, row.previous_status or Status.PENDING, None,
+                          counts_as_attempt=False)
+        if answer.rate_limited:
+            # Refused for pace: back as it was, due after the wait, no attempt counted.
+            return Result(rid, row.previous_status or Status.PENDING, answer.error,
+                          next_attempt_at=now + (answer.retry_after or 0),
+                          counts_as_attempt=False)
         if answer.status == Status.SENT:
             return Result(rid, Status.SENT, provider_id=answer.provider_id)
         if answer.status == Status.FAILED:
@@ -361,27 +372,53 @@ class SendLoop:
                 if self._wait_for_due():
                     continue
                 return
+            settled: set[int] = set()
             try:
-                self._send_claim(adapter, token, rows)
+                self._send_claim(adapter, token, rows, settled)
             except BaseException:
-                # Every answered row is recorded; give back the rest exactly as they were.
-                self.queue.release(token)
+                # Answered rows are in the journal, and recorded unless the database failed;
+                # give back the rest exactly as they were (never an answered row as untried).
+                self.queue.release(token, [r for r in rows if r.recipient_id not in settled])
                 raise
 
-    def _send_claim(self, adapter: Adapter, token: str, rows: list[Claimed]) -> None:
-        # A one-at-a-time adapter gets chunks of `record_every`; a batch API gets its
-        # batches. Each chunk is recorded as soon as it is answered: messages accepted but
-        # not yet recorded (one chunk per worker) are the only ones a crash can repeat. Rows
-        # claimed but not yet tried come back as unknown, sent once.
+    def _send_claim(self, adapter: Adapter, token: str, rows: list[Claimed],
+                    settled: set[int]) -> None:
+        # Each batch's answers go to the journal before the connection sends anything else
+        # (WorkQueue.answered), so a crash can repeat only the batch in flight: one message
+        # per connection for a one-at-a-time adapter. The ledger is written a chunk at a
+        # time (`record_every` answers, or a batch API's batch), cheaper than per answer.
         size = (min(adapter.max_batch, len(rows)) if adapter.max_batch > 1
                 else self.options.record_every)
         for start in range(0, len(rows), size):
             chunk = rows[start:start + size]
             messages = [self.queue.render(row) for row in chunk]
             answers: list[Answer] = []
+            results: list[Result] = []
             for batch in self.batches(adapter, messages):
-                answers += deliver_batch(adapter, batch, self.control)
-            now = time.time()
-            self.queue.record(token, [self.result(row, answer, now)
-                                      for row, answer in zip(chunk, answers, strict=True)])
+                batch_rows = chunk[len(answers):len(answers) + len(batch)]
+                if not self.control.stopped:
+                    self.queue.trying(token, batch_rows)
+                # From here these rows may have reached the server: whatever happens next,
+                # they are never given back as untried (at worst they become unknown).
+                settled.update(row.recipient_id for row in batch_rows)
+                try:
+                    got = deliver_batch(adapter, batch, self.control)
+                except Exception as exc:
+                    # The adapter broke while these were in its hands: they may have gone.
+                    self._unknown(token, batch_rows, f"the adapter failed: {exc!r}")
+                    raise
+                now = time.time()
+                done = [self.result(row, answer, now)
+                        for row, answer in zip(batch_rows, got, strict=True)]
+                self.queue.answered(token, done)
+                answers += got
+                results += done
+            self.queue.record(token, results)
             self._count(chunk, answers)
+
+    def _unknown(self, token: str, rows: Sequence[Claimed], why: str) -> None:
+        """Rows whose fate is not known: unknown, to be retried with the same Message-ID."""
+        results = [Result(row.recipient_id, Status.UNKNOWN, why, next_attempt_at=NEXT_RUN)
+                   for row in rows]
+        self.queue.answered(token, results)
+        self.queue.record(token, results)

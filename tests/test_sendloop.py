@@ -48,6 +48,11 @@ class MemoryQueue:
         self.recorded: list[Result] = []
         self.claims: list[int] = []
         self.tokens = 0
+        self.handed_over: list[int] = []
+        self.journaled: list[Result] = []
+        self.released: list[int] = []
+        self.events: list[tuple[str, list[int]]] = []
+        self.failing_records = 0
 
     def new_token(self) -> str:
         self.tokens += 1
@@ -66,15 +71,28 @@ class MemoryQueue:
                 for i in ready]
 
     def record(self, token: str, results: list[Result]) -> None:
+        self.events.append(("record", [r.recipient_id for r in results]))
+        if self.failing_records:
+            self.failing_records -= 1
+            raise NewsletterError("the database failed: database is locked")
         for r in results:
             assert self.held.pop(r.recipient_id) == token
             self.status[r.recipient_id] = r.status
             self.due[r.recipient_id] = r.next_attempt_at
         self.recorded += results
 
-    def release(self, token: str) -> None:
-        for i in [i for i, t in self.held.items() if t == token]:
-            del self.held[i]
+    def trying(self, token: str, rows: list[Claimed]) -> None:
+        self.events.append(("trying", [r.recipient_id for r in rows]))
+        self.handed_over += [r.recipient_id for r in rows]
+
+    def answered(self, token: str, results: list[Result]) -> None:
+        self.events.append(("answered", [r.recipient_id for r in results]))
+        self.journaled += results
+
+    def release(self, token: str, rows: list[Claimed]) -> None:
+        for row in rows:
+            assert self.held.pop(row.recipient_id) == token
+        self.released += [r.recipient_id for r in rows]
 
     def next_due(self) -> float | None:
         waiting = [self.due[i] for i in self.rows
@@ -199,7 +217,8 @@ def test_a_configuration_error_stops_the_run_with_the_rest_untried() -> None:
         run(queue, adapter, pause_after=0)
     assert [queue.status[i] for i in range(4)] == [Status.FAILED] + [Status.PENDING] * 3
     untried = queue.recorded[1:]
-    assert {(r.counts_as_attempt, r.error) for r in untried} == {(False, "")}
+    # not tried: no attempt counted, and the row keeps the error of its last real attempt
+    assert {(r.counts_as_attempt, r.error) for r in untried} == {(False, None)}
     assert adapter.sent == [] and not queue.held
 
 
@@ -228,8 +247,31 @@ def test_an_exception_gives_back_the_claim_and_reaches_the_caller() -> None:
     adapter = Broken()
     with pytest.raises(RuntimeError, match="bug"):
         run(queue, adapter)
-    assert not queue.held and set(queue.status.values()) == {Status.PENDING}
+    # The message the adapter broke on may have gone: unknown, never given back as untried.
+    assert not queue.held and queue.status == {0: Status.UNKNOWN, 1: Status.PENDING}
+    assert "the adapter failed: RuntimeError('bug')" in queue.recorded[0].error
+    assert queue.released == [1]
     assert adapter.closed == 1
+
+
+def test_each_answer_is_kept_before_the_connection_sends_the_next_message() -> None:
+    queue = MemoryQueue(["a@x", "b@x", "c@x"])
+    run(queue, Recording(), record_every=20)
+    assert queue.events == [("trying", [0]), ("answered", [0]), ("trying", [1]),
+                            ("answered", [1]), ("trying", [2]), ("answered", [2]),
+                            ("record", [0, 1, 2])]
+
+
+def test_answers_the_ledger_could_not_take_are_never_given_back_as_untried() -> None:
+    queue = MemoryQueue(["a@x", "b@x", "c@x", "d@x"])
+    queue.failing_records = 1
+    with pytest.raises(NewsletterError, match="database is locked"):
+        run(queue, Recording(), record_every=2, claim_size=4)
+    # a and b were answered (kept in the journal): still held for the next `send` to record;
+    # c and d were never tried: given back as they were.
+    assert [r.recipient_id for r in queue.journaled] == [0, 1]
+    assert queue.released == [2, 3]
+    assert queue.held == {0: "t1", 1: "t1"}
 
 
 def test_an_adapters_waits_end_when_the_run_stops() -> None:

@@ -16,8 +16,8 @@ import pytest
 import sqlalchemy as sa
 
 from newsletter import db
+from newsletter.journal import Journal
 from newsletter.tracking.events import JOURNAL_FIELDS, EventWriter, Hit, import_spill
-from newsletter.tracking.journal import Journal
 
 T = 1_780_000_000.0
 
@@ -57,7 +57,7 @@ def die_after(database, folder: Path, script: str) -> None:  # type: ignore[no-u
         from pathlib import Path
         from newsletter import db
         from newsletter.tracking.events import JOURNAL_FIELDS, EventWriter, Hit
-        from newsletter.tracking.journal import Journal
+        from newsletter.journal import Journal
         database = db.open_db({database.url!r})
         journal = Journal(Path({str(folder)!r}), db.database_id(database), JOURNAL_FIELDS)
         journal.open()

@@ -248,7 +248,7 @@ def send(issue: str, lists: tuple[str, ...], yes: bool, dry_run: bool,
         try:
             result = sending.run(prepared, options, on_start=progress.start,
                                  on_progress=progress.update, lease=lease,
-                                 on_waiting=_waiting)
+                                 on_waiting=_waiting, on_replayed=_replayed)
         finally:
             progress.finish()
         _final_summary(result, time.monotonic() - started)
@@ -262,6 +262,19 @@ def send(issue: str, lists: tuple[str, ...], yes: bool, dry_run: bool,
                    else ""))
     finally:
         prepared.close()
+
+
+def _replayed(done) -> None:  # type: ignore[no-untyped-def]
+    """What the journal of a `send` that stopped without recording everything gave back."""
+    parts = [f"recorded {done.recorded} answer(s) it had not"] if done.recorded else []
+    if done.in_flight:
+        parts.append(f"{done.in_flight} message(s) it was handing over when it stopped will be "
+                     "sent again, with the same Message-ID (the receiving end may see them "
+                     "twice)")
+    if done.given_back:
+        parts.append(f"{done.given_back} row(s) it had not tried are back in the queue")
+    click.echo("An earlier send stopped before writing everything to the ledger; from its "
+               "journal: " + "; ".join(parts) + ".")
 
 
 def _waiting(count: int) -> None:

@@ -38,8 +38,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from newsletter import db
 from newsletter.db import Database
 from newsletter.errors import NewsletterError
+from newsletter.journal import Journal, Segment, count_lines, read_lines
 from newsletter.tracking import classify
-from newsletter.tracking.journal import Journal, Segment, count_lines, read_lines
 
 
 @dataclass(slots=True)
@@ -162,7 +162,7 @@ def _update_sql(conn: sa.Connection) -> str:
 class EventWriter:
     """Take hits from the request path; insert them in batches from one background thread.
 
-    With a :class:`~newsletter.tracking.journal.Journal`, :meth:`add` writes each hit to this
+    With a :class:`~newsletter.journal.Journal`, :meth:`add` writes each hit to this
     process's journal segment before it returns, so the caller may answer the request knowing
     the hit survives a crash; the batches then also record how far each segment is stored.
     Without one (library use, tests) hits wait in memory only, as before.

@@ -42,9 +42,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from newsletter import db, suppressions
 from newsletter.db import Database, open_db
+from newsletter.journal import Journal
 from newsletter.tracking import classify, unsubscribe
 from newsletter.tracking.events import JOURNAL_FIELDS, EventWriter, Hit
-from newsletter.tracking.journal import Journal
 from newsletter.tracking.public import PublicRoutes, Site
 from newsletter.tracking.tokens import InvalidToken, Signer, TokenData, TokenKind, signer_for
 

@@ -1,24 +1,26 @@
-"""The tracker's journal: every hit is in a file before the tracker answers it.
+"""Journals: what a process must not forget is in a file before it acts on it.
 
-Each tracker process (each granian worker, each instance) appends to segment files of its own,
-``<folder>/hits-<host>-<pid>-<random>.jsonl``, one ``write()`` per hit, before the redirect or
-page goes out. The event writer (``events.py``) then stores the hits in the database in batches
-and records, in the same transaction, how far into the segment it has stored
-(``journal_segments``). A segment that is fully stored and no longer written to is deleted.
+Two users: the tracker writes each hit before it answers the request
+(``tracking/events.py``), and ``send`` writes each server answer before that connection
+sends its next message (``send_journal.py``). Both then store what they wrote in the
+database in batches, and a process that died leaves its journal for the next one to store.
 
-What a ``write()`` survives: SIGKILL, an out-of-memory kill or any crash of the tracker (the
+Each process appends to segment files of its own, ``<folder>/<prefix><host>-<pid>-<random>.jsonl``,
+one ``write()`` per entry. The first line of a segment is a JSON header naming the database it
+belongs to and the fields of its entries; each further line is one entry, a JSON array.
+
+What a ``write()`` survives: SIGKILL, an out-of-memory kill or any crash of the process (the
 bytes are in the kernel's page cache the moment ``write()`` returns). What it does not survive
-alone: the machine losing power before the kernel writes the page out. The writer thread calls
-``fdatasync`` on the segment once per flush interval (50 ms by default), which bounds that window
-the same way the database's own setting does (SQLite in WAL mode with ``synchronous=NORMAL``
-does not sync every commit either). ``fdatasync`` per hit was measured at 6-7 ms on this
-machine's disk, which would cap one worker near 150 clicks/s: see docs/tracking.md.
+alone: the machine losing power before the kernel writes the page out. Users call :meth:`sync`
+(``fdatasync``) now and then, which bounds that window the same way the database's own setting
+does (SQLite in WAL mode with ``synchronous=NORMAL`` does not sync every commit either).
+``fdatasync`` per entry was measured at 6-7 ms on this machine's disk, which would cap a tracker
+worker near 150 clicks/s: see docs/tracking.md.
 
 A process holds an exclusive ``flock`` on each of its segments while it runs; a segment nobody
-holds belongs to a process that died. At start-up the writer stores such orphans (from the
-position the database says was reached), then deletes them. Several instances may share one
-folder: a segment names the database it belongs to, and one for another database is left alone
-(with a warning).
+holds belongs to a process that died (:meth:`Journal.orphans`). Several processes and instances
+may share one folder: a segment names the database it belongs to, and one for another database
+is left alone (with a warning).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 VERSION = 1
-PREFIX = "hits-"
+PREFIX = "hits-"        # the tracker's segments (the default)
 SUFFIX = ".jsonl"
 
 
@@ -53,10 +55,10 @@ class Segment:
     path: Path
     fd: int
     size: int            # bytes written so far, header included
-    start: int           # where the first hit begins (after the header line)
-    hits: int = 0        # hits written to it
+    start: int           # where the first entry begins (after the header line)
+    hits: int = 0        # entries written to it
     closed: bool = False  # no more writes: a newer segment took over
-    stored_to: int = 0   # the database holds every hit before this offset
+    stored_to: int = 0   # the database holds every entry before this offset
     # Hits from this offset on were written to the file but not queued in memory (the queue
     # was full): the writer reads them back from the file.
     file_only_from: int | None = None
@@ -73,11 +75,12 @@ def _header(database_id: str, fields: tuple[str, ...]) -> bytes:
 
 
 class Journal:
-    """This process's segments in ``folder``: append hits, rotate, find orphans."""
+    """This process's segments in ``folder``: append entries, rotate, find orphans."""
 
     def __init__(self, folder: Path, database_id: str, fields: tuple[str, ...], *,
-                 max_segment_bytes: int = 32 * 1024 * 1024) -> None:
+                 max_segment_bytes: int = 32 * 1024 * 1024, prefix: str = PREFIX) -> None:
         self.folder = Path(folder)
+        self.prefix = prefix
         self.database_id = database_id
         self.fields = fields
         self.max_segment_bytes = max_segment_bytes
@@ -89,8 +92,8 @@ class Journal:
     def open(self) -> Segment:
         """Start a new segment (the first, or after :meth:`rotate`); create the folder."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        name = (f"{PREFIX}{socket.gethostname()[:30]}-{os.getpid()}-{secrets.token_hex(4)}"
-                f"{SUFFIX}")
+        name = (f"{self.prefix}{socket.gethostname()[:30]}-{os.getpid()}-"
+                f"{secrets.token_hex(4)}{SUFFIX}")
         path = self.folder / name
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC,
                      0o600)
@@ -104,10 +107,10 @@ class Journal:
         return segment
 
     def append(self, line: bytes) -> tuple[Segment, int]:
-        """Write one hit's line (ending in a newline); return its segment and end offset.
+        """Write one entry's line (ending in a newline); return its segment and end offset.
 
         Call with :attr:`lock` held, so that a rotation cannot fall between the write and the
-        caller queueing the hit.
+        caller queueing the entry.
         """
         segment = self.current
         assert segment is not None, "the journal is open while the tracker serves"
@@ -126,7 +129,7 @@ class Journal:
         return segment, segment.size
 
     def rotate(self) -> Segment:
-        """Start a new segment for new hits; return the old one, now closed to writes."""
+        """Start a new segment for new entries; return the old one, now closed to writes."""
         with self.lock:
             old = self.current
             assert old is not None, "journal not open"
@@ -150,7 +153,7 @@ class Journal:
                 os.fdatasync(segment.fd)
 
     def remove(self, segment: Segment) -> None:
-        """Delete a segment whose hits are all stored (closed, or at shutdown)."""
+        """Delete a segment whose entries are all stored (closed, or at shutdown)."""
         with contextlib.suppress(FileNotFoundError):
             segment.path.unlink()
         _let_go(segment)
@@ -170,7 +173,7 @@ class Journal:
         total = 0
         with contextlib.suppress(FileNotFoundError):
             for entry in os.scandir(self.folder):
-                if entry.name.startswith(PREFIX):
+                if entry.name.startswith(self.prefix):
                     with contextlib.suppress(FileNotFoundError):
                         total += entry.stat().st_size
         return total
@@ -179,14 +182,14 @@ class Journal:
     def orphans(self) -> Iterator[Orphan]:
         """Segments in the folder whose process has gone, each locked for the caller.
 
-        The caller stores the hits, then calls :meth:`Orphan.remove` (or :meth:`Orphan.release`
+        The caller stores the entries, then calls :meth:`Orphan.remove` (or :meth:`Orphan.release`
         to leave it for later). Another process may be storing the same folder's orphans at
         the same time: the lock makes each one go to one process only.
         """
         if not self.folder.is_dir():
             return
         mine = self.current.name if self.current else ""
-        for path in sorted(self.folder.glob(f"{PREFIX}*{SUFFIX}")):
+        for path in sorted(self.folder.glob(f"{self.prefix}*{SUFFIX}")):
             if path.name == mine:
                 continue
             try:
@@ -227,7 +230,7 @@ class Orphan:
         with open(path, "rb") as handle:
             first = handle.readline()
         if not first.endswith(b"\n"):
-            # killed between creating the file and finishing its header: it holds no hit
+            # killed between creating the file and finishing its header: it holds nothing
             return cls(path=path, fd=fd, header={"journal": VERSION, "database": None,
                                                  "fields": []}, start=len(first))
         try:
@@ -251,14 +254,14 @@ class Orphan:
     def lines(self, offset: int) -> Iterator[tuple[bytes, int]]:
         """Each whole line from ``offset`` (at least the header's end), with its end offset.
 
-        A last line without its newline was being written when the process died: its hit was
+        A last line without its newline was being written when the process died: it was
         never answered, so it is left out.
         """
         position = max(offset, self.start)
         yield from read_lines(self.path, position)
 
     def remove(self) -> None:
-        """Delete the segment (its hits are stored) and let go of it."""
+        """Delete the segment (its entries are stored) and let go of it."""
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
         self.release()
