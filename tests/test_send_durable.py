@@ -24,7 +24,7 @@ import sqlalchemy as sa
 
 from newsletter import db
 
-from conftest import one_list  # isort: skip
+from helpers import one_list  # isort: skip
 
 NEWSLETTER = str(Path(sys.executable).parent / "newsletter")
 COUNT = 400
