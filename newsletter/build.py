@@ -18,6 +18,7 @@ from newsletter.fixed import duplicate_slugs
 from newsletter.images import EmailImage, image_url, prepare_images
 from newsletter.links import Link, links_json
 from newsletter.load import load_issue
+from newsletter.outlets import Outlet
 from newsletter.project import Project
 from newsletter.render.email import render_issue
 from newsletter.render.web import add_head_tags, page_meta
@@ -40,6 +41,9 @@ class BuiltIssue:
     tracking_url: str
     root: Path | None = None
     email_images: list[EmailImage] = field(default_factory=list)
+    # The project's outlets (newsletter.yaml): the build writes their share kit, and send
+    # registers them with the tracker.
+    outlets: tuple[Outlet, ...] = ()
     assets_url: str = ""
 
     @property
@@ -117,7 +121,8 @@ def build_issue(path: Path, project: Project, *, tracked: bool = True) -> BuiltI
     built = BuiltIssue(issue=issue, mjml=rendered.mjml, html=rendered.html, text=rendered.text,
                        web_html=web_html, links=rendered.links, warnings=warnings,
                        dependencies=[], tracking_url=project.tracking_url, root=project.root,
-                       email_images=email_images, assets_url=assets_url)
+                       email_images=email_images, assets_url=assets_url,
+                       outlets=project.settings.outlets)
     built.dependencies = [p.resolve() for p in (path, project.theme_path, *rendered.templates,
                                                 *(project.root / src for src in built.images))]
     return built
@@ -147,6 +152,14 @@ def write_build(built: BuiltIssue, out_dir: Path) -> Path:
             (staging / "assets").mkdir()
             for image in built.email_images:
                 (staging / "assets" / image.name).write_bytes(image.data)
+        if built.outlets and built.root is not None:
+            # Rebuilt with the issue, so a kit is never older than the issue it shares.
+            from newsletter.share import fill_kit
+
+            (staging / "share").mkdir()
+            fill_kit(staging / "share", built.issue, built.outlets,
+                     tracking_url=built.tracking_url, root=built.root,
+                     images=built.email_images, assets_url=built.assets_url)
         os.chmod(staging, 0o755)
         old = None
         if target.exists():

@@ -278,6 +278,17 @@ archive = sa.Table(
     sa.Column("updated_at", sa.Float, nullable=False),
 )
 
+# The outlets the newsletter is reshared through (newsletter.outlets), as `share` and `send`
+# registered them from newsletter.yaml: the tracker counts a link naming one of these as its.
+outlets = sa.Table(
+    "outlets", metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
 
 @dataclass
 class Database:

@@ -86,7 +86,7 @@ def register_issue(database: Database, built: BuiltIssue) -> None:
     Once it is sent, its subject, web version and links stay as they were sent: only
     ``newsletter amend`` (:func:`fixed.amend`) changes them, and it leaves a record.
     """
-    from newsletter import fixed
+    from newsletter import fixed, outlets
 
     issue = built.issue
     t = db.now()
@@ -103,6 +103,8 @@ def register_issue(database: Database, built: BuiltIssue) -> None:
                          .values(**values))
             add_links(conn, issue.slug, built.links)
         fixed.record_content(conn, built)
+        # The tracker counts the views of an outlet's link only once it knows the outlet.
+        outlets.register(conn, getattr(built, "outlets", ()))
 
 
 def add_links(conn: Connection, slug: str, links: Sequence) -> None:

@@ -355,6 +355,17 @@ def m052_event_classifiers(conn: Connection) -> None:
         "SELECT DISTINCT issue, classifier FROM events")
 
 
+def m070_outlets(conn: Connection) -> None:
+    """The outlets the newsletter is reshared through, as registered by `share` and `send`."""
+    run(conn, """CREATE TABLE outlets (
+            id VARCHAR(40) NOT NULL,
+            name TEXT NOT NULL,
+            kind VARCHAR(32) NOT NULL,
+            created_at FLOAT NOT NULL,
+            updated_at FLOAT NOT NULL,
+            PRIMARY KEY (id))""")
+
+
 # One a line, in the order they apply (several streams append here at once).
 MIGRATIONS: list[Callable[[Connection], None]] = [
     m001_initial,
@@ -369,6 +380,7 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     m021_archive,
     m051_delivered_at,
     m052_event_classifiers,
+    m070_outlets,
 ]
 
 

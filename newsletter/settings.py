@@ -12,6 +12,7 @@ from :attr:`Settings.env`, the environment handed in here, so tests can inject o
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 from collections.abc import Mapping
@@ -19,7 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from newsletter import outlets
 from newsletter.errors import ConfigurationError, InvalidSettings
+from newsletter.outlets import Outlet
 
 SETTINGS_FILE = "newsletter.yaml"
 DEFAULT_TRACKING_URL = "http://127.0.0.1:8025"
@@ -76,9 +79,12 @@ DEFAULT_SOFT_BOUNCE_LIMIT = 3
 
 # newsletter.yaml keys; each is described in docs/issue-format.md ("Settings").
 FILE_KEYS = ("tracking_url", "theme", "list_id", "list_id_domain", "unsubscribe_mailto",
-             "assets_url", "bounce_address", "soft_bounce_limit", "search_engines")
+             "assets_url", "bounce_address", "soft_bounce_limit", "search_engines", "outlets",
+             "strategy_start")
 _FLAG_KEYS = ("search_engines",)
 _URL_KEYS = ("tracking_url", "assets_url")
+# Read by their own checks below, not as one line of text.
+_STRUCTURED_KEYS = ("list_id", "outlets", "strategy_start")
 
 
 @dataclass(frozen=True)
@@ -108,6 +114,11 @@ class Settings:
     bounce_imap_url: str = ""
     bounce_imap_password: str = field(default="", repr=False)
     bounce_imap_ca_file: str = ""
+    # Where the newsletter is reshared (newsletter.outlets), in the order written.
+    outlets: tuple[Outlet, ...] = ()
+    # The first day of the strategy: `report --all` totals its years from it (else by
+    # calendar year).
+    strategy_start: dt.date | None = None
 
     @property
     def webhook_env(self) -> dict[str, str]:
@@ -149,6 +160,8 @@ class Settings:
             bounce_imap_url=env.get("NEWSLETTER_BOUNCE_IMAP_URL", "").strip(),
             bounce_imap_password=env.get("NEWSLETTER_BOUNCE_IMAP_PASSWORD", ""),
             bounce_imap_ca_file=_path(root, env.get("NEWSLETTER_BOUNCE_IMAP_CA_FILE", "")),
+            outlets=tuple(values.get("outlets") or ()),
+            strategy_start=values.get("strategy_start"),
         )
 
     @property
@@ -192,7 +205,7 @@ def read_file(path: Path) -> dict[str, Any]:
                 c.url(settings, key, "the settings", schemes=("http", "https"))
             elif key in _FLAG_KEYS and key in settings:
                 settings[key] = c.flag(settings, key, False)
-            elif key in settings and key != "list_id":
+            elif key in settings and key not in _STRUCTURED_KEYS:
                 c.text(settings, key, "the settings")
         if "list_id" in settings:
             value = c.header_text(settings, "list_id", "the settings")
@@ -204,6 +217,10 @@ def read_file(path: Path) -> dict[str, Any]:
                         '<prevent-newsletter.example.org>" (the id: a word, a dot and your '
                         'domain; letters, digits, "-" and "_")')
         _check_bounce_settings(c, settings)
+        if "outlets" in settings:
+            settings["outlets"] = outlets.check(c, settings)
+        if "strategy_start" in settings:
+            settings["strategy_start"] = c.date(settings, "strategy_start", "the settings")
     if c.has_errors:
         raise InvalidSettings(c.problems)
     return dict(settings or {})

@@ -11,6 +11,7 @@ packages=(
   spamassassin               # the message must not look like spam
   dovecot-imapd              # the bounce mailbox over IMAP (tests start their own on 127.0.0.1)
   nginx                      # the documented proxy in front of the tracker (tests run their own)
+  zbar-tools                 # zbarimg: an independent decoder reads back the share kit's QR codes
 )
 missing=()
 for p in "${packages[@]}"; do

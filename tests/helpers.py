@@ -715,6 +715,15 @@ class AsgiClient:
         return self.request("POST", path, **kwargs)
 
 
+class TrackerClient(AsgiClient):
+    """:class:`AsgiClient` as a browser at address ``client`` with user agent ``agent``."""
+
+    def __init__(self, app, *, client: str = "203.0.113.7",  # type: ignore[no-untyped-def]
+                 agent: str = "Mozilla/5.0 (Windows NT 10.0) Firefox/140.0") -> None:
+        super().__init__(app, (client, 50123))
+        self.headers = {"user-agent": agent}
+
+
 class DnsStub:
     """A tiny DNS server on 127.0.0.1 (UDP) answering TXT questions from ``records``
     (name -> strings); other names get NXDOMAIN. Stands in for the internet's DNS, which tests
@@ -1011,3 +1020,12 @@ class OwnPostgres:
 
     def stop(self) -> None:
         self._script("stop")
+
+
+def zbarimg(path: Path) -> str:
+    """What Debian's zbarimg (zbar-tools), a decoder independent of the QR library we make
+    codes with, reads in the image at ``path``."""
+    found = subprocess.run(["zbarimg", "--raw", "-q", str(path)], capture_output=True,
+                           text=True, timeout=60)
+    assert found.returncode == 0, f"zbarimg read no code in {path}: {found.stderr}"
+    return found.stdout.strip()

@@ -35,6 +35,7 @@ COMMAND_MODULES = {
     "doctor": "doctor",
     "track": "track",
     "report": "report",
+    "share": "share",
     "bounces": "bounces",
     "suppressions": "suppressions",
 }

@@ -293,7 +293,8 @@ class TrackerApp:
     async def _view(self, scope: Scope, send: Send, slug_raw: bytes, head: bool) -> None:
         if not slug_raw:
             return await self.public.archive(send, head)
-        slug = slug_raw.decode("ascii", "replace")
+        # /v/{slug}/{outlet}: an outlet's link (newsletter.outlets) is the same page.
+        slug = slug_raw.split(b"/", 1)[0].decode("ascii", "replace")
         if not _SLUG.match(slug):
             return await _respond(send, 400, _BAD_REQUEST, [_HTML], head)
         issue = await self._issue(slug)
