@@ -16,7 +16,7 @@ from newsletter import model
 from newsletter.errors import InvalidIssue, NewsletterError, Problem
 from newsletter.fixed import duplicate_slugs
 from newsletter.images import EmailImage, image_url, prepare_images
-from newsletter.links import Link, links_json
+from newsletter.links import Link, links_json, web_file
 from newsletter.load import load_issue
 from newsletter.outlets import Outlet
 from newsletter.project import Project
@@ -66,7 +66,9 @@ class BuiltIssue:
             "email.html": self.html,
             "email.mjml": self.mjml,
             "email.txt": self.text,
-            "web.html": self.web_html,
+            # The page the tracker serves fills its links per outlet; this copy has them plain.
+            "web.html": web_file(self.web_html, self.tracking_url, self.issue.slug,
+                                 self.links),
             "links.json": links_json(self.issue.slug, self.issue.tracking, self.issue.opens,
                                      self.tracking_url, self.links),
         }
@@ -112,12 +114,7 @@ def build_issue(path: Path, project: Project, *, tracked: bool = True) -> BuiltI
             image_sizes={i.src: (i.width, i.height) for i in email_images},
             index=project.settings.search_engines))
     warnings = [p for p in problems if p.severity == "warning"]
-    size = len(rendered.html.encode("utf-8"))
-    if size > GMAIL_CLIP_BYTES:
-        warnings.append(Problem(issue.source, 1, 1,
-                                f"the built email is {size // 1024} KB; Gmail clips messages "
-                                "over about 100 KB", "shorten the issue or link to the web "
-                                "version for long articles", "warning"))
+    warnings += _rendered_problems(issue, rendered.html, tracked)
     built = BuiltIssue(issue=issue, mjml=rendered.mjml, html=rendered.html, text=rendered.text,
                        web_html=web_html, links=rendered.links, warnings=warnings,
                        dependencies=[], tracking_url=project.tracking_url, root=project.root,
@@ -126,6 +123,22 @@ def build_issue(path: Path, project: Project, *, tracked: bool = True) -> BuiltI
     built.dependencies = [p.resolve() for p in (path, project.theme_path, *rendered.templates,
                                                 *(project.root / src for src in built.images))]
     return built
+
+
+def _rendered_problems(issue: model.Issue, html: str, tracked: bool) -> list[Problem]:
+    """What only the rendered email shows: a feedback question the templates leave out (an
+    error), an email Gmail would clip (a warning)."""
+    if issue.feedback is not None and tracked and "{{feedback:yes}}" not in html:
+        raise NewsletterError(
+            f"{issue.source}: the issue asks for feedback, but templates/email.mjml.j2 does not "
+            "show the question", hint="copy templates/ from the sample project (its footer "
+            "shows the question), or remove 'feedback:' from the issue")
+    size = len(html.encode("utf-8"))
+    if size > GMAIL_CLIP_BYTES:
+        return [Problem(issue.source, 1, 1, f"the built email is {size // 1024} KB; Gmail "
+                        "clips messages over about 100 KB", "shorten the issue or link to the "
+                        "web version for long articles", "warning")]
+    return []
 
 
 def write_build(built: BuiltIssue, out_dir: Path) -> Path:

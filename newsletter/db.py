@@ -58,6 +58,8 @@ issues = sa.Table(
     # and its hash. Empty for issues sent before m011 until their next send or build.
     sa.Column("fingerprint", sa.String(64), nullable=False, server_default=""),
     sa.Column("content", sa.Text, nullable=False, server_default=""),
+    # The feedback question's wording (JSON), for the tracker's thank-you page; '' for none.
+    sa.Column("feedback", sa.Text, nullable=False, server_default=""),
 )
 
 # Corrections of sent issues (`newsletter amend`): who, when, why, what changed, and what the
@@ -211,7 +213,24 @@ events = sa.Table(
     sa.Column("reasons", sa.Text, nullable=False, server_default=""),
     # the version of the scanner rules (classify.VERSION) that gave the latest verdict
     sa.Column("classifier", sa.Integer, nullable=False, server_default="1"),
+    # Where the hit came through (newsletter.outlets): "email" for the email's own links and
+    # its "view in browser" (and every hit stored before outlets), else the outlet whose link
+    # or copy of the web version it was, "direct" or "unknown".
+    sa.Column("outlet", sa.String(40), nullable=False, server_default="email"),
     sa.Index("ix_events_issue_at", "issue", "at"),
+)
+
+# What readers wrote on the feedback thank-you page: nothing that identifies them (no token,
+# address, pseudonym, list or IP), the day only, cut to a length; purged with the events.
+feedback_comments = sa.Table(
+    "feedback_comments", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("issue", sa.String(100), nullable=False),
+    sa.Column("answer", sa.String(8), nullable=False),
+    sa.Column("outlet", sa.String(40), nullable=False),
+    sa.Column("day", sa.Float, nullable=False),    # the UTC day's start: when, to the day
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Index("ix_feedback_comments_issue", "issue", "day"),
 )
 
 # How far the database holds each tracker journal segment (and each imported spill file): the

@@ -420,6 +420,7 @@ def amend(database: Database, built: BuiltIssue, reason: str, who: str) -> Amend
     its new links, and record the amendment. Links already sent are never removed."""
 
     from newsletter import db, ledger
+    from newsletter.feedback import wording_json
 
     slug = built.issue.slug
     reason = " ".join(reason.split())
@@ -450,7 +451,7 @@ def amend(database: Database, built: BuiltIssue, reason: str, who: str) -> Amend
         conn.execute(db.issues.update().where(db.issues.c.slug == slug).values(
             subject=issue.subject, tracking=issue.tracking, opens=bool(issue.opens),
             web_html=built.web_html, fingerprint=fingerprint(content), content=_dump(content),
-            updated_at=t))
+            feedback=wording_json(getattr(issue, "feedback", None)), updated_at=t))
         ledger.add_links(conn, slug, built.links)
     return Amendment(number, slug, t, who, reason, tuple(changes))
 

@@ -87,11 +87,13 @@ def register_issue(database: Database, built: BuiltIssue) -> None:
     ``newsletter amend`` (:func:`fixed.amend`) changes them, and it leaves a record.
     """
     from newsletter import fixed, outlets
+    from newsletter.feedback import wording_json
 
     issue = built.issue
     t = db.now()
     values = {"subject": issue.subject, "tracking": issue.tracking, "opens": bool(issue.opens),
-              "web_html": built.web_html, "updated_at": t}
+              "web_html": built.web_html, "updated_at": t,
+              "feedback": wording_json(getattr(issue, "feedback", None))}
     with database.engine.begin() as conn:
         # Insert-or-ignore, then update: safe when two sends register the issue at once.
         conn.execute(db.insert_ignoring_duplicates(conn, db.issues),

@@ -9,7 +9,13 @@ Tracked hrefs carry placeholders that ``send`` fills per recipient by plain subs
     {tracking_url}/c/{{click:LINKID}}     a tracked link
     {tracking_url}/u/{{unsubscribe}}      the recipient's unsubscribe page
     {tracking_url}/o/{{open}}             the open pixel (only when the issue turns opens on)
+    {tracking_url}/f/{{feedback:yes}}     an answer to the feedback question (per list, never
+                                          per recipient; in the web version, per outlet)
     {{name}}                              the recipient's name, in the greeting
+
+The web version carries the same ``{{click:ID}}`` and ``{{feedback:...}}`` placeholders: the
+tracker fills them for the outlet whose link a visitor came through (:func:`web_file`
+turns them back into plain links for the copy in ``build/``).
 """
 
 from __future__ import annotations
@@ -22,7 +28,9 @@ from dataclasses import asdict, dataclass, field
 
 from newsletter.model import LinkKind
 
-PLACEHOLDER_RE = re.compile(r"\{\{(click|unsubscribe|open|name)(?::([A-Za-z0-9_-]+))?\}\}")
+PLACEHOLDER_RE = re.compile(
+    r"\{\{(click|unsubscribe|open|name|feedback)(?::([A-Za-z0-9_-]+))?\}\}")
+FEEDBACK_ANSWERS = ("yes", "no")
 UNTRACKABLE_PREFIXES = ("mailto:", "tel:", "#")
 
 
@@ -72,9 +80,32 @@ class LinkRegistry:
         """The per-recipient open pixel URL."""
         return f"{self.tracking_url}/o/{{{{open}}}}"
 
-    def view_href(self, slug: str) -> str:
-        """The web version on the tracker, where a visit counts as a view."""
-        return f"{self.tracking_url}/v/{slug}"
+    def view_href(self, slug: str, outlet: str = "") -> str:
+        """The web version on the tracker, where a visit counts as a view (for ``outlet``)."""
+        from newsletter.outlets import view_url
+
+        return view_url(self.tracking_url, slug, outlet)
+
+    def feedback_href(self, answer: str) -> str:
+        """An answer to the feedback question, filled per list (email) or outlet (web)."""
+        return f"{self.tracking_url}/f/{{{{feedback:{answer}}}}}"
+
+
+def web_file(web_html: str, tracking_url: str, slug: str, links: list[Link]) -> str:
+    """The web version as a file to open or host anywhere: each tracked link back to its
+    destination, the feedback answers to the web version on the tracker (where they work)."""
+    import html as html_module
+
+    urls = {link.id: link.url for link in links}
+    base = tracking_url.rstrip("/")
+
+    def plain(match: re.Match[str]) -> str:
+        kind, argument = match.group(1), match.group(2) or ""
+        if kind == "click" and argument in urls:
+            return html_module.escape(urls[argument])
+        return html_module.escape(f"{base}/v/{slug}")
+
+    return re.sub(re.escape(base) + r"/[cf]/" + PLACEHOLDER_RE.pattern, plain, web_html)
 
 
 def links_json(slug: str, tracking: str, opens: bool, tracking_url: str,

@@ -36,7 +36,8 @@ TRACKING_MODES = ("aggregate", "individual", "off")
 SUBJECT_LIMIT = 78
 ISSUE_KEYS = ("slug", "edition", "title", "subject", "preheader", "date", "language", "sender",
               "greeting", "tracking", "opens", "untracked_links", "sections", "footer",
-              "archive")
+              "archive", "feedback")
+FEEDBACK_KEYS = ("question", "yes", "no", "thanks", "comment")
 # The one placeholder a greeting may hold; anything else that looks like one is sent as typed.
 GREETING_NAME = "{name}"
 _PLACEHOLDER_LIKE_RE = re.compile(r"\{+[^{}]*\}+|[{}]|\[[^\]]*\]|<[^>]*>|%\w+%|\$\{?\w+\}?")
@@ -272,6 +273,34 @@ class _IssueReader:
                                                 required=False, default="Privacy notice"))
 
 
+def _feedback(c: Fields, issue: LocDict, tracking: str) -> model.Feedback | None:
+    """The optional footer question (``feedback:``) and its wording."""
+    if "feedback" not in issue:
+        return None
+    what = "'feedback'"
+    data = c.mapping(issue["feedback"], issue.value_at("feedback"), what)
+    if data is None:
+        return None
+    c.keys(data, FEEDBACK_KEYS, what)
+    defaults = model.Feedback(question="")
+    values = {"question": c.text(data, "question", what)}
+    for key in FEEDBACK_KEYS[1:]:
+        values[key] = c.text(data, key, what, required=False, default=getattr(defaults, key))
+        if key in data and not values[key].strip():
+            c.error(data.value_at(key), f"'{key}' is empty in {what}",
+                    "write the words after the colon, or leave the line out for the default")
+    for key in ("question", "yes", "no"):
+        if "\n" in values[key]:
+            c.error(data.value_at(key), f"'{key}' in {what} must be one line",
+                    "join the text onto one line")
+    if tracking == "off":
+        c.error(issue.key_at("feedback"), "feedback needs tracking: this issue has "
+                "'tracking: off', so no answer could be counted",
+                "remove 'feedback:', or use 'tracking: aggregate' (answers are never tied to a "
+                "person, whatever the tracking)")
+    return model.Feedback(**values)
+
+
 def _header_fields(c: Fields, issue: LocDict, default_slug: str) -> dict[str, Any]:
     """slug, subject, preheader, tracking, language and greeting, each checked."""
     slug = c.text(issue, "slug", "the issue", required=False, default=default_slug)
@@ -371,8 +400,9 @@ def parse_issue(data: Any, file: str, root: Path, theme: model.Theme, default_sl
         return None, c.problems
     c.keys(issue, ISSUE_KEYS, "the issue")
     reader = _IssueReader(c, root, assets_url)
+    header = _header_fields(c, issue, default_slug)
     result = model.Issue(
-        **_header_fields(c, issue, default_slug),
+        **header,
         edition=c.text(issue, "edition", "the issue"),
         title=c.text(issue, "title", "the issue"),
         date=c.date(issue, "date", "the issue"),  # type: ignore[arg-type]
@@ -383,6 +413,7 @@ def parse_issue(data: Any, file: str, root: Path, theme: model.Theme, default_sl
         opens=c.flag(issue, "opens", False),
         untracked_links=_untracked_links(c, issue),
         archive=c.flag(issue, "archive", True),
+        feedback=_feedback(c, issue, header["tracking"]),
         source=file,
     )
     _skeleton_text(c, issue)

@@ -357,7 +357,7 @@ class MessageFactory:
     def _token(self, kind: str, argument: str, r: Recipient) -> str:
         if kind == "unsubscribe":
             return self.signer.unsubscribe(self.slug, r.pseudonym)
-        if self.tracking == "individual":
+        if self.tracking == "individual" and kind != "feedback":
             if kind == "click":
                 return self.signer.click(self.slug, argument, pseudonym=r.pseudonym)
             return self.signer.open(self.slug, pseudonym=r.pseudonym)
@@ -367,6 +367,8 @@ class MessageFactory:
             list_key = r.list_key or None
             if kind == "click":
                 token = self.signer.click(self.slug, argument, list_key=list_key)
+            elif kind == "feedback":   # an answer is the list's, never the person's
+                token = self.signer.feedback(self.slug, argument, list_key=list_key)
             else:
                 token = self.signer.open(self.slug, list_key=list_key)
             self._list_tokens[key] = token
@@ -374,6 +376,8 @@ class MessageFactory:
 
     def _is_personal(self, placeholder: tuple[str, str]) -> bool:
         """Does this placeholder differ per recipient (rather than per list)?"""
+        if placeholder[0] == "feedback":
+            return False
         return placeholder[0] in ("name", "unsubscribe") or self.tracking == "individual"
 
     def _compiled(self, part: str, list_key: str, stuffed: bool) -> list[bytes | tuple[str, str]]:

@@ -366,6 +366,25 @@ def m070_outlets(conn: Connection) -> None:
             PRIMARY KEY (id))""")
 
 
+def m071_feedback_and_outlet_events(conn: Connection) -> None:
+    """Tracking hits say which outlet they came through; the feedback question's wording for
+    the tracker; readers' comments on the thank-you page, with nothing to identify them."""
+    d = Dialect(conn.dialect.name)
+    run(conn,
+        # Every hit stored before outlets came from the email (its links, "view in browser").
+        "ALTER TABLE events ADD COLUMN outlet VARCHAR(40) DEFAULT 'email' NOT NULL",
+        "ALTER TABLE issues ADD COLUMN feedback TEXT DEFAULT '' NOT NULL",
+        f"""CREATE TABLE feedback_comments (
+            id {d.serial} NOT NULL,
+            issue VARCHAR(100) NOT NULL,
+            answer VARCHAR(8) NOT NULL,
+            outlet VARCHAR(40) NOT NULL,
+            day FLOAT NOT NULL,
+            text TEXT NOT NULL,
+            PRIMARY KEY (id))""",
+        "CREATE INDEX ix_feedback_comments_issue ON feedback_comments (issue, day)")
+
+
 # One a line, in the order they apply (several streams append here at once).
 MIGRATIONS: list[Callable[[Connection], None]] = [
     m001_initial,
@@ -381,6 +400,7 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     m051_delivered_at,
     m052_event_classifiers,
     m070_outlets,
+    m071_feedback_and_outlet_events,
 ]
 
 

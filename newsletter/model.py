@@ -145,6 +145,19 @@ class Footer:
 
 
 @dataclass(frozen=True)
+class Feedback:
+    """The footer question with its two answers, each a link that records an aggregate answer
+    (never whose), and what the thank-you page says."""
+
+    question: str
+    yes: str = "Yes"
+    no: str = "No"
+    thanks: str = "Thank you for your answer."
+    comment: str = ("Anything else you would like to tell us? Please do not write names or "
+                    "contact details.")
+
+
+@dataclass(frozen=True)
 class Logo:
     """The brand logo, with the alt text screen readers say."""
 
@@ -188,4 +201,5 @@ class Issue:
     archive: bool = True          # listed in the public archive and feed once sent
     greeting: str = ""
     untracked_links: tuple[str, ...] = ()
+    feedback: Feedback | None = None
     source: str = ""

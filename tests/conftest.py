@@ -310,3 +310,29 @@ def imap():  # type: ignore[no-untyped-def]
 
     with dovecot() as server:
         yield server
+# --- reach: the sample issue as send leaves it for the tracker ---
+
+PUBLISHED_URL = "http://tracker.test"   # the in-process tracker client's base URL
+
+
+@pytest.fixture
+def published(project: Path, storage_url: str, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """The sample issue built with its tracker at :data:`PUBLISHED_URL` and registered in a
+    fresh database (SQLite, then PostgreSQL) with its outlets, as ``send`` leaves it; three
+    recipients on list ``schools`` sent. Yields ``(database, built)``."""
+    from helpers import seed_sent
+
+    from newsletter.build import build_issue
+    from newsletter.db import open_db
+    from newsletter.ledger import register_issue
+    from newsletter.project import Project
+
+    monkeypatch.setenv("NEWSLETTER_TRACKING_URL", PUBLISHED_URL)
+    built = build_issue(project / "issues" / f"{SAMPLE_ISSUE}.yaml", Project.load(project))
+    database = open_db(storage_url)
+    try:
+        register_issue(database, built)
+        seed_sent(database, SAMPLE_ISSUE, {"schools": 3})
+        yield database, built
+    finally:
+        database.close()

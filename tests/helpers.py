@@ -1029,3 +1029,32 @@ def zbarimg(path: Path) -> str:
                            text=True, timeout=60)
     assert found.returncode == 0, f"zbarimg read no code in {path}: {found.stderr}"
     return found.stdout.strip()
+
+
+def seed_sent(database, slug: str, lists: dict[str, int], *, sent_at: float = 1_780_000_000.0,  # type: ignore[no-untyped-def]
+              first_id: int = 1) -> list[str]:
+    """Ledger rows of ``slug`` sent to ``lists`` (list key -> how many recipients, each
+    ``r<id>@school.example``); returns their pseudonyms."""
+    from newsletter import db
+
+    rows, memberships, pseudonyms = [], [], []
+    number = first_id
+    for key, count in lists.items():
+        for _ in range(count):
+            rows.append(number)
+            memberships.append({"issue": slug, "recipient_id": number, "list_key": key})
+            number += 1
+    with database.engine.begin() as conn:
+        known = set(conn.execute(sa.select(recipients.c.id)).scalars())
+        new = [{"id": i, "address": f"r{i}@school.example", "pseudonym": f"secret{i}",
+                "organisation": "Hill School", "domain": "school.example",
+                "created_at": sent_at} for i in rows if i not in known]
+        if new:
+            conn.execute(recipients.insert(), new)
+        conn.execute(deliveries.insert(), [
+            {"issue": slug, "recipient_id": i, "status": "sent", "message_id": f"<{slug}.{i}@t>",
+             "pseudonym": f"{slug}-p{i}", "sent_at": sent_at, "updated_at": sent_at}
+            for i in rows])
+        conn.execute(db.delivery_lists.insert(), memberships)
+        pseudonyms = [f"{slug}-p{i}" for i in rows]
+    return pseudonyms

@@ -115,9 +115,19 @@ def test_text_part_lists_every_tracked_link(built) -> None:
         assert section.heading.upper() in built.text
 
 
-def test_web_version_has_no_placeholders(built) -> None:
-    assert not PLACEHOLDER_RE.search(built.web_html)
-    assert "https://www.gov.uk/government/publications/prevent-duty-guidance" in built.web_html
+def test_web_version_has_nothing_per_recipient(built) -> None:
+    # the tracker fills its links and feedback answers per outlet, never per person
+    assert {m.group(1) for m in PLACEHOLDER_RE.finditer(built.web_html)} == {"click",
+                                                                             "feedback"}
+
+
+def test_web_version_file_has_plain_links(built) -> None:
+    web = built.files()["web.html"]
+    assert not PLACEHOLDER_RE.search(web)
+    assert "https://www.gov.uk/government/publications/prevent-duty-guidance" in web
+    assert "/c/" not in web
+    # the feedback answers lead to the web version on the tracker, where they count
+    assert web.count('href="http://127.0.0.1:8025/v/2026-spring"') == 2
 
 
 def test_tracking_url_from_environment(project: Path, sample_issue: Path, monkeypatch) -> None:
@@ -135,7 +145,11 @@ def test_tracking_url_from_settings(project: Path, sample_issue: Path) -> None:
 
 
 def test_tracking_off_for_the_issue(project: Path, sample_issue: Path, sample_yaml: str) -> None:
-    sample_issue.write_text(sample_yaml.replace("tracking: aggregate", "tracking: off"))
+    untracked = sample_yaml.replace("tracking: aggregate", "tracking: off")
+    # the feedback question needs tracking (tests/test_feedback.py)
+    untracked = untracked.replace(untracked[untracked.index("feedback:\n"):
+                                           untracked.index("footer:\n")], "")
+    sample_issue.write_text(untracked)
     built = build_issue(sample_issue, Project.load(project))
     assert "{{click:" not in built.html and "{{click:" not in built.text
     assert not any(link.tracked for link in built.links)

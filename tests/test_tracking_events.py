@@ -148,9 +148,9 @@ def test_purge_deletes_only_older_events(tracking_db) -> None:  # type: ignore[n
     store(tracking_db, [Hit(at=now - 200 * 86400, issue="spring", kind="click", link_id="a1"),
                         Hit(at=now - 10 * 86400, issue="spring", kind="click", link_id="a1"),
                         Hit(at=now - 300 * 86400, issue="autumn", kind="view")])
-    assert purge(tracking_db, parse_age("180d"), issue="spring") == 1
+    assert purge(tracking_db, parse_age("180d"), issue="spring") == (1, 0)
     assert len(rows(tracking_db)) == 2
-    assert purge(tracking_db, parse_age("180d")) == 1
+    assert purge(tracking_db, parse_age("180d")) == (1, 0)
     assert [r.at for r in rows(tracking_db)] == [now - 10 * 86400]
 
 
@@ -179,7 +179,7 @@ def test_purge_command(tracking_db, runner, tmp_path, monkeypatch) -> None:  # t
     result = runner.invoke(main, ["track", "purge", "--older-than", "180d",
                                   "--db", tracking_db.url])
     assert result.exit_code == 0, result.output
-    assert result.output == "Deleted 1 event(s) older than 180d.\n"
+    assert result.output == "Deleted 1 event(s) and 0 feedback comment(s) older than 180d.\n"
     bad = runner.invoke(main, ["track", "purge", "--older-than", "six months",
                                "--db", tracking_db.url])
     assert bad.exit_code == 1

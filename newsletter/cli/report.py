@@ -13,10 +13,11 @@ from newsletter.cli.options import db_option
 
 @click.command("report")
 @click.argument("issue", metavar="ISSUE")
-@click.option("--by", "by", type=click.Choice(["link", "list", "organisation", "day", "tidy"]),
+@click.option("--by", "by", type=click.Choice(["link", "list", "organisation", "day", "tidy",
+                                               "feedback"]),
               default="link", show_default=True,
               help="Which breakdown to show; tidy: the bounced and complained addresses per "
-              "list, to fix the lists.")
+              "list, to fix the lists; feedback: readers' comments.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "html"]),
               default="table", show_default=True,
               help="table for reading, csv for spreadsheets, json for dashboards, html for a "

@@ -211,11 +211,12 @@ def _serve_uvicorn(project: Project, url: str, host: str, port: int,
 
 @track.command("purge")
 @click.option("--older-than", "older_than", required=True, metavar="AGE",
-              help="Delete events older than this: a number and s, m, h, d or w (e.g. 180d).")
+              help="Delete events (and feedback comments) older than this: a number and s, m, "
+              "h, d or w (e.g. 180d).")
 @click.option("--issue", default=None, help="Only this issue's events.")
 @db_option
 def purge(older_than: str, issue: str | None, db: str | None) -> None:
-    """Delete old tracking events (data retention).
+    """Delete old tracking events and feedback comments (data retention).
 
     Example:
 
@@ -231,10 +232,11 @@ def purge(older_than: str, issue: str | None, db: str | None) -> None:
     require_database(url)
     database = open_db(url, patience=project.settings.db_wait)
     try:
-        count = events.purge(database, seconds, issue=issue)
+        count, comments = events.purge(database, seconds, issue=issue)
     finally:
         database.close()
-    click.echo(f"Deleted {count} event(s) older than {older_than}.")
+    click.echo(f"Deleted {count} event(s) and {comments} feedback comment(s) older than "
+               f"{older_than}.")
 
 
 @track.command("import")

@@ -122,7 +122,9 @@ class _ViewBuilder:
                     if theme.logo.url else "")
             logo = {"src": self.asset(theme.logo.src), "alt": theme.logo.alt,
                     "width": theme.logo.width, "href": href}
-        view_href = self.registry.view_href(issue.slug)
+        # The email's "view in browser" is the email outlet's link; the plain address is the
+        # archive's (newsletter.outlets).
+        view_href = self.registry.view_href(issue.slug, "email")
         sections = [self.section(s) for s in issue.sections]
         footer = {"sender": issue.footer.sender, "reason": issue.footer.reason,
                   "privacy_text": issue.footer.privacy_text,
@@ -131,7 +133,8 @@ class _ViewBuilder:
         honeypot = ""
         if self.registry.tracking_on and not web:
             # Only a machine follows an invisible link: any hit on it marks a scanner.
-            honeypot = self.registry.add(view_href, "Newsletter archive", "footer", "honeypot")
+            honeypot = self.registry.add(self.registry.view_href(issue.slug),
+                                         "Newsletter archive", "footer", "honeypot")
         greeting = issue.greeting.replace("{name}", "{{name}}") if not web else ""
         return {
             "issue": issue, "theme": theme, "logo": logo, "sections": sections,
@@ -144,7 +147,19 @@ class _ViewBuilder:
             "honeypot_href": honeypot, "greeting": greeting,
             "open_src": self.registry.open_pixel_src() if issue.opens and not web else "",
             "text_links": self.text_links,
+            "feedback": self._feedback(),
         }
+
+    def _feedback(self) -> dict[str, str] | None:
+        feedback = self.issue.feedback
+        if feedback is None:
+            return None
+        if self.registry.tracking_on:
+            yes, no = self.registry.feedback_href("yes"), self.registry.feedback_href("no")
+        else:   # the preview: nothing to count yet
+            yes = no = "#feedback-is-counted-once-sent"
+        return {"question": feedback.question, "yes": feedback.yes, "no": feedback.no,
+                "yes_href": yes, "no_href": no}
 
 
 def render_issue(issue: model.Issue, templates_dir: Path, *, tracking_url: str,
@@ -166,7 +181,10 @@ def render_issue(issue: model.Issue, templates_dir: Path, *, tracking_url: str,
     text = text_env.get_template(TEXT_TEMPLATE).render(context)
     html = inline_css(mjml_to_html(mjml_source))
 
-    web_builder = _ViewBuilder(issue, LinkRegistry(tracking_url, tracking_on=False), image_src)
+    # The web version's links are tracked too, for nobody: the tracker fills them per outlet.
+    web_registry = LinkRegistry(tracking_url=tracking_url, tracking_on=registry.tracking_on,
+                                untracked_urls=registry.untracked_urls)
+    web_builder = _ViewBuilder(issue, web_registry, image_src, preview=not tracked)
     web_mjml = html_env.get_template(EMAIL_TEMPLATE).render(web_builder.context(web=True))
     # The web version is a page, not an email: browsers read <style>, so no inlining needed.
     web_html = mjml_to_html(web_mjml)

@@ -9,7 +9,7 @@ from typing import NotRequired, TypedDict
 FORMAT_VERSION = 1
 # The keys whose values are counts of people's actions: hidden below --min-count.
 COUNT_KEYS = frozenset({"total", "unique", "scanners", "clicks", "downloads", "views",
-                        "viewers"})
+                        "viewers", "yes", "no"})
 
 # A count; None when it does not exist (unique figures under aggregate tracking) or is hidden
 # because it is below --min-count.
@@ -109,7 +109,24 @@ class Classifier(TypedDict):
     versions: list[int]     # every version that classified this issue's stored events
 
 
-Row = LinkRow | ListRow | OrganisationRow | DayRow | TidyRow
+class CommentRow(TypedDict):
+    day: str            # the UTC day only: a comment is kept with nothing finer
+    answer: str         # yes | no
+    outlet: str
+    text: str
+
+
+class FeedbackFigures(TypedDict):
+    question: str
+    yes_text: str
+    no_text: str
+    yes: Count
+    no: Count
+    scanners: Count
+    comments: list[CommentRow]
+
+
+Row = LinkRow | ListRow | OrganisationRow | DayRow | TidyRow | CommentRow
 
 
 class Report(TypedDict):
@@ -137,3 +154,4 @@ class Report(TypedDict):
     organisations: list[OrganisationRow]
     days: list[DayRow]
     lists_to_tidy: list[TidyRow]
+    feedback: FeedbackFigures | None      # None: the issue asked nothing, nobody answered

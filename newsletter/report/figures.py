@@ -24,7 +24,9 @@ from newsletter.report.contract import (
     COUNT_KEYS,
     FORMAT_VERSION,
     Classifier,
+    CommentRow,
     DayRow,
+    FeedbackFigures,
     LinkRow,
     ListRow,
     OrganisationRow,
@@ -169,8 +171,26 @@ class _Builder:
             "organisations": self._organisations(people),
             "days": days,
             "lists_to_tidy": self.bounce_figures["tidy"],
+            "feedback": self._feedback(counted, scanners),
         }
         return _hide_small(report, self.min_count)
+
+    def _feedback(self, counted: _Pairs, scanners: _Pairs) -> FeedbackFigures | None:
+        """Answers to the feedback question (people's; scanners apart) and readers' comments;
+        None when the issue asked nothing and nobody answered."""
+        from newsletter.feedback import comments, wording
+
+        asked = wording(self.issue.feedback) if self.issue is not None else None
+        answers = {a: counted.get(("feedback", a), 0) for a in ("yes", "no")}
+        scanned = scanners.get(("feedback", "yes"), 0) + scanners.get(("feedback", "no"), 0)
+        said = comments(self.conn, self.slug)
+        if asked is None and not any(answers.values()) and not scanned and not said:
+            return None
+        return {"question": asked.question if asked else "",
+                "yes_text": asked.yes if asked else "Yes",
+                "no_text": asked.no if asked else "No",
+                "yes": answers["yes"], "no": answers["no"], "scanners": scanned,
+                "comments": cast(list[CommentRow], said)}
 
     def _counts(self, conn: sa.Connection) -> tuple[_Pairs, _Pairs, dict[str, int]]:
         """Events per (kind, link): counted ones and probable scanners; scanner reasons."""
@@ -411,7 +431,7 @@ def _hide_small(report: Report, threshold: int) -> Report:
                     obj["click_through_rate"] = None
 
     for figures in (report["kpi"], report["clicks"], report["downloads"], report["views"],
-                    report["opens"]):
+                    report["opens"], report["feedback"]):
         if figures is not None:
             hide(figures)
     rows: list[Sequence[Row]] = [report["links"], report["lists"], report["organisations"],

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from newsletter.report.contract import COUNT_KEYS, Count, LinkRow, Report, Row, TidyRow
 
-BY = ("link", "list", "organisation", "day", "tidy")
+BY = ("link", "list", "organisation", "day", "tidy", "feedback")
 FORMATS = ("table", "csv", "json", "html")
 TEMPLATES = Path(__file__).resolve().parent.parent / "report_templates"
 
@@ -29,6 +29,8 @@ _COLUMNS = {
             ("views", "Views"), ("scanners", "Scanners")],
     "tidy": [("list", "List"), ("address", "Address"), ("organisation", "Organisation"),
              ("reason", "Reason"), ("status", "Status"), ("detail", "Server said")],
+    "feedback": [("day", "Day (UTC)"), ("answer", "Answer"), ("outlet", "Outlet"),
+                 ("text", "Comment")],
 }
 
 
@@ -39,6 +41,8 @@ def links_by_clicks(report: Report) -> list[LinkRow]:
 
 def rows_for(report: Report, by: str) -> Sequence[Row]:
     """The breakdown ``by`` one of :data:`BY`; links sorted by clicks, most first."""
+    if by == "feedback":
+        return report["feedback"]["comments"] if report["feedback"] else []
     if by == "link":
         return links_by_clicks(report)
     if by == "list":
@@ -92,8 +96,15 @@ def _csv(report: Report, by: str) -> str:
     columns = _COLUMNS[by]
     writer.writerow([key for key, _ in columns])
     for row in rows_for(report, by):
-        writer.writerow(["" if row.get(k) is None else row.get(k) for k, _ in columns])
+        writer.writerow(["" if row.get(k) is None else
+                         _inert(str(row.get(k))) if by == "feedback" and k == "text"
+                         else row.get(k) for k, _ in columns])
     return out.getvalue()
+
+
+def _inert(text: str) -> str:
+    """A reader's comment for a spreadsheet: never read as a formula (OWASP, CSV injection)."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 def headline(report: Report) -> list[str]:
@@ -124,6 +135,7 @@ def headline(report: Report) -> list[str]:
         lines.append(f"Clicks: {c(clicks['total'])} total (aggregate tracking: no unique "
                      "clickers or organisations)")
     lines.append(f"Views of the web version: {c(views['total'])}")
+    lines += _feedback_line(report)
     if report["opens"] is not None:
         opens = report["opens"]
         lines.append(f"Opens: {c(opens['total'])}" + (
@@ -146,10 +158,25 @@ def headline(report: Report) -> list[str]:
     return lines
 
 
+def _feedback_line(report: Report) -> list[str]:
+    answers = report.get("feedback")
+    if answers is None:
+        return []
+    t = report["min_count"]
+    return [f"Feedback: {answers['question'] or 'the feedback question'} "
+            f"{answers['yes_text']} {_cell(answers['yes'], 'yes', t)} · {answers['no_text']} "
+            f"{_cell(answers['no'], 'no', t)} · {len(answers['comments'])} comment(s) "
+            "(--by feedback)"
+            + (f"; probable scanners' answers, not counted: {answers['scanners']}"
+               if answers["scanners"] else "")]
+
+
 def _table(report: Report, by: str) -> str:
     columns = _COLUMNS[by]
     t = report["min_count"]
     body = [[_cell(row.get(k), k, t) for k, _ in columns] for row in rows_for(report, by)]
+    if by == "feedback":   # one line per comment here: --format csv, json or html for it whole
+        body = [[" ".join(cell.split()) for cell in row] for row in body]
     head = [title for _, title in columns]
     widths = [max(len(head[i]), *(len(r[i]) for r in body)) if body else len(head[i])
               for i in range(len(head))]
@@ -161,16 +188,24 @@ def _table(report: Report, by: str) -> str:
     out = [*headline(report), "", f"By {by}:", line(head),
            line(["-" * w for w in widths])]
     out += [line(r) for r in body] or ["(nothing recorded)"]
+    return "\n".join(out + _notes(report, by)) + "\n"
+
+
+def _notes(report: Report, by: str) -> list[str]:
+    """What a breakdown's table says below it."""
+    out: list[str] = []
     if by == "list" and report["lists_to_tidy"]:
         out += ["", "Lists to tidy (bounced or complained; fix or remove them in the list's "
                 "file, see also `newsletter audiences check`):"]
         out += [f"  {row['list']}  {row['address']}  {row['organisation']}  {row['reason']}"
                 + (f" {row['status']}" if row["status"] else "") for row in
                 report["lists_to_tidy"]]
+    if by == "feedback" and report.get("feedback") is None:
+        out.append("This issue did not ask for feedback.")
     if by == "organisation" and report["tracking"] != "individual":
         out.append("Organisations need individual tracking; this issue was sent with "
                    f"{report['tracking']} tracking.")
-    return "\n".join(out) + "\n"
+    return out
 
 
 def _html(report: Report, by: str) -> str:
@@ -196,7 +231,8 @@ def _html(report: Report, by: str) -> str:
     for name in ("link", *(b for b in BY if b != "link")):
         columns = _COLUMNS[name]
         tables.append({
-            "name": name, "title": "Lists to tidy" if name == "tidy" else f"By {name}",
+            "name": name, "title": {"tidy": "Lists to tidy",
+                                    "feedback": "Feedback comments"}.get(name, f"By {name}"),
             "head": [title for _, title in columns],
             "rows": [[_cell(row.get(k), k, t) for k, _ in columns]
                      for row in rows_for(report, name)],

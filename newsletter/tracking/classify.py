@@ -25,6 +25,8 @@ to their agent).
 * ``after-delivery``: a client that hits :attr:`Rules.after_delivery_links` different links
   within :attr:`Rules.after_delivery_seconds` of the message's delivery (individual tracking).
   A person may click within a minute; few click three links that fast.
+* Answers to the feedback question (``feedback`` hits, ``/f/``) count as links of the message
+  in every rule below, so a scanner's pass over the message is not taken for an answer.
 * ``burst``: a client that hits :attr:`Rules.burst_links` different links within
   :attr:`Rules.burst_seconds` (three links opened in tabs stay below it).
 * ``many-links``: a client that hits :attr:`Rules.sweep_links` different links within
@@ -191,6 +193,9 @@ class Seen(Protocol):
 
 # Verdicts about an agent as a whole: only a machine fetches the hidden link or sends HEAD.
 _AGENT_VERDICTS = frozenset(("honeypot", "head"))
+# Hits on links of the message: clicks, and answers to the feedback question (a gateway that
+# fetches every link fetches both answers too).
+_LINK_KINDS = frozenset(("click", "feedback"))
 
 
 class _Client:
@@ -286,7 +291,7 @@ class Classifier:
         if hit.kind == "view" and not hit.reasons and delivered.any_between(
                 hit.issue, at - rules.view_after_delivery_seconds, at):
             self._mark(hit, "after-delivery")
-        if client is None or hit.kind != "click":
+        if client is None or hit.kind not in _LINK_KINDS:
             return
         self._link_rules(hit, client, agent, delivered)
 

@@ -56,13 +56,16 @@ class Hit:
     user_agent: str = ""
     ip_hash: str = ""
     reasons: list[str] = field(default_factory=list)
+    # the outlet it came through (newsletter.outlets); a journal line from before outlets
+    # has none, and came from the email
+    outlet: str = "email"
 
     def values(self) -> tuple:
         """The row for :data:`_COLUMNS`."""
         reasons = classify.join_reasons(self.reasons) if self.reasons else ""
         return (self.at, self.issue, self.kind, self.link_id, self.pseudonym, self.list_key,
                 self.method, self.user_agent[:512], self.ip_hash, bool(reasons), reasons,
-                classify.VERSION)
+                classify.VERSION, self.outlet)
 
 
 HIT_FIELDS: tuple[str, ...] = tuple(Hit.__slots__)
@@ -73,14 +76,14 @@ _quote = json.encoder.encode_basestring_ascii  # a JSON string literal, in C
 # float's shortest repr was a fifth of the journal's cost per hit. Written by hand below, field
 # by field, at under half the cost of json.dumps; a test checks every field of Hit round-trips.
 JOURNAL_FIELDS = ("at_us", "issue", "kind", "link_id", "pseudonym", "list_key", "method",
-                  "user_agent", "ip_hash", "reasons")
+                  "user_agent", "ip_hash", "reasons", "outlet")
 
 
 def _journal_line(hit: Hit) -> bytes:
     q = _quote
     return (f"[{round(hit.at * 1_000_000)},{q(hit.issue)},{q(hit.kind)},{q(hit.link_id)},"
             f"{q(hit.pseudonym)},{q(hit.list_key)},{q(hit.method)},{q(hit.user_agent)},"
-            f"{q(hit.ip_hash)},[{','.join(map(q, hit.reasons))}]]\n").encode()
+            f"{q(hit.ip_hash)},[{','.join(map(q, hit.reasons))}],{q(hit.outlet)}]\n").encode()
 
 
 def _journal_parser(fields: tuple[str, ...]) -> Callable[[bytes], Hit | None]:
@@ -107,7 +110,8 @@ def _spill_line(line: bytes) -> Hit | None:
                    list_key=str(row.get("list_key") or ""), method=str(row.get("method") or "GET"),
                    user_agent=str(row.get("user_agent") or ""),
                    ip_hash=str(row.get("ip_hash") or ""),
-                   reasons=[r for r in str(reasons).split(",") if r])
+                   reasons=[r for r in str(reasons).split(",") if r],
+                   outlet=str(row.get("outlet") or "email"))
     except (ValueError, TypeError, KeyError, AttributeError):
         return None
 
@@ -137,7 +141,7 @@ def _record_positions(conn: sa.Connection, positions: dict[str, int],
 
 
 _COLUMNS = ("at", "issue", "kind", "link_id", "pseudonym", "list_key", "method", "user_agent",
-            "ip_hash", "scanner", "reasons", "classifier")
+            "ip_hash", "scanner", "reasons", "classifier", "outlet")
 
 
 def _insert_sql(conn: sa.Connection) -> str:
@@ -726,11 +730,15 @@ def parse_age(text: str) -> float:
     return seconds
 
 
-def purge(database: Database, older_than: float, *, issue: str | None = None) -> int:
-    """Delete events older than ``older_than`` seconds (data retention); return how many."""
+def purge(database: Database, older_than: float, *,
+          issue: str | None = None) -> tuple[int, int]:
+    """Delete events older than ``older_than`` seconds, and readers' feedback comments from
+    before then (data retention); return how many of each."""
+    from newsletter.feedback import purge_comments
+
     cutoff = db.now() - older_than
     query = db.events.delete().where(db.events.c.at < cutoff)
     if issue:
         query = query.where(db.events.c.issue == issue)
     with database.engine.begin() as conn:
-        return conn.execute(query).rowcount or 0
+        return conn.execute(query).rowcount or 0, purge_comments(conn, cutoff, issue)

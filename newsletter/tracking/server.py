@@ -4,6 +4,9 @@ Routes::
 
     GET|HEAD /c/{token}   verify, record a click, 302 to the URL registered for that click ID
     GET|HEAD /v/{issue}   the web version of the issue, counted as a view
+    GET|HEAD /v/{issue}/{outlet}   the same through an outlet's link (newsletter.outlets)
+    GET|HEAD /f/{token}   an answer to the feedback question: counted, a thank-you page
+    POST     /f/{token}   a comment from that page, stored without anything to identify anyone
     GET      /o/{token}   open pixel (only when the issue turns opens on)
     GET      /u/{token}   unsubscribe page with a button (changes nothing)
     POST     /u/{token}   unsubscribe (RFC 8058 one-click and the button): adds a suppression
@@ -34,15 +37,17 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import sqlalchemy as sa
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from newsletter import db, suppressions
+from newsletter import db, feedback, outlets, suppressions
 from newsletter.db import Database, open_db
 from newsletter.journal import Journal
+from newsletter.links import PLACEHOLDER_RE
+from newsletter.model import Feedback
 from newsletter.tracking import classify, unsubscribe
 from newsletter.tracking.events import JOURNAL_FIELDS, EventWriter, Hit
 from newsletter.tracking.public import PublicRoutes, Site
@@ -108,6 +113,11 @@ class _Issue:
     web_html: str
     opens: bool
     counted: bool  # tracking is not "off"
+    # the web version cut at its placeholders ({{click:ID}}, {{feedback:...}}): literal text
+    # and (kind, argument) pairs, filled per outlet
+    parts: tuple = ()
+    feedback: Feedback | None = None
+    pages: dict = field(default_factory=dict)   # outlet -> the filled page, while cached
 
 
 class TrackerApp:
@@ -147,6 +157,7 @@ class TrackerApp:
         self.public = PublicRoutes(database, cache_seconds, site, self.signer)
         self._links: dict[tuple[str, str], tuple[float, _Link | None]] = {}
         self._issues: dict[str, tuple[float, _Issue | None]] = {}
+        self._outlets: tuple[float, frozenset[str]] = (0.0, frozenset())
         self._ip_hashes: dict[str, str] = {}
         self._tokens: dict[tuple[bytes, str], TokenData | int] = {}
         self._closed = False
@@ -227,24 +238,14 @@ class TrackerApp:
             return await _respond(send, 431, _BAD_REQUEST, [_HTML])
         method = scope["method"]
         head = method == "HEAD"
-        if raw.startswith(b"/c/"):
-            if method not in ("GET", "HEAD"):
-                return await _method_not_allowed(send, b"GET, HEAD")
-            return await self._click(scope, send, raw[3:], head)
-        if raw.startswith(b"/v/"):
-            if method not in ("GET", "HEAD"):
-                return await _method_not_allowed(send, b"GET, HEAD")
-            return await self._view(scope, send, raw[3:], head)
-        if raw.startswith(b"/o/"):
-            if method not in ("GET", "HEAD"):
-                return await _method_not_allowed(send, b"GET, HEAD")
-            return await self._open(scope, send, raw[3:], head)
-        if raw.startswith(b"/u/"):
-            if method in ("GET", "HEAD"):
-                return await self._unsubscribe_page(send, raw[3:], head)
-            if method == "POST":
-                return await self._unsubscribe(scope, receive, send, raw[3:])
-            return await _method_not_allowed(send, b"GET, HEAD, POST")
+        for prefix, route in ((b"/c/", self._click), (b"/v/", self._view),
+                              (b"/o/", self._open)):
+            if raw.startswith(prefix):
+                if method not in ("GET", "HEAD"):
+                    return await _method_not_allowed(send, b"GET, HEAD")
+                return await route(scope, send, raw[3:], head)
+        if raw.startswith((b"/f/", b"/u/")):
+            return await self._form(scope, receive, send, raw)
         if raw.startswith(b"/hooks/"):
             return await self.hooks(scope, receive, send, raw[7:])
         if raw == b"/healthz":
@@ -256,6 +257,21 @@ class TrackerApp:
         if await self.public(scope, receive, send, raw):
             return None
         return await _respond(send, 404, _NOT_FOUND, [_HTML], head)
+
+    async def _form(self, scope: Scope, receive: Receive, send: Send, raw: bytes) -> None:
+        """A page with a form (GET, HEAD) and its answer (POST): the feedback question's
+        thank-you page (/f/) and the unsubscribe page (/u/)."""
+        method, token = scope["method"], raw[3:]
+        if method not in ("GET", "HEAD", "POST"):
+            return await _method_not_allowed(send, b"GET, HEAD, POST")
+        head = method == "HEAD"
+        if raw.startswith(b"/f/"):
+            if method == "POST":
+                return await self._comment(scope, receive, send, token)
+            return await self._answer(scope, send, token, head)
+        if method == "POST":
+            return await self._unsubscribe(scope, receive, send, token)
+        return await self._unsubscribe_page(send, token, head)
 
     # -- routes ---------------------------------------------------------------------------
     def _verify(self, token: bytes, kind: TokenKind) -> TokenData | int:
@@ -285,24 +301,98 @@ class TrackerApp:
         link = await self._link(data.issue, data.link)
         if link is None:
             return await _respond(send, 404, _NOT_FOUND, [_HTML], head)
+        # a link of the email names its list or recipient; one of the web version its outlet
         self._record(scope, "click", data.issue, data.link, data.pseudonym, data.list,
-                     link.kind)
+                     link.kind, data.outlet or outlets.EMAIL)
         await send({"type": "http.response.start", "status": 302, "headers": link.headers})
         await send({"type": "http.response.body", "body": b""})
 
     async def _view(self, scope: Scope, send: Send, slug_raw: bytes, head: bool) -> None:
         if not slug_raw:
             return await self.public.archive(send, head)
-        # /v/{slug}/{outlet}: an outlet's link (newsletter.outlets) is the same page.
-        slug = slug_raw.split(b"/", 1)[0].decode("ascii", "replace")
+        # /v/{slug}/{outlet}: an outlet's link (newsletter.outlets) is the same page, its links
+        # and answers naming the outlet. Whatever the outlet part says, never an error page.
+        slug_raw, _, rest = slug_raw.partition(b"/")
+        slug = slug_raw.decode("ascii", "replace")
         if not _SLUG.match(slug):
             return await _respond(send, 400, _BAD_REQUEST, [_HTML], head)
         issue = await self._issue(slug)
         if issue is None or not issue.web_html:
             return await _respond(send, 404, _NOT_FOUND, [_HTML], head)
+        outlet = outlets.outlet_of(rest.decode("utf-8", "replace"), await self._known_outlets())
         if issue.counted:
-            self._record(scope, "view", slug, "", None, None, "")
-        return await self.public.page(send, 200, issue.web_html.encode("utf-8"), head)
+            self._record(scope, "view", slug, "", None, None, "", outlet)
+        return await self.public.page(send, 200, self._page(slug, issue, outlet), head)
+
+    def _page(self, slug: str, issue: _Issue, outlet: str) -> bytes:
+        """The web version for ``outlet``: its links and answers carry tokens naming it."""
+        page = issue.pages.get(outlet)
+        if page is None:
+            signer = self.signer
+            out = []
+            for part in issue.parts:
+                if isinstance(part, str):
+                    out.append(part)
+                elif part[0] == "click":
+                    out.append(signer.click(slug, part[1], outlet=outlet))
+                elif part[0] == "feedback":
+                    out.append(signer.feedback(slug, part[1], outlet=outlet))
+            page = issue.pages[outlet] = "".join(out).encode("utf-8")
+        return page
+
+    async def _known_outlets(self) -> frozenset[str]:
+        until, known = self._outlets
+        if until <= time.monotonic():
+            known = await asyncio.to_thread(self._load_outlets)
+            self._outlets = (time.monotonic() + self.cache_seconds, known)
+        return known
+
+    def _load_outlets(self) -> frozenset[str]:
+        with self.database.engine.connect() as conn:
+            return frozenset(outlets.registered(conn))
+
+    async def _answer(self, scope: Scope, send: Send, token: bytes, head: bool) -> None:
+        data = self._verify(token, "f")
+        if isinstance(data, int):
+            return await _respond(send, data, _NOT_FOUND if data == 404 else _BAD_REQUEST,
+                                  [_HTML], head)
+        issue = await self._issue(data.issue)
+        if issue is None or issue.feedback is None or data.link not in feedback.ANSWERS:
+            return await _respond(send, 404, _NOT_FOUND, [_HTML], head)
+        outlet = data.outlet or outlets.EMAIL
+        if issue.counted:
+            # the list (email) or outlet (web version), never a person: an aggregate answer
+            self._record(scope, "feedback", data.issue, data.link, None, data.list, "", outlet)
+        title, body = feedback.thanks_page(issue.feedback, data.link,
+                                           outlets.view_url("", data.issue, outlet))
+        return await _respond(send, 200, _page(title, body), [_HTML, _PAGE_CSP], head)
+
+    async def _comment(self, scope: Scope, receive: Receive, send: Send, token: bytes) -> None:
+        body, complete = await _read_body(receive, feedback.BODY_LIMIT, _DRAIN_LIMIT)
+        if body is None:
+            return None      # the visitor left
+        data = self._verify(token, "f")
+        if isinstance(data, int):
+            return await _respond(send, data, _NOT_FOUND if data == 404 else _BAD_REQUEST,
+                                  [_HTML])
+        issue = await self._issue(data.issue)
+        if issue is None or issue.feedback is None or data.link not in feedback.ANSWERS:
+            return await _respond(send, 404, _NOT_FOUND, [_HTML])
+        kind = dict(scope["headers"]).get(b"content-type", b"").split(b";")[0].strip().lower()
+        if kind != b"application/x-www-form-urlencoded":
+            return await _respond(send, 415, _page("Please use the form", (
+                "<p>Comments are sent with the form on the thank-you page.</p>")), [_HTML])
+        text, cut = feedback.comment_from_form(body, complete)
+        outlet = data.outlet or outlets.EMAIL
+        if text:
+            await asyncio.to_thread(self._store_comment, data.issue, data.link, outlet, text)
+        title, page = feedback.comment_page(issue.feedback, bool(text), cut,
+                                            outlets.view_url("", data.issue, outlet))
+        return await _respond(send, 200, _page(title, page), [_HTML, _PAGE_CSP])
+
+    def _store_comment(self, issue: str, answer: str, outlet: str, text: str) -> None:
+        with self.database.engine.begin() as conn:
+            feedback.store_comment(conn, issue, answer, outlet, text, self.clock())
 
     async def _open(self, scope: Scope, send: Send, token: bytes, head: bool) -> None:
         data = self._verify(token, "o")
@@ -438,7 +528,8 @@ class TrackerApp:
 
     # -- helpers --------------------------------------------------------------------------
     def _record(self, scope: Scope, kind: str, issue: str, link_id: str,
-                pseudonym: str | None, list_key: str | None, link_kind: str) -> None:
+                pseudonym: str | None, list_key: str | None, link_kind: str,
+                outlet: str = outlets.EMAIL) -> None:
         agent = ""
         for name, value in scope["headers"]:
             if name == b"user-agent":
@@ -456,7 +547,7 @@ class TrackerApp:
             ip_hash = self._ip_hashes[ip] = classify.hash_ip(self._ip_key, ip)
         self.writer.add(Hit(at=self.clock(), issue=issue, kind=kind, link_id=link_id,
                             pseudonym=pseudonym or "", list_key=list_key or "", method=method,
-                            user_agent=agent, ip_hash=ip_hash, reasons=reasons))
+                            user_agent=agent, ip_hash=ip_hash, reasons=reasons, outlet=outlet))
 
     async def _link(self, issue: str, link_id: str) -> _Link | None:
         key = (issue, link_id)
@@ -493,12 +584,48 @@ class TrackerApp:
     def _load_issue(self, slug: str) -> _Issue | None:
         t = db.issues
         with self.database.engine.connect() as conn:
-            row = conn.execute(sa.select(t.c.web_html, t.c.opens, t.c.tracking)
+            row = conn.execute(sa.select(t.c.web_html, t.c.opens, t.c.tracking, t.c.feedback)
                                .where(t.c.slug == slug)).first()
         if row is None:
             return None
         counted = row.tracking != "off"
-        return _Issue(web_html=row.web_html, opens=bool(row.opens) and counted, counted=counted)
+        return _Issue(web_html=row.web_html, opens=bool(row.opens) and counted, counted=counted,
+                      parts=_placeholders(row.web_html),
+                      feedback=feedback.wording(row.feedback) if counted else None)
+
+
+def _placeholders(page: str) -> tuple:
+    """``page`` as literal text and the (kind, argument) of each placeholder the tracker fills
+    (clicks and feedback answers); anything else is left as it is."""
+    parts: list = []
+    position = 0
+    for match in PLACEHOLDER_RE.finditer(page):
+        if match.group(1) in ("click", "feedback") and match.group(2):
+            parts += [page[position:match.start()], (match.group(1), match.group(2))]
+            position = match.end()
+    parts.append(page[position:])
+    return tuple(p for p in parts if p != "")
+
+
+_DRAIN_LIMIT = 1 << 20   # bytes of a request body read at most; a longer one is answered early
+
+
+async def _read_body(receive, keep: int, limit: int) -> tuple[bytes | None, bool]:  # type: ignore[no-untyped-def]
+    """The first ``keep`` bytes of the request body, and whether that was all of it; reads at
+    most ``limit`` bytes (the rest is left unread). None when the visitor went away."""
+    kept = bytearray()
+    size = 0
+    more = True
+    while more and size <= limit:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None, False
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if len(kept) < keep:
+            kept += chunk[:keep - len(kept)]
+        more = message.get("more_body", False)
+    return bytes(kept), size <= keep and not more
 
 
 async def _respond(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]],

@@ -1,13 +1,15 @@
 """Opaque tokens for tracked links, open pixels and unsubscribe URLs.
 
-A token says what it is for (click, open, unsubscribe), the issue, the link's click ID, and
-*who*: the recipient's pseudonym for this issue (``r:...``, individual tracking and every
-unsubscribe token), the list the message went through (``l:...``, aggregate tracking), or
-nobody. It never names an address or a person, and nothing in it can be read: the whole
-payload is encrypted and authenticated with AES-SIV (RFC 5297), so a link scanner or a
-forwarded copy sees only random-looking characters, and a changed or forged token does not
-verify. AES-SIV is deterministic: the same payload gives the same token, so a list's token for
-a link is made once, and nothing per recipient is needed to keep a token short (no nonce).
+A token says what it is for (click, open, unsubscribe, feedback), the issue, the link's click
+ID (or the feedback answer), and *who*: the recipient's pseudonym for this issue (``r:...``,
+individual tracking and every unsubscribe token), the list the message went through (``l:...``,
+aggregate tracking and every feedback token in an email), the outlet whose copy of the web
+version it was in (``o:...``), or nobody. It never names an address or a person, and
+nothing in it can be read: the whole payload is encrypted and authenticated with AES-SIV
+(RFC 5297), so a link scanner or a forwarded copy sees only random-looking characters, and a
+changed or forged token does not verify. AES-SIV is deterministic: the same payload gives
+the same token, so a list's token for a link is made once, and nothing per recipient is needed
+to keep a token short (no nonce).
 
 The pseudonym is per issue (:meth:`Signer.pseudonym`, a keyed hash of the issue and the
 recipient's secret), so two messages of different issues share no per-recipient value; only
@@ -37,7 +39,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 if TYPE_CHECKING:
     from newsletter.db import Database
 
-TokenKind = Literal["c", "o", "u"]
+TokenKind = Literal["c", "o", "u", "f"]
 _SEP = "\x1f"
 _MAC_BYTES = 12                 # legacy tokens' truncated HMAC
 _PSEUDONYM_BYTES = 12           # 96 bits: no two recipients of one issue share one
@@ -70,6 +72,7 @@ class TokenData:
     link: str
     pseudonym: str | None = None
     list: str | None = None
+    outlet: str | None = None
 
 
 class InvalidToken(Exception):
@@ -129,16 +132,26 @@ class Signer:
         *,
         pseudonym: str | None = None,
         list_key: str | None = None,
+        outlet: str | None = None,
     ) -> str:
-        """A token for ``kind`` on ``issue``'s ``link``, naming a pseudonym, a list or neither."""
-        who = f"r:{pseudonym}" if pseudonym else (f"l:{list_key}" if list_key else "")
+        """A token for ``kind`` on ``issue``'s ``link``, naming a pseudonym, a list, an outlet
+        or nobody."""
+        who = (f"r:{pseudonym}" if pseudonym else f"l:{list_key}" if list_key
+               else f"o:{outlet}" if outlet else "")
         payload = _SEP.join((kind, issue, link, who)).encode("utf-8")
         return _b64(self._ciphers[0].encrypt(payload, [_TOKEN_CONTEXT]))
 
     def click(self, issue: str, link: str, *, pseudonym: str | None = None,
-              list_key: str | None = None) -> str:
-        """Token for a tracked link."""
-        return self.sign("c", issue, link, pseudonym=pseudonym, list_key=list_key)
+              list_key: str | None = None, outlet: str | None = None) -> str:
+        """Token for a tracked link (in the web version: naming the outlet)."""
+        return self.sign("c", issue, link, pseudonym=pseudonym, list_key=list_key,
+                         outlet=outlet)
+
+    def feedback(self, issue: str, answer: str, *, list_key: str | None = None,
+                 outlet: str | None = None) -> str:
+        """Token for an answer to the feedback question: a list's or an outlet's, never a
+        person's."""
+        return self.sign("f", issue, answer, list_key=list_key, outlet=outlet)
 
     def open(self, issue: str, *, pseudonym: str | None = None, list_key: str | None = None) -> str:
         """Token for the open pixel."""
@@ -154,11 +167,12 @@ class Signer:
             tkind, issue, link, who = self._verify_legacy(token)
         else:
             tkind, issue, link, who = self._open(token)
-        if tkind not in ("c", "o", "u") or (kind and tkind != kind):
+        if tkind not in ("c", "o", "u", "f") or (kind and tkind != kind):
             raise InvalidToken("token is for something else")
         pseudonym = who[2:] if who.startswith("r:") else None
         list_key = who[2:] if who.startswith("l:") else None
-        return TokenData(cast(TokenKind, tkind), issue, link, pseudonym, list_key)
+        return TokenData(cast(TokenKind, tkind), issue, link, pseudonym, list_key,
+                         who[2:] if who.startswith("o:") else None)
 
     def _open(self, token: str) -> tuple[str, str, str, str]:
         try:
