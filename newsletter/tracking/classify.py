@@ -37,7 +37,9 @@ to their agent).
   :attr:`Rules.check_after_seconds`, the later one is (some services check after the click).
 * ``after-delivery`` for views of the web version: a view within
   :attr:`Rules.view_after_delivery_seconds` of the delivery of any message of the issue (a
-  gateway fetching "view in browser" as the message arrives; no person opens it that fast).
+  gateway fetching "view in browser" as the message arrives; no person opens it that fast),
+  through the email's own addresses only (the ``email`` and ``direct`` outlets): a partner's
+  reshared copy is read whenever, sends or not.
 * ``same-client``: the verdict carried: every hit of a client within :attr:`Rules.client_seconds`
   before a verdict, and for :attr:`Rules.memory_seconds` after it (a scanner re-checking a
   message hours later from where it scanned it). A ``honeypot`` or ``head`` verdict is carried
@@ -189,7 +191,12 @@ class Seen(Protocol):
     ip_hash: str
     user_agent: str
     reasons: list[str]
+    outlet: str
 
+
+# Outlets whose views a message's arrival can explain: its "view in browser" (email) and the
+# plain address its honeypot link leads to (direct).
+_EMAIL_OUTLETS = frozenset(("email", "direct"))
 
 # Verdicts about an agent as a whole: only a machine fetches the hidden link or sends HEAD.
 _AGENT_VERDICTS = frozenset(("honeypot", "head"))
@@ -288,8 +295,8 @@ class Classifier:
             self._agent_verdict(agent, at)
             if client is not None:
                 self._client_verdict(client, agent, at)
-        if hit.kind == "view" and not hit.reasons and delivered.any_between(
-                hit.issue, at - rules.view_after_delivery_seconds, at):
+        if hit.kind == "view" and not hit.reasons and hit.outlet in _EMAIL_OUTLETS and \
+                delivered.any_between(hit.issue, at - rules.view_after_delivery_seconds, at):
             self._mark(hit, "after-delivery")
         if client is None or hit.kind not in _LINK_KINDS:
             return

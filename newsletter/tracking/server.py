@@ -337,6 +337,11 @@ class TrackerApp:
                     out.append(signer.click(slug, part[1], outlet=outlet))
                 elif part[0] == "feedback":
                     out.append(signer.feedback(slug, part[1], outlet=outlet))
+                elif part[0] == "og_url":
+                    # A site that reshares the page (Facebook, Teams) links its card to this
+                    # address: the outlet's own, so visits through the card count for it.
+                    named = outlet not in (outlets.DIRECT, outlets.UNKNOWN)
+                    out.append(f"{part[1]}/{outlet}" if named else part[1])
             page = issue.pages[outlet] = "".join(out).encode("utf-8")
         return page
 
@@ -594,15 +599,22 @@ class TrackerApp:
                       feedback=feedback.wording(row.feedback) if counted else None)
 
 
+_OG_URL = re.compile(r'(<meta property="og:url" content=")([^"]*)(">)')
+
+
 def _placeholders(page: str) -> tuple:
     """``page`` as literal text and the (kind, argument) of each placeholder the tracker fills
-    (clicks and feedback answers); anything else is left as it is."""
+    (clicks and feedback answers, and the page's own address in its Open Graph card);
+    anything else is left as it is."""
     parts: list = []
     position = 0
-    for match in PLACEHOLDER_RE.finditer(page):
-        if match.group(1) in ("click", "feedback") and match.group(2):
-            parts += [page[position:match.start()], (match.group(1), match.group(2))]
-            position = match.end()
+    spots = [(m.start(), m.end(), (m.group(1), m.group(2)))
+             for m in PLACEHOLDER_RE.finditer(page)
+             if m.group(1) in ("click", "feedback") and m.group(2)]
+    spots += [(m.start(2), m.end(2), ("og_url", m.group(2))) for m in _OG_URL.finditer(page)]
+    for start, end, part in sorted(spots):
+        parts += [page[position:start], part]
+        position = end
     parts.append(page[position:])
     return tuple(p for p in parts if p != "")
 
