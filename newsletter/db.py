@@ -220,6 +220,39 @@ events = sa.Table(
     sa.Index("ix_events_issue_at", "issue", "at"),
 )
 
+# Counts of the events, kept up to date in the same transaction as the events they count
+# (m072; newsletter.tracking.rollup): the reports read these instead of every event. ``day``
+# is the UTC day number, int(at / 86400).
+event_counts = sa.Table(
+    "event_counts", metadata,
+    sa.Column("issue", sa.String(100), primary_key=True),
+    sa.Column("kind", sa.String(16), primary_key=True),
+    sa.Column("scanner", sa.Boolean, primary_key=True),
+    sa.Column("day", sa.Integer, primary_key=True),
+    sa.Column("link_id", sa.String(32), primary_key=True),
+    sa.Column("outlet", sa.String(40), primary_key=True),
+    sa.Column("list_key", sa.String(100), primary_key=True),
+    sa.Column("n", sa.BigInteger, nullable=False),
+)
+# Probable scanners' events by the reasons they were given.
+event_reasons = sa.Table(
+    "event_reasons", metadata,
+    sa.Column("issue", sa.String(100), primary_key=True),
+    sa.Column("reasons", sa.Text, primary_key=True),
+    sa.Column("n", sa.BigInteger, nullable=False),
+)
+# Events that name a recipient (individual tracking), per recipient and link: unique clickers,
+# organisations.
+event_people = sa.Table(
+    "event_people", metadata,
+    sa.Column("issue", sa.String(100), primary_key=True),
+    sa.Column("kind", sa.String(16), primary_key=True),
+    sa.Column("scanner", sa.Boolean, primary_key=True),
+    sa.Column("pseudonym", sa.String(64), primary_key=True),
+    sa.Column("link_id", sa.String(32), primary_key=True),
+    sa.Column("n", sa.BigInteger, nullable=False),
+)
+
 # What readers wrote on the feedback thank-you page: nothing that identifies them (no token,
 # address, pseudonym, list or IP), the day only, cut to a length; purged with the events.
 feedback_comments = sa.Table(

@@ -385,6 +385,47 @@ def m071_feedback_and_outlet_events(conn: Connection) -> None:
         "CREATE INDEX ix_feedback_comments_issue ON feedback_comments (issue, day)")
 
 
+def m072_event_counts(conn: Connection) -> None:
+    """Counts of the events kept up to date as they are written (newsletter.tracking.rollup):
+    what the reports read instead of every event. Filled from the events already stored."""
+    d = Dialect(conn.dialect.name)
+    day = ("CAST(trunc(at / 86400) AS INTEGER)" if d.name == "postgresql"
+           else "CAST(at / 86400 AS INTEGER)")
+    run(conn,
+        """CREATE TABLE event_counts (
+            issue VARCHAR(100) NOT NULL,
+            kind VARCHAR(16) NOT NULL,
+            scanner BOOLEAN NOT NULL,
+            day INTEGER NOT NULL,
+            link_id VARCHAR(32) NOT NULL,
+            outlet VARCHAR(40) NOT NULL,
+            list_key VARCHAR(100) NOT NULL,
+            n BIGINT NOT NULL,
+            PRIMARY KEY (issue, kind, scanner, day, link_id, outlet, list_key))""",
+        """CREATE TABLE event_reasons (
+            issue VARCHAR(100) NOT NULL,
+            reasons TEXT NOT NULL,
+            n BIGINT NOT NULL,
+            PRIMARY KEY (issue, reasons))""",
+        """CREATE TABLE event_people (
+            issue VARCHAR(100) NOT NULL,
+            kind VARCHAR(16) NOT NULL,
+            scanner BOOLEAN NOT NULL,
+            pseudonym VARCHAR(64) NOT NULL,
+            link_id VARCHAR(32) NOT NULL,
+            n BIGINT NOT NULL,
+            PRIMARY KEY (issue, kind, scanner, pseudonym, link_id))""",
+        f"""INSERT INTO event_counts (issue, kind, scanner, day, link_id, outlet, list_key, n)
+            SELECT issue, kind, scanner, {day}, link_id, outlet, list_key, COUNT(*)
+            FROM events GROUP BY issue, kind, scanner, {day}, link_id, outlet, list_key""",
+        f"""INSERT INTO event_reasons (issue, reasons, n)
+            SELECT issue, reasons, COUNT(*) FROM events WHERE scanner = {d.true}
+            GROUP BY issue, reasons""",
+        """INSERT INTO event_people (issue, kind, scanner, pseudonym, link_id, n)
+            SELECT issue, kind, scanner, pseudonym, link_id, COUNT(*) FROM events
+            WHERE pseudonym != '' GROUP BY issue, kind, scanner, pseudonym, link_id""")
+
+
 # One a line, in the order they apply (several streams append here at once).
 MIGRATIONS: list[Callable[[Connection], None]] = [
     m001_initial,
@@ -401,6 +442,7 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     m052_event_classifiers,
     m070_outlets,
     m071_feedback_and_outlet_events,
+    m072_event_counts,
 ]
 
 

@@ -116,11 +116,11 @@ def test_a_failed_batch_is_classified_once_and_its_updates_kept(tracking_db,  # 
     real = writer._update_earlier
     calls = []
 
-    def failing_once(conn):  # type: ignore[no-untyped-def]
+    def failing_once(*args):  # type: ignore[no-untyped-def]
         calls.append(1)
         if len(calls) == 1:
             raise sa.exc.OperationalError("UPDATE", {}, Exception("database is locked"))
-        return real(conn)
+        return real(*args)
 
     monkeypatch.setattr(writer, "_update_earlier", failing_once)
     writer.add(Hit(at=T + 905, issue="spring", kind="click", link_id="hp", pseudonym="p3",

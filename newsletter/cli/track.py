@@ -239,6 +239,40 @@ def purge(older_than: str, issue: str | None, db: str | None) -> None:
                f"{older_than}.")
 
 
+@track.command("recount")
+@click.option("--issue", default=None, help="Only this issue's counts.")
+@db_option
+def recount(issue: str | None, db: str | None) -> None:
+    """Count the events again and replace the counts the reports read.
+
+    The counts are kept up to date as events are written; recount after events were
+    restored from a backup or changed by anything other than this program.
+
+    Example:
+
+        newsletter track recount --issue 2026-spring
+    """
+    from newsletter.db import open_db
+    from newsletter.report import require_database
+    from newsletter.tracking import rollup
+
+    project = load_project()
+    url = project.db_url(db, can_create=False)
+    require_database(url)
+    database = open_db(url, patience=project.settings.db_wait)
+    try:
+        with database.engine.begin() as conn:
+            differ = rollup.differences(conn, issue)
+            rollup.rebuild(conn, issue)
+    finally:
+        database.close()
+    what = f"issue {issue}" if issue else "every issue"
+    if differ:
+        click.echo(f"Recounted {what}: {differ} count(s) were wrong and are now corrected.")
+    else:
+        click.echo(f"Recounted {what}: every count was right.")
+
+
 @track.command("import")
 @click.argument("files", nargs=-1, required=True,
                 type=click.Path(exists=True, dir_okay=False, path_type=Path))

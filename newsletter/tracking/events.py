@@ -39,7 +39,7 @@ from newsletter import db
 from newsletter.db import Database
 from newsletter.errors import NewsletterError
 from newsletter.journal import Journal, Segment, count_lines, read_lines
-from newsletter.tracking import classify
+from newsletter.tracking import classify, rollup
 
 
 @dataclass(slots=True)
@@ -206,6 +206,9 @@ class EventWriter:
         self._classified: dict[int, Hit] = {}
         # stored hits whose verdict changed, until the transaction updating them commits
         self._changed: dict[int, Hit] = {}
+        # the reasons each hit the classifier may still change was stored with: what a change
+        # takes off the counts (rollup); pruned by age, read back from the database if gone
+        self._stored_as: dict[int, tuple[Hit, str]] = {}
         # called after each flush that stored hits, with the flush lock held (the server
         # reviews recent unsubscribes against the classifier's latest verdicts)
         self.after_flush: Callable[[], None] | None = None
@@ -523,6 +526,8 @@ class EventWriter:
 
     def _write(self, batch: list[Hit], positions: dict[str, int] | None = None,
                forget: list[str] | None = None) -> None:
+        deltas = rollup.Deltas()
+        stored_as: list[tuple[Hit, str]] = []
         with self.database.engine.begin() as conn:
             if batch:
                 self._note_version(conn, batch)
@@ -530,12 +535,21 @@ class EventWriter:
                 # the driver's executemany with plain tuples: one prepared statement for the
                 # batch, none of the per-row parameter processing of a Core insert (the hot
                 # loop here)
-                conn.exec_driver_sql(_insert_sql(conn), [hit.values() for hit in batch])
-            self._update_earlier(conn)
+                rows = [hit.values() for hit in batch]
+                conn.exec_driver_sql(_insert_sql(conn), rows)
+                for hit, row in zip(batch, rows, strict=True):
+                    deltas.stored(hit, row[10])
+                    stored_as.append((hit, row[10]))
+            stored_as += self._update_earlier(conn, deltas)
+            # the counts in the same transaction as the events they count
+            rollup.apply(conn, deltas)
             # in the same transaction: a replay after a crash starts where these hits end
             _record_positions(conn, positions or {}, forget or [])
+        # only now: a failed transaction leaves the changes to be stored by the next one
+        self._changed = {}
         for hit in batch:
             self._classified.pop(id(hit), None)
+        self._remember_stored(stored_as)
         self._versioned |= self._versions_pending
         self._versions_pending = set()
 
@@ -567,16 +581,52 @@ class EventWriter:
                      [{"issue": issue, "classifier": classify.VERSION} for issue in sorted(new)])
         self._versions_pending = new
 
-    def _update_earlier(self, conn: sa.Connection) -> None:
+    def _update_earlier(self, conn: sa.Connection,
+                        deltas: rollup.Deltas) -> list[tuple[Hit, str]]:
+        """Store the new verdicts of earlier hits, and move them on the counts from their old
+        verdict to the new one; return each hit with the reasons now stored."""
         if not self._changed:
-            return
+            return []
         rows = []
+        stored_as = []
         for hit in self._changed.values():
             reasons = classify.join_reasons(hit.reasons)
+            before = self._stored_as.get(id(hit))
+            was = before[1] if before is not None and before[0] is hit else \
+                self._reasons_stored(conn, hit)
+            if was is None:   # not in the database (deleted meanwhile): nothing to move
+                continue
+            deltas.changed(hit, was, reasons)
+            stored_as.append((hit, reasons))
             rows.append((bool(reasons), reasons, classify.VERSION, hit.issue, hit.at, hit.kind,
                          hit.link_id, hit.pseudonym, hit.ip_hash))
-        conn.exec_driver_sql(_update_sql(conn), rows)
-        self._changed = {}
+        if rows:
+            conn.exec_driver_sql(_update_sql(conn), rows)
+        return stored_as
+
+    @staticmethod
+    def _reasons_stored(conn: sa.Connection, hit: Hit) -> str | None:
+        """The reasons ``hit`` is stored with, read back (its memory was pruned)."""
+        e = db.events
+        return conn.execute(sa.select(e.c.reasons).where(
+            e.c.issue == hit.issue, e.c.at == hit.at, e.c.kind == hit.kind,
+            e.c.link_id == hit.link_id, e.c.pseudonym == hit.pseudonym,
+            e.c.ip_hash == hit.ip_hash).limit(1)).scalar()
+
+    def _remember_stored(self, stored_as: list[tuple[Hit, str]]) -> None:
+        """Note what each committed hit was stored with; forget hits too old for the
+        classifier to change (it reaches back no further than its widest window; an hour's
+        margin)."""
+        if not stored_as:
+            return
+        known = self._stored_as
+        for hit, reasons in stored_as:
+            known[id(hit)] = (hit, reasons)
+        if len(known) > 100_000:
+            rules = self.rules
+            horizon = max(h.at for h, _ in stored_as) - 3600 - max(
+                rules.client_seconds, rules.sweep_seconds)
+            self._stored_as = {k: v for k, v in known.items() if v[0].at >= horizon}
 
     def suspected(self, issue: str, ip_hash: str, user_agent: str, at: float) -> bool:
         """Whether the classifier holds this address and browser a probable scanner on
@@ -737,8 +787,14 @@ def purge(database: Database, older_than: float, *,
     from newsletter.feedback import purge_comments
 
     cutoff = db.now() - older_than
-    query = db.events.delete().where(db.events.c.at < cutoff)
-    if issue:
-        query = query.where(db.events.c.issue == issue)
+    deleted = 0
+    # In batches, each taken off the counts in its own transaction: a purge of millions of
+    # events neither holds one huge transaction nor leaves counts that disagree with events.
+    while True:
+        with database.engine.begin() as conn:
+            count = rollup.delete_events(conn, cutoff, issue, 50_000)
+        deleted += count
+        if count < 50_000:
+            break
     with database.engine.begin() as conn:
-        return conn.execute(query).rowcount or 0, purge_comments(conn, cutoff, issue)
+        return deleted, purge_comments(conn, cutoff, issue)
