@@ -14,6 +14,7 @@ from helpers import (  # isort: skip
     CHROMIUM,
     CHROMIUM_ARGS,
     PROJECT_FILES,
+    PUBLISHED_URL,
     SAMPLE_ISSUE,
     REPO,
     SEND_AUDIENCES,
@@ -310,9 +311,9 @@ def imap():  # type: ignore[no-untyped-def]
 
     with dovecot() as server:
         yield server
-# --- reach: the sample issue as send leaves it for the tracker ---
 
-PUBLISHED_URL = "http://tracker.test"   # the in-process tracker client's base URL
+
+# --- reach: the sample issue as send leaves it for the tracker ---
 
 
 @pytest.fixture

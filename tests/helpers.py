@@ -785,6 +785,7 @@ PROJECT_FILES = ("issues", "templates", "audiences", "images", "theme.yaml", "au
                  "newsletter.yaml")
 
 
+PUBLISHED_URL = "http://tracker.test"   # the in-process tracker client's base URL
 TRACKING_SENT_AT = 1_780_000_000.0  # 2026-05-28 20:26:40 UTC: when the fixture issue went out
 
 

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from conftest import PUBLISHED_URL
-from helpers import TrackerClient, messages
+from helpers import PUBLISHED_URL, TrackerClient, messages
 
 from newsletter import db
 from newsletter import report as reporting

@@ -14,8 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 import sqlalchemy as sa
-from conftest import PUBLISHED_URL
-from helpers import TrackerClient, free_port, start_tracker, stop_group
+from helpers import PUBLISHED_URL, TrackerClient, free_port, start_tracker, stop_group
 
 from newsletter import db
 from newsletter.outlets import Outlet, register

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
-from conftest import TRACKING_SENT_AT
+from helpers import TRACKING_SENT_AT
 
 from newsletter import db
 from newsletter.cli import main
