@@ -4,12 +4,12 @@ renderers read. Fields are only ever added; a breaking change bumps ``FORMAT_VER
 
 from __future__ import annotations
 
-from typing import NotRequired, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 FORMAT_VERSION = 1
 # The keys whose values are counts of people's actions: hidden below --min-count.
 COUNT_KEYS = frozenset({"total", "unique", "scanners", "clicks", "downloads", "views",
-                        "viewers", "yes", "no"})
+                        "viewers", "yes", "no", "feedback_yes", "feedback_no"})
 
 # A count; None when it does not exist (unique figures under aggregate tracking) or is hidden
 # because it is below --min-count.
@@ -126,7 +126,36 @@ class FeedbackFigures(TypedDict):
     comments: list[CommentRow]
 
 
-Row = LinkRow | ListRow | OrganisationRow | DayRow | TidyRow | CommentRow
+class Answers(TypedDict):
+    yes: Count
+    no: Count
+
+
+class OutletRow(TypedDict):
+    id: str             # email, an outlet of newsletter.yaml, direct or unknown
+    name: str
+    kind: str
+    views: Count
+    downloads: Count
+    clicks: Count       # downloads included
+    feedback: Answers
+    scanners: Count     # probable scanners' events of every kind, always apart
+
+
+class ReachFigures(TypedDict):
+    views: Count
+    downloads: Count
+    clicks: Count
+    feedback: Answers
+
+
+class Reach(TypedDict):
+    email: ReachFigures       # the direct email audience
+    reshared: ReachFigures    # every other outlet, direct and unknown included
+
+
+# A breakdown's rows (--by outlet flattens each outlet's answers into feedback_yes/_no).
+Row = LinkRow | ListRow | OrganisationRow | DayRow | TidyRow | CommentRow | dict[str, Any]
 
 
 class Report(TypedDict):
@@ -155,3 +184,47 @@ class Report(TypedDict):
     days: list[DayRow]
     lists_to_tidy: list[TidyRow]
     feedback: FeedbackFigures | None      # None: the issue asked nothing, nobody answered
+    outlets: list[OutletRow]
+    reach: Reach
+
+
+# --- report --all: every issue side by side ------------------------------------------------
+
+
+class IssueLine(TypedDict):
+    """One issue in ``report --all``."""
+
+    issue: str
+    subject: str
+    date: str                 # the UTC day of its first send
+    tracking: str
+    sent: int
+    delivered: int
+    views: Count
+    downloads: Count
+    clicks: Count
+    unique_clickers: Count    # individual tracking only
+    feedback: Answers
+    unsubscribes: int
+    bounces: int
+
+
+# Counts hidden below --min-count are None here too; the years add up every issue's figures
+# before any is hidden.
+class YearLine(TypedDict):
+    year: str                 # 2026, or "2025-04-01 to 2026-03-31" from strategy_start
+    issues: int
+    sent: int
+    delivered: int
+    views: Count
+    downloads: Count
+    clicks: Count
+    feedback: Answers
+    unsubscribes: int
+    bounces: int
+
+
+AcrossReport = TypedDict("AcrossReport", {
+    "format": int, "generated_at": str, "include_scanners": bool, "min_count": int,
+    "from": str | None, "to": str | None, "strategy_start": str | None,
+    "issues": list[IssueLine], "years": list[YearLine]})

@@ -11,13 +11,12 @@ issues sent with individual tracking; aggregate issues report totals per link an
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar, cast
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
 
 import sqlalchemy as sa
 
-from newsletter import db
+from newsletter import db, reach
 from newsletter.db import Database
 from newsletter.errors import NewsletterError
 from newsletter.report.contract import (
@@ -30,12 +29,13 @@ from newsletter.report.contract import (
     LinkRow,
     ListRow,
     OrganisationRow,
+    Reach,
     Report,
     Row,
 )
 from newsletter.status import Status
+from newsletter.tracking import rollup
 
-E = db.events
 
 def build(database: Database, slug: str, *, include_scanners: bool = False,
           min_count: int = 0) -> Report:
@@ -63,7 +63,6 @@ def build(database: Database, slug: str, *, include_scanners: bool = False,
                         min_count).build()
 
 
-_T = TypeVar("_T")
 _Pairs = dict[tuple[str, str], int]     # (event kind, link id) -> events
 
 
@@ -103,30 +102,15 @@ class _Builder:
     def _scanner_values(self) -> tuple[bool, ...]:
         return (False, True) if self.include else (False,)
 
-    def _on_own_connection(self, work: Callable[[sa.Connection], _T]) -> Callable[[], _T]:
-        def run() -> _T:
-            with self.database.engine.connect() as conn:
-                if conn.dialect.name == "postgresql":
-                    # room to hash a million (link, recipient) pairs without spilling to disk;
-                    # the rollback when the connection goes back to the pool undoes it
-                    conn.exec_driver_sql("SET work_mem = '64MB'")
-                return work(conn)
-        return run
-
     def build(self) -> Report:
         slug = self.slug
-        # Every query reads one covering index in its order (migration m002), so SQLite streams
-        # through it without sorting; the four scans are independent and run side by side, each
-        # on its own connection (the database releases the GIL while it works).
-        with ThreadPoolExecutor(max_workers=4, thread_name_prefix="report") as pool:
-            counts = pool.submit(self._on_own_connection(self._counts))
-            uniques = pool.submit(self._on_own_connection(self._uniques))
-            people_f = pool.submit(self._on_own_connection(self._people))
-            days_f = pool.submit(self._on_own_connection(self._days))
-            counted, scanners, reasons = counts.result()
-            unique_links, unique_opens = uniques.result()
-            people = people_f.result()
-            days = days_f.result()
+        # Every figure comes from the counts kept as events are written (tracking.rollup):
+        # a few hundred rows per issue, however many events.
+        self.counts = rollup.counts_of(self.conn, slug)
+        counted, scanners, reasons = self._counts()
+        unique_links, unique_opens = self._uniques(self.conn)
+        people = self._people(self.conn)
+        days = self._days()
         click_total = sum(n for (k, _), n in counted.items() if k == "click")
         download_total = sum(counted.get(("click", d), 0) for d in self.downloads)
         unique = len(people) if self.individual else None
@@ -135,6 +119,7 @@ class _Builder:
         opens_on = bool(self.issue.opens) if self.issue is not None else False
 
         totals = self.bounce_figures["totals"]
+        outlets = reach.outlet_rows(self.conn, self.counts, set(self.downloads), self.include)
         report: Report = {
             "format": FORMAT_VERSION,
             "issue": slug,
@@ -172,6 +157,8 @@ class _Builder:
             "days": days,
             "lists_to_tidy": self.bounce_figures["tidy"],
             "feedback": self._feedback(counted, scanners),
+            "outlets": outlets,
+            "reach": cast(Reach, reach.email_and_reshared(outlets)),
         }
         return _hide_small(report, self.min_count)
 
@@ -192,40 +179,25 @@ class _Builder:
                 "yes": answers["yes"], "no": answers["no"], "scanners": scanned,
                 "comments": cast(list[CommentRow], said)}
 
-    def _counts(self, conn: sa.Connection) -> tuple[_Pairs, _Pairs, dict[str, int]]:
+    def _counts(self) -> tuple[_Pairs, _Pairs, dict[str, int]]:
         """Events per (kind, link): counted ones and probable scanners; scanner reasons."""
         counted: dict[tuple[str, str], int] = {}
         scanners: dict[tuple[str, str], int] = {}
-        for kind, scanner, link_id, n in conn.execute(
-                sa.select(E.c.kind, E.c.scanner, E.c.link_id, sa.func.count())
-                .where(E.c.issue == self.slug).group_by(E.c.kind, E.c.scanner, E.c.link_id)):
-            if scanner:
-                scanners[(kind, link_id)] = scanners.get((kind, link_id), 0) + n
-            if not scanner or self.include:
-                counted[(kind, link_id)] = counted.get((kind, link_id), 0) + n
-        reasons: dict[str, int] = {}
-        for text, n in conn.execute(
-                sa.select(E.c.reasons, sa.func.count())
-                .where(E.c.issue == self.slug, E.c.scanner == sa.true())
-                .group_by(E.c.reasons)):
-            for reason in (text or "unknown").split(","):
-                reasons[reason] = reasons.get(reason, 0) + n
-        return counted, scanners, reasons
+        for c in self.counts:
+            key = (c.kind, c.link_id)
+            if c.scanner:
+                scanners[key] = scanners.get(key, 0) + c.n
+            if not c.scanner or self.include:
+                counted[key] = counted.get(key, 0) + c.n
+        return counted, scanners, rollup.reasons_of(self.conn, self.slug)
 
     def _uniques(self, conn: sa.Connection) -> tuple[dict[str, int], int | None]:
         """Distinct recipients per link, and distinct openers (individual tracking only)."""
         if not self.individual:
             return {}, None
-        return (self._unique_per_link(conn, "click"),
-                self._unique_per_link(conn, "open").get("", 0))
-
-    def _unique_per_link(self, conn: sa.Connection, kind: str) -> dict[str, int]:
-        pairs = (sa.select(E.c.link_id, E.c.pseudonym).distinct()
-                 .where(E.c.issue == self.slug, E.c.kind == kind, E.c.pseudonym != "",
-                        E.c.scanner.in_(self._scanner_values()))
-                 .subquery())
-        return dict(conn.execute(
-            sa.select(pairs.c.link_id, sa.func.count()).group_by(pairs.c.link_id)).all())
+        values = self._scanner_values()
+        return (rollup.unique_per_link(conn, self.slug, "click", values),
+                rollup.unique_per_link(conn, self.slug, "open", values).get("", 0))
 
     def _links(self, counted: _Pairs, scanners: _Pairs,
                unique: dict[str, int]) -> list[LinkRow]:
@@ -252,17 +224,8 @@ class _Builder:
         """(clicks, downloads) per recipient pseudonym with at least one click."""
         if not self.individual:
             return {}
-        downloads = sa.func.sum(sa.case((E.c.link_id.in_(self.downloads), 1), else_=0))
-        people: dict[str, tuple[int, int]] = {}
-        for scanner in self._scanner_values():
-            for p, n, dl in conn.execute(
-                    sa.select(E.c.pseudonym, sa.func.count(), downloads)
-                    .where(E.c.issue == self.slug, E.c.kind == "click",
-                           E.c.scanner == scanner, E.c.pseudonym != "")
-                    .group_by(E.c.pseudonym)):
-                before = people.get(p, (0, 0))
-                people[p] = (before[0] + n, before[1] + int(dl or 0))
-        return people
+        return rollup.clicks_per_person(conn, self.slug, self.downloads,
+                                        self._scanner_values())
 
     def _recipients(self) -> list[sa.Row[Any]]:
         if self._recipient_rows is None:
@@ -293,13 +256,11 @@ class _Builder:
                 clicked = [per_person[p] for p in names if p in per_person]
                 clicks[key], unique[key] = sum(clicked), len(clicked)
         else:
-            for key, n in self.conn.execute(
-                    sa.select(E.c.list_key, sa.func.count())
-                    .where(E.c.issue == self.slug, E.c.kind == "click",
-                           E.c.scanner.in_(self._scanner_values()))
-                    .group_by(E.c.list_key)):
-                clicks[key or ""] = n
-                members.setdefault(key or "", set())
+            # the list named in the email's tokens; a reshared copy's clicks have none
+            for c in self.counts:
+                if c.kind == "click" and c.list_key and c.scanner in self._scanner_values():
+                    clicks[c.list_key] = clicks.get(c.list_key, 0) + c.n
+                    members.setdefault(c.list_key, set())
         out: list[ListRow] = []
         bounced = self.bounce_figures["lists"]
         for key in sorted(members):
@@ -346,61 +307,25 @@ class _Builder:
             out.append(org)
         return out
 
-    def _days(self, conn: sa.Connection) -> list[DayRow]:
+    def _days(self) -> list[DayRow]:
         """Clicks, downloads, views and probable scanners per UTC day."""
-        counts = self._day_counts_sqlite(conn) if self.database.is_sqlite \
-            else self._day_counts_grouped(conn)
         days: dict[int, dict[str, Any]] = {}
-        for number, kind, flag, n, dl in counts:
-            if not n:
+        downloads = set(self.downloads)
+        for c in self.counts:
+            if c.kind not in ("click", "view"):
                 continue
-            entry = days.setdefault(number, {
-                "day": (dt.date(1970, 1, 1) + dt.timedelta(days=number)).isoformat(),
+            entry = days.setdefault(c.day, {
+                "day": (dt.date(1970, 1, 1) + dt.timedelta(days=c.day)).isoformat(),
                 "clicks": 0, "downloads": 0, "views": 0, "scanners": 0})
-            if flag and kind == "click":
-                entry["scanners"] += n
-            if not flag or self.include:
-                if kind == "click":
-                    entry["clicks"] += n
-                    entry["downloads"] += int(dl or 0)
+            if c.scanner and c.kind == "click":
+                entry["scanners"] += c.n
+            if not c.scanner or self.include:
+                if c.kind == "click":
+                    entry["clicks"] += c.n
+                    entry["downloads"] += c.n if c.link_id in downloads else 0
                 else:
-                    entry["views"] += n
+                    entry["views"] += c.n
         return [cast(DayRow, days[k]) for k in sorted(days)]
-
-    def _day_counts_sqlite(self, conn: sa.Connection) -> list[tuple[Any, ...]]:
-        """One index range count per day, kind and scanner flag.
-
-        SQLite would sort every event for a GROUP BY on a day computed from ``at``; counting each
-        day's range of ``ix_events_days`` reads the index once, in order.
-        """
-        # ORDER BY ... LIMIT 1 (not min/max) reads one end of ix_events_issue_at.
-        first, last = [conn.execute(sa.select(E.c.at).where(E.c.issue == self.slug)
-                                    .order_by(order).limit(1)).scalar()
-                       for order in (E.c.at.asc(), E.c.at.desc())]
-        if first is None or last is None:
-            return []
-        query = (sa.select(sa.func.count(),
-                           sa.func.sum(sa.case((E.c.link_id.in_(self.downloads), 1), else_=0)))
-                 .where(E.c.issue == self.slug, E.c.kind == sa.bindparam("kind"),
-                        E.c.scanner == sa.bindparam("scanner"),
-                        E.c.at >= sa.bindparam("lo"), E.c.at < sa.bindparam("hi")))
-        out = []
-        for number in range(int(first // 86400), int(last // 86400) + 1):
-            bounds = {"lo": number * 86400.0, "hi": (number + 1) * 86400.0}
-            for kind in ("click", "view"):
-                for flag in (False, True):
-                    n, dl = conn.execute(query, {**bounds, "kind": kind, "scanner": flag}).one()
-                    out.append((number, kind, flag, n, dl))
-        return out
-
-    def _day_counts_grouped(self, conn: sa.Connection) -> list[tuple[Any, ...]]:
-        """PostgreSQL: one hashed GROUP BY (parallel) beats a hundred small range scans."""
-        day = sa.cast(sa.func.floor(E.c.at / 86400), sa.Integer).label("day")
-        downloads = sa.func.sum(sa.case((E.c.link_id.in_(self.downloads), 1), else_=0))
-        return [tuple(row) for row in conn.execute(
-            sa.select(day, E.c.kind, E.c.scanner, sa.func.count(), downloads)
-            .where(E.c.issue == self.slug, E.c.kind.in_(("click", "view")))
-            .group_by(day, E.c.kind, E.c.scanner))]
 
 
 class _Missing:
@@ -439,6 +364,12 @@ def _hide_small(report: Report, threshold: int) -> Report:
     for part in rows:
         for row in part:
             hide(row)
+    for outlet in report["outlets"]:
+        hide(outlet)
+        hide(outlet["feedback"])
+    for part_ in (report["reach"]["email"], report["reach"]["reshared"]):
+        hide(part_)
+        hide(part_["feedback"])
     report["scanner_reasons"] = {
         k: (None if v is not None and 0 < v < threshold else v)
         for k, v in report["scanner_reasons"].items()}

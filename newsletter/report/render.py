@@ -11,7 +11,7 @@ from pathlib import Path
 
 from newsletter.report.contract import COUNT_KEYS, Count, LinkRow, Report, Row, TidyRow
 
-BY = ("link", "list", "organisation", "day", "tidy", "feedback")
+BY = ("link", "list", "organisation", "day", "outlet", "tidy", "feedback")
 FORMATS = ("table", "csv", "json", "html")
 TEMPLATES = Path(__file__).resolve().parent.parent / "report_templates"
 
@@ -27,6 +27,9 @@ _COLUMNS = {
                      ("click_through_rate", "Click-through")],
     "day": [("day", "Day (UTC)"), ("clicks", "Clicks"), ("downloads", "Downloads"),
             ("views", "Views"), ("scanners", "Scanners")],
+    "outlet": [("name", "Outlet"), ("kind", "Kind"), ("views", "Views"),
+               ("downloads", "Downloads"), ("clicks", "Clicks"), ("feedback_yes", "Yes"),
+               ("feedback_no", "No"), ("scanners", "Scanners"), ("id", "Id")],
     "tidy": [("list", "List"), ("address", "Address"), ("organisation", "Organisation"),
              ("reason", "Reason"), ("status", "Status"), ("detail", "Server said")],
     "feedback": [("day", "Day (UTC)"), ("answer", "Answer"), ("outlet", "Outlet"),
@@ -51,6 +54,10 @@ def rows_for(report: Report, by: str) -> Sequence[Row]:
         return report["organisations"]
     if by == "tidy":
         return report["lists_to_tidy"]
+    if by == "outlet":
+        return [{**{k: v for k, v in row.items() if k != "feedback"},
+                 "feedback_yes": row["feedback"]["yes"], "feedback_no": row["feedback"]["no"]}
+                for row in report["outlets"]]
     return report["days"]
 
 
@@ -136,6 +143,7 @@ def headline(report: Report) -> list[str]:
                      "clickers or organisations)")
     lines.append(f"Views of the web version: {c(views['total'])}")
     lines += _feedback_line(report)
+    lines += _reach_line(report)
     if report["opens"] is not None:
         opens = report["opens"]
         lines.append(f"Opens: {c(opens['total'])}" + (
@@ -156,6 +164,19 @@ def headline(report: Report) -> list[str]:
     if t > 1:
         lines.append(f"Counts from 1 to {t - 1} are hidden (--min-count {t}).")
     return lines
+
+
+def _reach_line(report: Report) -> list[str]:
+    t = report["min_count"]
+    email, reshared = report["reach"]["email"], report["reach"]["reshared"]
+
+    def c(value: Count) -> str:
+        return _cell(value, "total", t)
+
+    return [f"Reach: email {c(email['views'])} views, {c(email['downloads'])} downloads, "
+            f"{c(email['clicks'])} clicks · reshared {c(reshared['views'])} views, "
+            f"{c(reshared['downloads'])} downloads, {c(reshared['clicks'])} clicks "
+            "(--by outlet)"]
 
 
 def _feedback_line(report: Report) -> list[str]:
@@ -226,6 +247,10 @@ def _html(report: Report, by: str) -> str:
         "links": [f"{r['text'] or r['url']} ({r['kind']})"[:60] for r in links],
         "link_clicks": [r["clicks"] for r in links],
         "link_scanners": [r["scanners"] for r in links],
+        "outlets": [r["name"][:60] for r in report["outlets"]],
+        "outlet_views": [r["views"] for r in report["outlets"]],
+        "outlet_downloads": [r["downloads"] for r in report["outlets"]],
+        "outlet_clicks": [r["clicks"] for r in report["outlets"]],
     }
     tables = []
     for name in ("link", *(b for b in BY if b != "link")):

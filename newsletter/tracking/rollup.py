@@ -189,3 +189,63 @@ def delete_events(conn: sa.Connection, cutoff: float, issue: str | None,
                    row.pseudonym, bool(row.scanner), row.reasons, -1)
     apply(conn, deltas)
     return len(rows)
+
+
+# --- reading: what the reports ask --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Count:
+    """One row of ``event_counts``: ``n`` events alike."""
+
+    kind: str
+    scanner: bool
+    day: int
+    link_id: str
+    outlet: str
+    list_key: str
+    n: int
+
+
+def counts_of(conn: sa.Connection, issue: str) -> list[Count]:
+    """The counts of ``issue`` (rows of 0 left out)."""
+    c = db.event_counts
+    return [Count(r.kind, bool(r.scanner), int(r.day), r.link_id, r.outlet, r.list_key,
+                  int(r.n))
+            for r in conn.execute(
+                sa.select(c.c.kind, c.c.scanner, c.c.day, c.c.link_id, c.c.outlet,
+                          c.c.list_key, c.c.n).where(c.c.issue == issue, c.c.n > 0))]
+
+
+def reasons_of(conn: sa.Connection, issue: str) -> dict[str, int]:
+    """Probable scanners' events of ``issue`` by reason (an event with two counts under
+    both; one stored without a reason under ``unknown``)."""
+    r = db.event_reasons
+    found: dict[str, int] = {}
+    for text, n in conn.execute(sa.select(r.c.reasons, r.c.n)
+                                .where(r.c.issue == issue, r.c.n > 0)):
+        for reason in (text or "unknown").split(","):
+            found[reason] = found.get(reason, 0) + int(n)
+    return found
+
+
+def unique_per_link(conn: sa.Connection, issue: str, kind: str,
+                    scanner: tuple[bool, ...]) -> dict[str, int]:
+    """Distinct recipients per link with events of ``kind`` (individual tracking)."""
+    p = db.event_people
+    pairs = (sa.select(p.c.link_id, p.c.pseudonym).distinct()
+             .where(p.c.issue == issue, p.c.kind == kind, p.c.scanner.in_(scanner), p.c.n > 0)
+             .subquery())
+    return {link: int(n) for link, n in conn.execute(
+        sa.select(pairs.c.link_id, sa.func.count()).group_by(pairs.c.link_id))}
+
+
+def clicks_per_person(conn: sa.Connection, issue: str, downloads: list[str],
+                      scanner: tuple[bool, ...]) -> dict[str, tuple[int, int]]:
+    """(clicks, downloads) per recipient pseudonym with at least one click."""
+    p = db.event_people
+    on_download = sa.func.sum(sa.case((p.c.link_id.in_(downloads), p.c.n), else_=0))
+    return {person: (int(n), int(dl or 0)) for person, n, dl in conn.execute(
+        sa.select(p.c.pseudonym, sa.func.sum(p.c.n), on_download)
+        .where(p.c.issue == issue, p.c.kind == "click", p.c.scanner.in_(scanner), p.c.n > 0)
+        .group_by(p.c.pseudonym))}

@@ -1,0 +1,321 @@
+"""Reach beyond the inbox: an issue's views, downloads, clicks and feedback per outlet, and
+every issue side by side for the strategy's annual review (``report --all``).
+
+Both read the counts kept as events are written (:mod:`newsletter.tracking.rollup`), never the
+events themselves, so they stay fast over millions of events. The direct email audience is
+one outlet among the others (``email``); everything else (partners' outlets, ``direct``,
+``unknown``) is *reshared*.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, cast
+
+import sqlalchemy as sa
+
+from newsletter import db, outlets
+from newsletter.db import Database
+from newsletter.errors import NewsletterError
+from newsletter.tracking import rollup
+
+if TYPE_CHECKING:
+    from newsletter.report.contract import (
+        AcrossReport,
+        IssueLine,
+        OutletRow,
+        ReachFigures,
+        YearLine,
+    )
+
+ANSWERS = ("yes", "no")
+
+
+def _blank(outlet: outlets.Outlet) -> OutletRow:
+    return {"id": outlet.id, "name": outlet.name, "kind": outlet.kind, "views": 0,
+            "downloads": 0, "clicks": 0, "feedback": {"yes": 0, "no": 0}, "scanners": 0}
+
+
+def _order(known: dict[str, outlets.Outlet]) -> list[outlets.Outlet]:
+    """The email first, then the project's outlets by kind and name, then direct and unknown."""
+    listed = sorted((o for o in known.values() if not o.built_in),
+                    key=lambda o: (outlets.KINDS.index(o.kind) if o.kind in outlets.KINDS
+                                   else len(outlets.KINDS), o.name.casefold(), o.id))
+    return [known[outlets.EMAIL], *listed, known[outlets.DIRECT], known[outlets.UNKNOWN]]
+
+
+def outlet_rows(conn: sa.Connection, counts: Iterable[rollup.Count], downloads: set[str],
+                include_scanners: bool) -> list[OutletRow]:
+    """Views, downloads, clicks, feedback answers and probable scanners per outlet (every
+    outlet the database knows, counted or not; an outlet seen only in events is added by its
+    id)."""
+    known = outlets.registered(conn)
+    rows = {o.id: _blank(o) for o in _order(known)}
+    for count in counts:
+        row = rows.get(count.outlet)
+        if row is None:
+            row = rows[count.outlet] = _blank(outlets.Outlet(count.outlet, count.outlet,
+                                                             "unknown"))
+        if count.scanner:
+            row["scanners"] = (row["scanners"] or 0) + count.n
+            if not include_scanners:
+                continue
+        _add(row, count, downloads)
+    # built-in direct and unknown last, whatever was added
+    ordered = [r for k, r in rows.items() if k not in (outlets.DIRECT, outlets.UNKNOWN)]
+    return [*ordered, rows[outlets.DIRECT], rows[outlets.UNKNOWN]]
+
+
+def _add(row: OutletRow | ReachFigures, count: rollup.Count, downloads: set[str]) -> None:
+    if count.kind == "view":
+        row["views"] = (row["views"] or 0) + count.n
+    elif count.kind == "click":
+        row["clicks"] = (row["clicks"] or 0) + count.n
+        if count.link_id in downloads:
+            row["downloads"] = (row["downloads"] or 0) + count.n
+    elif count.kind == "feedback" and count.link_id in ANSWERS:
+        answers = row["feedback"]
+        answers[count.link_id] = (answers[count.link_id] or 0) + count.n  # type: ignore[literal-required]
+
+
+def email_and_reshared(rows: list[OutletRow]) -> dict[str, ReachFigures]:
+    """The email outlet's figures, and every other outlet's added up."""
+    out: dict[str, ReachFigures] = {}
+    for part in ("email", "reshared"):
+        chosen = [r for r in rows if (r["id"] == outlets.EMAIL) == (part == "email")]
+        out[part] = {
+            "views": sum(r["views"] or 0 for r in chosen),
+            "downloads": sum(r["downloads"] or 0 for r in chosen),
+            "clicks": sum(r["clicks"] or 0 for r in chosen),
+            "feedback": {"yes": sum(r["feedback"]["yes"] or 0 for r in chosen),
+                         "no": sum(r["feedback"]["no"] or 0 for r in chosen)}}
+    return out
+
+
+# --- across issues ------------------------------------------------------------------------
+
+
+def parse_date(text: str, option: str) -> dt.date:
+    """``--from``/``--to`` as a date, or a located refusal."""
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise NewsletterError(f"{option} {text!r} is not a date",
+                              hint=f"give it as YYYY-MM-DD, e.g. {option} 2026-04-01") from None
+
+
+def strategy_year(day: dt.date, start: dt.date | None) -> str:
+    """The strategy year ``day`` falls in: from ``start`` (its anniversaries begin each year,
+    named by the first and last day), else the calendar year."""
+    if start is None:
+        return str(day.year)
+    year = day.year - (1 if (day.month, day.day) < (start.month, start.day) else 0)
+    first = _anniversary(start, year)
+    last = _anniversary(start, year + 1) - dt.timedelta(days=1)
+    return f"{first.isoformat()} to {last.isoformat()}"
+
+
+def _anniversary(start: dt.date, year: int) -> dt.date:
+    try:
+        return start.replace(year=year)
+    except ValueError:   # 29 February in a year without one
+        return start.replace(year=year, day=28)
+
+
+def across(database: Database, *, since: dt.date | None = None, until: dt.date | None = None,
+           strategy_start: dt.date | None = None, include_scanners: bool = False,
+           min_count: int = 0) -> AcrossReport:
+    """One line per sent issue (by its first send, from ``since`` to ``until`` inclusive), and
+    totals per strategy year; counts from 1 to ``min_count`` - 1 hidden (None)."""
+    from newsletter.bounces.figures import figures
+    from newsletter.report.contract import FORMAT_VERSION
+    from newsletter.status import Status
+
+    if since and until and since > until:
+        raise NewsletterError(f"--from {since} is after --to {until}",
+                              hint="give the earlier date to --from")
+    d = db.deliveries
+    scanner = (False, True) if include_scanners else (False,)
+    lines: list[IssueLine] = []
+    with database.engine.connect() as conn:
+        sent = {row.issue: (row.first, row.n) for row in conn.execute(
+            sa.select(d.c.issue, sa.func.min(d.c.sent_at).label("first"),
+                      sa.func.count().label("n"))
+            .where(d.c.status == Status.SENT, d.c.sent_at.is_not(None)).group_by(d.c.issue))}
+        subjects = dict(conn.execute(sa.select(db.issues.c.slug, db.issues.c.subject)).all())
+        tracking = dict(conn.execute(sa.select(db.issues.c.slug, db.issues.c.tracking)).all())
+        for slug, (first, count) in sorted(sent.items(), key=lambda kv: (kv[1][0], kv[0])):
+            day = dt.datetime.fromtimestamp(first, dt.UTC).date()
+            if (since and day < since) or (until and day > until):
+                continue
+            lines.append(_issue_line(conn, slug, day, count, subjects.get(slug, ""),
+                                     tracking.get(slug, "aggregate"), scanner, figures))
+    years = _years(lines, strategy_start)
+    for line in [*lines, *years]:
+        _hide_small(cast(dict[str, Any], line), min_count)
+    return {"format": FORMAT_VERSION,
+            "generated_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "include_scanners": include_scanners, "min_count": min_count,
+            "from": since.isoformat() if since else None,
+            "to": until.isoformat() if until else None,
+            "strategy_start": strategy_start.isoformat() if strategy_start else None,
+            "issues": lines, "years": years}
+
+
+# What people do, which small numbers could tell about one of them; delivered, sent, bounces
+# and unsubscribes are shown as in each issue's report.
+_HIDDEN = ("views", "downloads", "clicks", "unique_clickers", "yes", "no")
+
+
+def _hide_small(part: dict[str, Any], threshold: int) -> None:
+    if threshold <= 1:
+        return
+    for key in _HIDDEN:
+        value = part.get(key)
+        if isinstance(value, int) and 0 < value < threshold:
+            part[key] = None
+    if "feedback" in part:
+        _hide_small(part["feedback"], threshold)
+
+
+def _issue_line(conn: sa.Connection, slug: str, day: dt.date, sent: int, subject: str,
+                tracking: str, scanner: tuple[bool, ...], figures: Any) -> IssueLine:
+    links = db.links
+    downloads = set(conn.execute(sa.select(links.c.link_id).where(
+        links.c.issue == slug, links.c.kind == "download")).scalars())
+    views = clicks = dl = yes = no = 0
+    for count in rollup.counts_of(conn, slug):
+        if count.scanner not in scanner:
+            continue
+        if count.kind == "view":
+            views += count.n
+        elif count.kind == "click":
+            clicks += count.n
+            dl += count.n if count.link_id in downloads else 0
+        elif count.kind == "feedback":
+            yes += count.n if count.link_id == "yes" else 0
+            no += count.n if count.link_id == "no" else 0
+    unique: int | None = None
+    if tracking == "individual":
+        p = db.event_people
+        unique = int(conn.execute(
+            sa.select(sa.func.count(sa.distinct(p.c.pseudonym))).where(
+                p.c.issue == slug, p.c.kind == "click", p.c.scanner.in_(scanner), p.c.n > 0))
+            .scalar() or 0)
+    totals = figures(conn, slug)["totals"]
+    return {"issue": slug, "subject": subject, "date": day.isoformat(), "tracking": tracking,
+            "sent": sent, "delivered": totals["delivered"], "views": views, "downloads": dl,
+            "clicks": clicks, "unique_clickers": unique, "feedback": {"yes": yes, "no": no},
+            "unsubscribes": totals["unsubscribes"],
+            "bounces": totals["bounced_hard"] + totals["bounced_soft"]}
+
+
+_SUMMED = ("sent", "delivered", "views", "downloads", "clicks", "unsubscribes", "bounces")
+
+
+def _years(lines: list[IssueLine], start: dt.date | None) -> list[YearLine]:
+    years: dict[str, YearLine] = {}
+    for line in lines:
+        name = strategy_year(dt.date.fromisoformat(line["date"]), start)
+        year = years.setdefault(name, {
+            "year": name, "issues": 0, "sent": 0, "delivered": 0, "views": 0, "downloads": 0,
+            "clicks": 0, "feedback": {"yes": 0, "no": 0}, "unsubscribes": 0, "bounces": 0})
+        year["issues"] += 1
+        for key in _SUMMED:
+            year[key] += line[key]  # type: ignore[literal-required]
+        for answer in ANSWERS:
+            year["feedback"][answer] += line["feedback"][answer]  # type: ignore[literal-required]
+    return list(years.values())
+
+
+# --- output of report --all ---------------------------------------------------------------
+
+ISSUE_COLUMNS = [("issue", "Issue"), ("date", "Sent (UTC)"), ("delivered", "Delivered"),
+                 ("views", "Views"), ("downloads", "Downloads"), ("clicks", "Clicks"),
+                 ("unique_clickers", "Unique clickers"), ("feedback_yes", "Yes"),
+                 ("feedback_no", "No"), ("unsubscribes", "Unsubscribes"),
+                 ("bounces", "Bounces"), ("subject", "Subject")]
+YEAR_COLUMNS = [("year", "Year"), ("issues", "Issues"), ("delivered", "Delivered"),
+                ("views", "Views"), ("downloads", "Downloads"), ("clicks", "Clicks"),
+                ("feedback_yes", "Yes"), ("feedback_no", "No"),
+                ("unsubscribes", "Unsubscribes"), ("bounces", "Bounces")]
+
+
+def _flat(row: IssueLine | YearLine) -> dict[str, Any]:
+    out: dict[str, Any] = {k: v for k, v in row.items() if k != "feedback"}
+    out["feedback_yes"], out["feedback_no"] = row["feedback"]["yes"], row["feedback"]["no"]
+    return out
+
+
+def _cells(row: dict[str, Any], columns: list[tuple[str, str]]) -> list[str]:
+    return ["-" if row.get(k) is None else str(row.get(k)) for k, _ in columns]
+
+
+def _summary(data: AcrossReport) -> str:
+    period = (f"from {data['from'] or 'the first issue'} to {data['to'] or 'today'}"
+              if data["from"] or data["to"] else "every issue sent")
+    years = (f"strategy years from {data['strategy_start']}" if data["strategy_start"]
+             else "calendar years (set strategy_start in newsletter.yaml for strategy years)")
+    return f"{len(data['issues'])} issue(s), {period}; totals per {years}"
+
+
+def render_across(data: AcrossReport, fmt: str) -> str:
+    """``report --all`` as a table, CSV (one row per issue, then one per year, told apart by
+    the ``row`` column), JSON or an HTML page with the trend chart."""
+    import csv
+    import io
+    import json
+
+    if fmt == "json":
+        return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    issues = [_flat(line) for line in data["issues"]]
+    years = [_flat(line) for line in data["years"]]
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        keys = list(dict.fromkeys(k for k, _ in [*ISSUE_COLUMNS, *YEAR_COLUMNS]))
+        writer.writerow(["row", *keys])
+        for kind, rows in (("issue", issues), ("year", years)):
+            for row in rows:
+                writer.writerow([kind, *("" if row.get(k) is None else row.get(k)
+                                         for k in keys)])
+        return out.getvalue()
+    if fmt == "html":
+        return _across_html(data, issues, years)
+    lines = [f"Every issue: {_summary(data)}", ""]
+    for title, columns, rows in (("By issue:", ISSUE_COLUMNS, issues),
+                                 ("By year:", YEAR_COLUMNS, years)):
+        body = [_cells(r, columns) for r in rows]
+        head = [t for _, t in columns]
+        widths = [min(48, max(len(head[i]), *(len(r[i]) for r in body)) if body
+                      else len(head[i])) for i in range(len(head))]
+        lines += [title, _line(head, widths), _line(["-" * w for w in widths], widths)]
+        lines += [_line(r, widths) for r in body] or ["(no issue sent in this period)"]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _line(cells: list[str], widths: list[int]) -> str:
+    return "  ".join(c[:w].ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
+
+def _across_html(data: AcrossReport, issues: list[dict[str, Any]],
+                 years: list[dict[str, Any]]) -> str:
+    from pathlib import Path
+
+    import jinja2
+
+    folder = Path(__file__).parent / "report_templates"
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(folder), autoescape=True,
+                             undefined=jinja2.StrictUndefined)
+    charts = {"issues": [f"{r['issue']} ({r['date']})" for r in issues],
+              **{key: [r[key] for r in issues]
+                 for key in ("delivered", "views", "downloads", "clicks")}}
+    tables = [{"name": "by-issue", "title": "By issue", "head": [t for _, t in ISSUE_COLUMNS],
+               "rows": [_cells(r, ISSUE_COLUMNS) for r in issues]},
+              {"name": "by-year", "title": "By year", "head": [t for _, t in YEAR_COLUMNS],
+               "rows": [_cells(r, YEAR_COLUMNS) for r in years]}]
+    return env.get_template("across.html.j2").render(
+        report=data, summary=_summary(data), tables=tables, charts=charts,
+        chart_js=(folder / "chart.umd.min.js").read_text(encoding="utf-8"))
