@@ -128,29 +128,14 @@ def across(database: Database, *, since: dt.date | None = None, until: dt.date |
            min_count: int = 0) -> AcrossReport:
     """One line per sent issue (by its first send, from ``since`` to ``until`` inclusive), and
     totals per strategy year; counts from 1 to ``min_count`` - 1 hidden (None)."""
-    from newsletter.bounces.figures import figures
     from newsletter.report.contract import FORMAT_VERSION
-    from newsletter.status import Status
 
     if since and until and since > until:
         raise NewsletterError(f"--from {since} is after --to {until}",
                               hint="give the earlier date to --from")
-    d = db.deliveries
     scanner = (False, True) if include_scanners else (False,)
-    lines: list[IssueLine] = []
     with database.engine.connect() as conn:
-        sent = {row.issue: (row.first, row.n) for row in conn.execute(
-            sa.select(d.c.issue, sa.func.min(d.c.sent_at).label("first"),
-                      sa.func.count().label("n"))
-            .where(d.c.status == Status.SENT, d.c.sent_at.is_not(None)).group_by(d.c.issue))}
-        subjects = dict(conn.execute(sa.select(db.issues.c.slug, db.issues.c.subject)).all())
-        tracking = dict(conn.execute(sa.select(db.issues.c.slug, db.issues.c.tracking)).all())
-        for slug, (first, count) in sorted(sent.items(), key=lambda kv: (kv[1][0], kv[0])):
-            day = dt.datetime.fromtimestamp(first, dt.UTC).date()
-            if (since and day < since) or (until and day > until):
-                continue
-            lines.append(_issue_line(conn, slug, day, count, subjects.get(slug, ""),
-                                     tracking.get(slug, "aggregate"), scanner, figures))
+        lines = _issue_lines(conn, since, until, scanner)
     years = _years(lines, strategy_start)
     for line in [*lines, *years]:
         _hide_small(cast(dict[str, Any], line), min_count)
@@ -179,36 +164,58 @@ def _hide_small(part: dict[str, Any], threshold: int) -> None:
         _hide_small(part["feedback"], threshold)
 
 
-def _issue_line(conn: sa.Connection, slug: str, day: dt.date, sent: int, subject: str,
-                tracking: str, scanner: tuple[bool, ...], figures: Any) -> IssueLine:
-    links = db.links
-    downloads = set(conn.execute(sa.select(links.c.link_id).where(
-        links.c.issue == slug, links.c.kind == "download")).scalars())
-    views = clicks = dl = yes = no = 0
-    for count in rollup.counts_of(conn, slug):
-        if count.scanner not in scanner:
+def _issue_lines(conn: sa.Connection, since: dt.date | None, until: dt.date | None,
+                 scanner: tuple[bool, ...]) -> list[IssueLine]:
+    """Every sent issue's line, in the order they were first sent: a few grouped queries over
+    the kept counts for all of them at once, and each issue's bounce figures."""
+    from newsletter.bounces.figures import figures
+    from newsletter.status import Status
+
+    d, c, p, i = db.deliveries, db.event_counts, db.event_people, db.issues
+    sent = {row.issue: (row.first, row.n) for row in conn.execute(
+        sa.select(d.c.issue, sa.func.min(d.c.sent_at).label("first"), sa.func.count().label("n"))
+        .where(d.c.status == Status.SENT, d.c.sent_at.is_not(None)).group_by(d.c.issue))}
+    about = {row.slug: row for row in conn.execute(sa.select(i.c.slug, i.c.subject,
+                                                             i.c.tracking))}
+    downloads = {(row.issue, row.link_id) for row in conn.execute(
+        sa.select(db.links.c.issue, db.links.c.link_id).where(db.links.c.kind == "download"))}
+    figures_of: dict[str, dict[str, int]] = {}
+    for slug, kind, link, n in conn.execute(
+            sa.select(c.c.issue, c.c.kind, c.c.link_id, sa.func.sum(c.c.n))
+            .where(c.c.scanner.in_(scanner)).group_by(c.c.issue, c.c.kind, c.c.link_id)):
+        counted = figures_of.setdefault(slug, dict.fromkeys(
+            ("views", "clicks", "downloads", "yes", "no"), 0))
+        n = int(n or 0)
+        if kind == "view":
+            counted["views"] += n
+        elif kind == "click":
+            counted["clicks"] += n
+            counted["downloads"] += n if (slug, link) in downloads else 0
+        elif kind == "feedback" and link in ANSWERS:
+            counted[link] += n
+    unique = {slug: int(n) for slug, n in conn.execute(
+        sa.select(p.c.issue, sa.func.count(sa.distinct(p.c.pseudonym)))
+        .where(p.c.kind == "click", p.c.scanner.in_(scanner), p.c.n > 0).group_by(p.c.issue))}
+    lines: list[IssueLine] = []
+    for slug, (first, count) in sorted(sent.items(), key=lambda kv: (kv[1][0], kv[0])):
+        day = dt.datetime.fromtimestamp(first, dt.UTC).date()
+        if (since and day < since) or (until and day > until):
             continue
-        if count.kind == "view":
-            views += count.n
-        elif count.kind == "click":
-            clicks += count.n
-            dl += count.n if count.link_id in downloads else 0
-        elif count.kind == "feedback":
-            yes += count.n if count.link_id == "yes" else 0
-            no += count.n if count.link_id == "no" else 0
-    unique: int | None = None
-    if tracking == "individual":
-        p = db.event_people
-        unique = int(conn.execute(
-            sa.select(sa.func.count(sa.distinct(p.c.pseudonym))).where(
-                p.c.issue == slug, p.c.kind == "click", p.c.scanner.in_(scanner), p.c.n > 0))
-            .scalar() or 0)
-    totals = figures(conn, slug)["totals"]
-    return {"issue": slug, "subject": subject, "date": day.isoformat(), "tracking": tracking,
-            "sent": sent, "delivered": totals["delivered"], "views": views, "downloads": dl,
-            "clicks": clicks, "unique_clickers": unique, "feedback": {"yes": yes, "no": no},
+        row = about.get(slug)
+        tracking = row.tracking if row is not None else "aggregate"
+        counted = figures_of.get(slug, dict.fromkeys(("views", "clicks", "downloads", "yes",
+                                                      "no"), 0))
+        totals = figures(conn, slug)["totals"]
+        lines.append({
+            "issue": slug, "subject": row.subject if row is not None else "",
+            "date": day.isoformat(), "tracking": tracking, "sent": count,
+            "delivered": totals["delivered"], "views": counted["views"],
+            "downloads": counted["downloads"], "clicks": counted["clicks"],
+            "unique_clickers": unique.get(slug, 0) if tracking == "individual" else None,
+            "feedback": {"yes": counted["yes"], "no": counted["no"]},
             "unsubscribes": totals["unsubscribes"],
-            "bounces": totals["bounced_hard"] + totals["bounced_soft"]}
+            "bounces": totals["bounced_hard"] + totals["bounced_soft"]})
+    return lines
 
 
 _SUMMED = ("sent", "delivered", "views", "downloads", "clicks", "unsubscribes", "bounces")
