@@ -311,9 +311,7 @@ class _Builder:
         """Clicks, downloads, views and probable scanners per UTC day."""
         days: dict[int, dict[str, Any]] = {}
         downloads = set(self.downloads)
-        for c in self.counts:
-            if c.kind not in ("click", "view"):
-                continue
+        for c in rollup.days_of(self.conn, self.slug):
             entry = days.setdefault(c.day, {
                 "day": (dt.date(1970, 1, 1) + dt.timedelta(days=c.day)).isoformat(),
                 "clicks": 0, "downloads": 0, "views": 0, "scanners": 0})

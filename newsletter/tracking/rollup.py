@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
@@ -194,27 +194,48 @@ def delete_events(conn: sa.Connection, cutoff: float, issue: str | None,
 # --- reading: what the reports ask --------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Count:
-    """One row of ``event_counts``: ``n`` events alike."""
+class Count(NamedTuple):
+    """``n`` events of an issue alike but for their day (summed over the days)."""
 
     kind: str
-    scanner: bool
-    day: int
+    scanner: bool       # 0 or 1 from SQLite: compare by truth, never by identity
     link_id: str
     outlet: str
     list_key: str
     n: int
 
 
+class DayCount(NamedTuple):
+    """``n`` clicks or views of an issue on one UTC day (``day``: days since 1970-01-01)."""
+
+    day: int
+    kind: str
+    scanner: bool
+    link_id: str
+    n: int
+
+
 def counts_of(conn: sa.Connection, issue: str) -> list[Count]:
-    """The counts of ``issue`` (rows of 0 left out)."""
+    """The counts of ``issue``, added up over the days in SQL (an issue has tens of thousands
+    of rows per day; a report needs the days only for :func:`days_of`)."""
     c = db.event_counts
-    return [Count(r.kind, bool(r.scanner), int(r.day), r.link_id, r.outlet, r.list_key,
-                  int(r.n))
-            for r in conn.execute(
-                sa.select(c.c.kind, c.c.scanner, c.c.day, c.c.link_id, c.c.outlet,
-                          c.c.list_key, c.c.n).where(c.c.issue == issue, c.c.n > 0))]
+    n = sa.cast(sa.func.sum(c.c.n), sa.BigInteger)   # PostgreSQL's SUM of BIGINT is NUMERIC
+    return [Count(*row) for row in conn.execute(
+        sa.select(c.c.kind, c.c.scanner, c.c.link_id, c.c.outlet, c.c.list_key, n)
+        .where(c.c.issue == issue)
+        .group_by(c.c.kind, c.c.scanner, c.c.link_id, c.c.outlet, c.c.list_key)
+        .having(n > 0))]
+
+
+def days_of(conn: sa.Connection, issue: str) -> list[DayCount]:
+    """The clicks and views of ``issue`` per UTC day, kind, verdict and link."""
+    c = db.event_counts
+    n = sa.cast(sa.func.sum(c.c.n), sa.BigInteger)   # PostgreSQL's SUM of BIGINT is NUMERIC
+    return [DayCount(*row) for row in conn.execute(
+        sa.select(c.c.day, c.c.kind, c.c.scanner, c.c.link_id, n)
+        .where(c.c.issue == issue, c.c.kind.in_(("click", "view")))
+        .group_by(c.c.day, c.c.kind, c.c.scanner, c.c.link_id)
+        .having(n > 0))]
 
 
 def reasons_of(conn: sa.Connection, issue: str) -> dict[str, int]:
