@@ -254,11 +254,13 @@ def unique_per_link(conn: sa.Connection, issue: str, kind: str,
                     scanner: tuple[bool, ...]) -> dict[str, int]:
     """Distinct recipients per link with events of ``kind`` (individual tracking)."""
     p = db.event_people
-    pairs = (sa.select(p.c.link_id, p.c.pseudonym).distinct()
-             .where(p.c.issue == issue, p.c.kind == kind, p.c.scanner.in_(scanner), p.c.n > 0)
-             .subquery())
-    return {link: int(n) for link, n in conn.execute(
-        sa.select(pairs.c.link_id, sa.func.count()).group_by(pairs.c.link_id))}
+    where = (p.c.issue == issue, p.c.kind == kind, p.c.scanner.in_(scanner), p.c.n > 0)
+    if len(scanner) == 1:   # one row per recipient and link already (the table's key)
+        query = sa.select(p.c.link_id, sa.func.count()).where(*where).group_by(p.c.link_id)
+    else:
+        pairs = sa.select(p.c.link_id, p.c.pseudonym).distinct().where(*where).subquery()
+        query = sa.select(pairs.c.link_id, sa.func.count()).group_by(pairs.c.link_id)
+    return {link: int(n) for link, n in conn.execute(query)}
 
 
 def clicks_per_person(conn: sa.Connection, issue: str, downloads: list[str],
