@@ -255,8 +255,15 @@ def _flat(row: IssueLine | YearLine) -> dict[str, Any]:
     return out
 
 
-def _cells(row: dict[str, Any], columns: list[tuple[str, str]]) -> list[str]:
-    return ["-" if row.get(k) is None else str(row.get(k)) for k, _ in columns]
+_SMALL = {"views", "downloads", "clicks", "unique_clickers", "feedback_yes", "feedback_no"}
+
+
+def _cells(row: dict[str, Any], columns: list[tuple[str, str]], threshold: int) -> list[str]:
+    """A row's cells: a count hidden by --min-count as "<N", one that does not exist as "-"."""
+    return [str(row[k]) if row.get(k) is not None else
+            f"<{threshold}" if k in _SMALL and threshold > 1 and
+            not (k == "unique_clickers" and row.get("tracking") != "individual") else "-"
+            for k, _ in columns]
 
 
 def _summary(data: AcrossReport) -> str:
@@ -293,7 +300,7 @@ def render_across(data: AcrossReport, fmt: str) -> str:
     lines = [f"Every issue: {_summary(data)}", ""]
     for title, columns, rows in (("By issue:", ISSUE_COLUMNS, issues),
                                  ("By year:", YEAR_COLUMNS, years)):
-        body = [_cells(r, columns) for r in rows]
+        body = [_cells(r, columns, data["min_count"]) for r in rows]
         head = [t for _, t in columns]
         widths = [min(48, max(len(head[i]), *(len(r[i]) for r in body)) if body
                       else len(head[i])) for i in range(len(head))]
@@ -320,9 +327,9 @@ def _across_html(data: AcrossReport, issues: list[dict[str, Any]],
               **{key: [r[key] for r in issues]
                  for key in ("delivered", "views", "downloads", "clicks")}}
     tables = [{"name": "by-issue", "title": "By issue", "head": [t for _, t in ISSUE_COLUMNS],
-               "rows": [_cells(r, ISSUE_COLUMNS) for r in issues]},
+               "rows": [_cells(r, ISSUE_COLUMNS, data["min_count"]) for r in issues]},
               {"name": "by-year", "title": "By year", "head": [t for _, t in YEAR_COLUMNS],
-               "rows": [_cells(r, YEAR_COLUMNS) for r in years]}]
+               "rows": [_cells(r, YEAR_COLUMNS, data["min_count"]) for r in years]}]
     return env.get_template("across.html.j2").render(
         report=data, summary=_summary(data), tables=tables, charts=charts,
         chart_js=(folder / "chart.umd.min.js").read_text(encoding="utf-8"))

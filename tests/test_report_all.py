@@ -137,6 +137,12 @@ def test_min_count_hides_small_figures(issues) -> None:  # type: ignore[no-untyp
     assert (spring["views"], spring["downloads"], spring["clicks"], spring["feedback"]) == (
         3, None, 4, {"yes": None, "no": 0})
     assert spring["delivered"] == 5
+    table = reach.render_across(data, "table")
+    spring_row = next(line for line in table.splitlines() if line.startswith("spring "))
+    autumn_row = next(line for line in table.splitlines() if line.startswith("autumn "))
+    assert spring_row.split()[:9] == ["spring", "2026-05-28", "5", "3", "<3", "4", "3", "<3",
+                                      "0"]
+    assert autumn_row.split()[6] == "-"     # aggregate tracking: no unique clickers at all
 
 
 def _follows(value, hint, where: str) -> None:  # type: ignore[no-untyped-def]
