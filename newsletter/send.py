@@ -406,8 +406,15 @@ def run(prepared: Prepared, options: LoopOptions, *,
     factory = MessageFactory(prepared.built, prepared.project, signer)
     _small_sqlite_cache(db)
     _fewer_malloc_arenas(prepared.project.settings.malloc_arena_max_set)
-    journal = AnswerJournal(folder, db)
-    journal.open()
+    answers = AnswerJournal(folder, db)
+    journal: AnswerJournal | None = answers
+    try:
+        answers.open()
+    except OSError as exc:
+        # Not a reason to refuse to send: each answer then goes straight to the ledger.
+        print(f"send: cannot write the journal in {folder} ({exc.strerror or exc}); answers go "
+              "straight to the ledger instead, more slowly", file=sys.stderr, flush=True)
+        journal = None
     queue = LedgerQueue(prepared, factory, list_order, journal)
     loop = SendLoop(queue, lambda: prepared.adapter_cls(prepared.settings), options,
                     total=todo, on_progress=on_progress)
@@ -418,7 +425,8 @@ def run(prepared: Prepared, options: LoopOptions, *,
         stopped = exc
         tally = loop.tally
     finally:
-        journal.close(everything_recorded=not queue.unrecorded)
+        if journal is not None:
+            journal.close(everything_recorded=not queue.unrecorded)
     if queue.unrecorded and stopped is not None:
         raise stopped       # the database failed: the message says what, and that send resumes
     counts = ledger.status_counts(db, slug)

@@ -18,7 +18,7 @@ Message-ID), and rows claimed but never tried go back as they were. Everything i
 on the row still being claimed by that token, so replaying twice, or after the batch reached
 the database, changes nothing.
 
-Measured against a transaction per answer (``bench/bench_send.py``): see docs/sending.md.
+Measured against a transaction per answer (``bench/bench_answers.py``): see docs/sending.md.
 """
 
 from __future__ import annotations

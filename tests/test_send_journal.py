@@ -196,3 +196,17 @@ def test_without_a_journal_answers_go_straight_to_the_ledger(send_project, smtp_
     assert "(No space left on device); answers go straight to the ledger" in result.output
     assert {status for status, _ in errors(send_project).values()} == {"sent"}
     assert len(recorder.messages) == 5
+
+
+def test_a_journal_folder_that_cannot_be_made_is_no_reason_to_stop(send_project, smtp_server,  # type: ignore[no-untyped-def]
+                                                                   monkeypatch) -> None:
+    recorder, url = smtp_server()
+    monkeypatch.setenv("NEWSLETTER_SMTP_URL", url)
+    (send_project / "send-journal").write_text("a file where the folder would go\n")
+    result = send()
+    assert result.exit_code == 0, result.output
+    assert "send: cannot write the journal in" in result.output
+    assert "answers go straight to the ledger instead" in result.output
+    assert "Traceback" not in result.output
+    assert {status for status, _ in errors(send_project).values()} == {"sent"}
+    assert len(recorder.messages) == 5

@@ -23,6 +23,8 @@ from newsletter.status import Status
 if TYPE_CHECKING:
     from click._termui_impl import ProgressBar
 
+    from newsletter.send_journal import Replayed
+
 
 def _echo_warnings(problems: Iterable[Problem]) -> None:
     for problem in problems:
@@ -264,7 +266,7 @@ def send(issue: str, lists: tuple[str, ...], yes: bool, dry_run: bool,
         prepared.close()
 
 
-def _replayed(done) -> None:  # type: ignore[no-untyped-def]
+def _replayed(done: Replayed) -> None:
     """What the journal of a `send` that stopped without recording everything gave back."""
     parts = [f"recorded {done.recorded} answer(s) it had not"] if done.recorded else []
     if done.in_flight:
