@@ -137,17 +137,20 @@ class _IssueReader:
         return model.KeyMessages(heading=heading, messages=tuple(messages),
                                  id=self.section_id(data, heading))
 
-    def event(self, data: LocDict, what: str) -> model.Event:
+    def event(self, data: LocDict, what: str) -> model.Event | None:
+        """An event; None when its date is missing or wrong (c.date has said so)."""
         c = self.c
         c.keys(data, ("title", "date", "time", "place", "url", "description", "track"), what)
-        # A missing date is a problem recorded by c.date; an issue with problems is not used.
         when = c.date(data, "date", what)
-        return model.Event(title=c.text(data, "title", what),
-                           date=when,  # type: ignore[arg-type]
-                           place=c.text(data, "place", what), url=c.url(data, "url", what),
-                           time=c.text(data, "time", what, required=False),
-                           description=c.text(data, "description", what, required=False),
-                           track=c.flag(data, "track", True))
+        title, place = c.text(data, "title", what), c.text(data, "place", what)
+        url = c.url(data, "url", what)
+        time = c.text(data, "time", what, required=False)
+        description = c.text(data, "description", what, required=False)
+        track = c.flag(data, "track", True)
+        if when is None:
+            return None
+        return model.Event(title=title, date=when, place=place, url=url, time=time,
+                           description=description, track=track)
 
     def resource(self, data: LocDict, what: str) -> model.Resource:
         c = self.c
@@ -185,8 +188,9 @@ class _IssueReader:
         for index, item in enumerate(c.items(data, key, what)):
             where = f"item {index + 1} of '{key}' in {what}"
             item_data = c.mapping(item, data[key].item_at(index), where)
-            if item_data is not None:
-                items.append(read_item(item_data, where))
+            read = read_item(item_data, where) if item_data is not None else None
+            if read is not None:
+                items.append(read)
         return section(heading=heading, id=self.section_id(data, heading),
                        **{key: tuple(items)})
 
@@ -401,23 +405,24 @@ def parse_issue(data: Any, file: str, root: Path, theme: model.Theme, default_sl
     c.keys(issue, ISSUE_KEYS, "the issue")
     reader = _IssueReader(c, root, assets_url)
     header = _header_fields(c, issue, default_slug)
-    result = model.Issue(
-        **header,
-        edition=c.text(issue, "edition", "the issue"),
-        title=c.text(issue, "title", "the issue"),
-        date=c.date(issue, "date", "the issue"),  # type: ignore[arg-type]
-        sender=reader.sender(issue),  # type: ignore[arg-type]
-        sections=reader.sections(issue),
-        footer=reader.footer(issue),  # type: ignore[arg-type]
-        theme=theme,
-        opens=c.flag(issue, "opens", False),
-        untracked_links=_untracked_links(c, issue),
-        archive=c.flag(issue, "archive", True),
-        feedback=_feedback(c, issue, header["tracking"]),
-        source=file,
-    )
+    # Read in the order the file is written, so problems are listed in that order.
+    edition = c.text(issue, "edition", "the issue")
+    title = c.text(issue, "title", "the issue")
+    date = c.date(issue, "date", "the issue")
+    sender = reader.sender(issue)
+    sections = reader.sections(issue)
+    footer = reader.footer(issue)
+    opens = c.flag(issue, "opens", False)
+    untracked_links = _untracked_links(c, issue)
+    archive = c.flag(issue, "archive", True)
+    feedback = _feedback(c, issue, header["tracking"])
     _skeleton_text(c, issue)
-    return (None if c.has_errors else result), c.problems
+    if c.has_errors or date is None or sender is None or footer is None:
+        return None, c.problems
+    return model.Issue(**header, edition=edition, title=title, date=date, sender=sender,
+                       sections=sections, footer=footer, theme=theme, opens=opens,
+                       untracked_links=untracked_links, archive=archive, feedback=feedback,
+                       source=file), c.problems
 
 
 def load_issue(path: Path, project: Project) -> tuple[model.Issue | None, list[Problem]]:
