@@ -166,11 +166,10 @@ def register(conn: sa.Connection, outlets: Iterable[Outlet]) -> None:
             for o in outlets if not o.built_in]
     if not rows:
         return
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
-    statement = insert(t)
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    statement: postgresql.Insert | sqlite.Insert = (
+        postgresql.insert(t) if conn.dialect.name == "postgresql" else sqlite.insert(t))
     conn.execute(statement.on_conflict_do_update(
         index_elements=[t.c.id],
         set_={"name": statement.excluded.name, "kind": statement.excluded.kind,

@@ -76,7 +76,10 @@ def _add(row: OutletRow | ReachFigures, count: rollup.Count, downloads: set[str]
             row["downloads"] = (row["downloads"] or 0) + count.n
     elif count.kind == "feedback" and count.link_id in ANSWERS:
         answers = row["feedback"]
-        answers[count.link_id] = (answers[count.link_id] or 0) + count.n  # type: ignore[literal-required]
+        if count.link_id == "yes":
+            answers["yes"] = (answers["yes"] or 0) + count.n
+        else:
+            answers["no"] = (answers["no"] or 0) + count.n
 
 
 def email_and_reshared(rows: list[OutletRow]) -> dict[str, ReachFigures]:
@@ -218,9 +221,6 @@ def _issue_lines(conn: sa.Connection, since: dt.date | None, until: dt.date | No
     return lines
 
 
-_SUMMED = ("sent", "delivered", "views", "downloads", "clicks", "unsubscribes", "bounces")
-
-
 def _years(lines: list[IssueLine], start: dt.date | None) -> list[YearLine]:
     years: dict[str, YearLine] = {}
     for line in lines:
@@ -229,10 +229,17 @@ def _years(lines: list[IssueLine], start: dt.date | None) -> list[YearLine]:
             "year": name, "issues": 0, "sent": 0, "delivered": 0, "views": 0, "downloads": 0,
             "clicks": 0, "feedback": {"yes": 0, "no": 0}, "unsubscribes": 0, "bounces": 0})
         year["issues"] += 1
-        for key in _SUMMED:
-            year[key] += line[key]  # type: ignore[literal-required]
-        for answer in ANSWERS:
-            year["feedback"][answer] += line["feedback"][answer]  # type: ignore[literal-required]
+        # Counts are hidden (None) only after the years are added up: `or 0` is for mypy.
+        year["sent"] += line["sent"]
+        year["delivered"] += line["delivered"]
+        year["views"] = (year["views"] or 0) + (line["views"] or 0)
+        year["downloads"] = (year["downloads"] or 0) + (line["downloads"] or 0)
+        year["clicks"] = (year["clicks"] or 0) + (line["clicks"] or 0)
+        year["unsubscribes"] += line["unsubscribes"]
+        year["bounces"] += line["bounces"]
+        for answer in ("yes", "no"):
+            year["feedback"][answer] = ((year["feedback"][answer] or 0)
+                                        + (line["feedback"][answer] or 0))
     return list(years.values())
 
 

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from newsletter.cli import load_project
+
+if TYPE_CHECKING:
+    from newsletter.outlets import Outlet
+    from newsletter.project import Project
 
 
 @click.command("share")
@@ -98,7 +103,7 @@ def _warnings(tracking_url: str, tracking: str) -> list[str]:
     return found
 
 
-def _register(project, db: str | None, listed) -> bool:  # type: ignore[no-untyped-def]
+def _register(project: Project, db: str | None, listed: tuple[Outlet, ...]) -> bool:
     """Register the outlets in the tracker's database when there is one; False when not."""
     from newsletter.db import open_db
     from newsletter.outlets import register

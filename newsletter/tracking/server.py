@@ -627,7 +627,7 @@ def _placeholders(page: str) -> tuple:
 _DRAIN_LIMIT = 1 << 20   # bytes of a request body read at most; a longer one is answered early
 
 
-async def _read_body(receive, keep: int, limit: int) -> tuple[bytes | None, bool]:  # type: ignore[no-untyped-def]
+async def _read_body(receive: Receive, keep: int, limit: int) -> tuple[bytes | None, bool]:
     """The first ``keep`` bytes of the request body, and whether that was all of it; reads at
     most ``limit`` bytes (the rest is left unread). None when the visitor went away."""
     kept = bytearray()
