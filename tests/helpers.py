@@ -8,6 +8,7 @@ import os
 import pwd
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -1059,3 +1060,11 @@ def seed_sent(database, slug: str, lists: dict[str, int], *, sent_at: float = 1_
         conn.execute(db.delivery_lists.insert(), memberships)
         pseudonyms = [f"{slug}-p{i}" for i in rows]
     return pseudonyms
+
+
+def with_default_sigint() -> None:
+    """``preexec_fn`` for a child that must take Ctrl+C as a terminal would give it.
+
+    A shell running a job in the background (``make test &``, some CI runners) ignores SIGINT,
+    the child inherits that, and Python then never turns SIGINT into KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

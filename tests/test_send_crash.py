@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from helpers import one_list
+from helpers import one_list, with_default_sigint
 
 from newsletter import db
 from newsletter.db import open_db
@@ -111,7 +111,8 @@ def test_ctrl_c_stops_cleanly_and_resume_sends_no_repeat(big_project: Path) -> N
     env = env_with()
     command = [NEWSLETTER, "send", "2026-spring", "--to", "big", "--yes", "--concurrency", "2"]
     process = subprocess.Popen([*command, "--rate", "20"], cwd=big_project, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               preexec_fn=with_default_sigint)
     new = big_project / "maildir" / "new"
     wait_for(lambda: new.is_dir() and len(list(new.iterdir())) >= 30, "some messages")
     process.send_signal(signal.SIGINT)
