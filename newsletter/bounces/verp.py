@@ -26,9 +26,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-
 if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers import Cipher
+
     from newsletter.tracking.tokens import Signer
 
 TAG_LENGTH = 39
@@ -146,6 +146,10 @@ def _issue_digest(mac_key: bytes, issue: str) -> bytes:
 
 
 def _aes(key: bytes) -> Cipher:
+    # Imported here: settings checks bounce_address through this module on every command,
+    # and only a send needs the cipher.
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
     # One 16-byte block, one key, and no two blocks alike (the issue digest and id differ):
     # ECB on a single block is the plain block cipher, a pseudorandom permutation.
     return Cipher(algorithms.AES(key), modes.ECB())  # noqa: S305
