@@ -26,10 +26,12 @@ echo
 echo "== 3. The public side and the report: the tracker serves the web version, its images and"
 echo "      the archive; a view, a download and a scanner's visit are counted"
 # A private tracker on a free port stands in for the public one the links point at
-# (http://127.0.0.1:8025 by default): a reader opens the web version and its images load from
-# the tracker (published with the issue by send), the archive lists the issue; a person
-# clicks a download link and a security scanner sends HEAD to the same link, which the
-# report counts apart.
+# (http://127.0.0.1:8025 by default): a partner's reader opens the copy of the web version
+# reshared in the KSCMP newsletter (its outlet link, from `newsletter share`) and its images
+# load from the tracker (published with the issue by send), the archive lists the issue; a
+# person clicks a download link in the email and a security scanner, with an agent of its
+# own, sends HEAD to the same link, which the report counts apart. (The email's own "view in
+# browser" seconds after delivery would be taken for a mail gateway's check: docs/tracking.md.)
 port=$(python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 newsletter track serve --port "$port" 2>/dev/null &
 tracker=$!
@@ -58,6 +60,7 @@ signer = signer_for(database)
 database.close()
 path = next(p for p in paths if kinds.get(signer.verify(p[3:], "c").link) == "download")
 browser = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Firefox/140.0"
+scanner = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/126.0 Safari/537.36"
 
 
 def fetch(method, path, agent=browser):
@@ -69,9 +72,10 @@ def fetch(method, path, agent=browser):
     return reply, body
 
 
-# a reader opening the web version ("view in browser") and one of its images, the archive
-web, page = fetch("GET", "/v/2026-spring")
-print(f"   GET /v/2026-spring -> {web.status} {web.getheader('Content-Type')} (the web version)")
+# a partner's reader opening the reshared web version and one of its images, the archive
+web, page = fetch("GET", "/v/2026-spring/kscmp-newsletter")
+print(f"   GET /v/2026-spring/kscmp-newsletter -> {web.status} {web.getheader('Content-Type')} "
+      "(the web version, as reshared in the KSCMP newsletter)")
 image = re.search(r'<img[^>]*src="https?://[^/"]+(/a/[^"]+)"', page.decode()).group(1)
 reply, data = fetch("GET", image)
 print(f"   GET {image[:24]}... -> {reply.status} {reply.getheader('Content-Type')}, "
@@ -80,8 +84,8 @@ reply, archive = fetch("GET", "/")
 listed = archive.decode().count("<li>")
 print(f"   GET / -> {reply.status}: the archive lists {listed} issue(s); /feed.xml is its feed")
 # a click on a download, and a scanner's HEAD on the same link
-for method in ("GET", "HEAD"):
-    reply, _ = fetch(method, path)
+for method, agent in (("GET", browser), ("HEAD", scanner)):
+    reply, _ = fetch(method, path, agent)
     print(f"   {method} {path[:24]}... -> {reply.status} {reply.getheader('Location')}")
 PY
 kill -TERM "$tracker"

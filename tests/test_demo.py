@@ -39,5 +39,8 @@ def test_the_demo_runs_from_a_fresh_project(tmp_path: Path) -> None:
     assert demo.returncode == 0, stdout[-3000:] + stderr[-3000:]
     assert len(list((root / "maildir" / "new").iterdir())) == 44
     assert (root / "build" / "2026-spring" / "report.html").is_file()
-    # the person's click on a download is counted, the scanner's HEAD on it is not
+    # the reshared view and the person's click on a download are counted, the scanner's HEAD
+    # on the same link is not: what the demo says it shows
     assert "-> 302" in stdout
+    assert "Viewers: 1 · Downloads: 1 · Clicks: 1" in stdout
+    assert "Probable scanners: 1 clicks, 0 views" in stdout
