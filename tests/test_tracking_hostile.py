@@ -6,13 +6,11 @@ away for anyone on the internet; they must not stop a person's click being answe
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import resource
 import signal
 import socket
-import threading
 import time
 
 import httpx
@@ -125,36 +123,28 @@ def test_sigkill_of_the_main_process_takes_its_workers_with_it(tracking_db, tmp_
         assert conn.execute(sa.select(sa.func.count()).select_from(db.events)).scalar() == 10
 
 
-async def _lifespan(app) -> None:  # type: ignore[no-untyped-def]
-    """Start and stop ``app`` as granian's worker does, through the ASGI lifespan."""
-    messages = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
 
-    async def receive() -> dict:
-        return next(messages)
+def test_an_orphaned_worker_ends_after_the_grace(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from newsletter.tracking import hardening
 
-    async def send(message: dict) -> None:
-        pass
-
-    await app({"type": "lifespan"}, receive, send)
+    ended = []
+    monkeypatch.setattr(os, "_exit", ended.append)
+    # a main process that is not our parent: ours died, and we were handed to another
+    hardening.watch_parent(os.getppid() + 1_000_000, grace=0.01, every=0.01)
+    assert ended == [0]
 
 
-@pytest.mark.parametrize("parent_alive", [True, False])
-def test_a_worker_whose_main_process_died_leaves_after_its_shutdown(
-        tracking_db, tmp_path, monkeypatch, parent_alive: bool) -> None:  # type: ignore[no-untyped-def]
-    from newsletter.tracking import server
+def test_a_worker_whose_main_process_lives_keeps_serving(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from newsletter.tracking import hardening
 
-    left = []
-    monkeypatch.setattr(server, "leave_soon", lambda: left.append(True))
-    app = server.create_app(database=tracking_db, journal_dir=tmp_path / "journal")
-    app.main_pid = os.getppid() if parent_alive else os.getppid() + 1_000_000
-    asyncio.run(_lifespan(app))
-    assert left == ([] if parent_alive else [True])
-
-
-def test_leave_soon_ends_the_process_after_the_grace(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from newsletter.tracking import server
-
-    ended = threading.Event()
-    monkeypatch.setattr(os, "_exit", lambda code: ended.set())
-    server.leave_soon(grace=0.01)
-    assert ended.wait(30)
+    checks = []
+    monkeypatch.setattr(os, "_exit", lambda code: pytest.fail("ended a worker with a parent"))
+    # stop the watch after a few looks, through its sleep, without ending anything
+    def sleep(seconds: float) -> None:
+        checks.append(seconds)
+        if len(checks) == 3:
+            raise StopIteration
+    monkeypatch.setattr(hardening.time, "sleep", sleep)
+    with pytest.raises(StopIteration):
+        hardening.watch_parent(os.getppid(), grace=0.01, every=0.01)
+    assert checks == [0.01, 0.01, 0.01]

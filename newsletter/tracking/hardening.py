@@ -21,6 +21,8 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
+import time
 from pathlib import Path
 
 HEADER_READ_TIMEOUT = 5.0      # seconds for a request's headers, and for an idle keep-alive
@@ -48,15 +50,22 @@ def backpressure(fd_limit: int) -> int:
     return max(64, min(MAX_BACKPRESSURE, fd_limit - FD_RESERVE))
 
 
+ORPHAN_GRACE = 10.0     # seconds an orphaned worker has to stop cleanly before it is ended
+
+
 def die_with_parent(main_pid: int) -> None:
-    """In a worker: get SIGTERM when the main process dies, however it dies (Linux).
+    """In a worker: get SIGTERM when the main process dies, however it dies (Linux), and
+    leave at the latest :data:`ORPHAN_GRACE` seconds later.
 
     Without this, SIGKILL of granian's main process leaves its workers serving the port, and
     the next ``track serve`` fails with "Address already in use". SIGTERM lets the worker
-    finish its requests and store its queue, as on a normal stop.
+    finish its requests and store its queue, as on a normal stop; the watch ends a worker that
+    did not (granian's worker was seen lingering for hours after it, until a second signal).
     """
     if not sys.platform.startswith("linux") or not main_pid:
         return
+    threading.Thread(target=watch_parent, args=(main_pid,), name="watch-parent",
+                     daemon=True).start()
     import ctypes
     import signal
 
@@ -66,6 +75,19 @@ def die_with_parent(main_pid: int) -> None:
         libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
     if os.getppid() != main_pid:  # it died before the line above: too late to be told
         os.kill(os.getpid(), signal.SIGTERM)
+
+
+def watch_parent(main_pid: int, grace: float = ORPHAN_GRACE, every: float = 1.0) -> None:
+    """Return never: once this process's parent is no longer ``main_pid``, wait ``grace``
+    seconds for the clean stop SIGTERM began, then end the process.
+
+    Ending it loses nothing: every hit answered is in the tracker's journal before its
+    redirect, and the next tracker stores what this one had not.
+    """
+    while os.getppid() == main_pid:
+        time.sleep(every)
+    time.sleep(grace)
+    os._exit(0)
 
 
 def listener(port: int) -> tuple[int, str] | None:

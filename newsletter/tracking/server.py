@@ -31,10 +31,8 @@ from __future__ import annotations
 
 import asyncio
 import html
-import os
 import re
 import sys
-import threading
 import time
 import traceback
 from collections import deque
@@ -164,7 +162,6 @@ class TrackerApp:
         self._tokens: dict[tuple[bytes, str], TokenData | int] = {}
         self._closed = False
         self.announce_stop = False
-        self.main_pid = 0      # in a worker of `track serve`: the process that started it
         self.hooks = HookRoute(database, webhook_env or {}, soft_bounce_limit)
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -230,8 +227,6 @@ class TrackerApp:
                     print(f"Stopped; {self.writer.stored} event(s) stored.", file=sys.stderr,
                           flush=True)
                 await send({"type": "lifespan.shutdown.complete"})
-                if self.main_pid and os.getppid() != self.main_pid:
-                    leave_soon()
                 return
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -699,19 +694,6 @@ def create_app(database_url: str | None = None, *, database: Database | None = N
         raise
 
 
-def leave_soon(grace: float = 5.0) -> None:
-    """End this process ``grace`` seconds from now unless it has ended by then.
-
-    For a worker whose main process was killed (it got SIGTERM through ``die_with_parent``):
-    its hits are stored and its journal closed by now, but granian's worker has been seen to
-    linger after shutdown with no main process to reap it, holding the port, until a second
-    signal. Nothing is left to lose, so the worker leaves on its own.
-    """
-    timer = threading.Timer(grace, os._exit, (0,))
-    timer.daemon = True
-    timer.start()
-
-
 def app_from_env() -> ASGIApp:
     """The app for a server that imports it by name in each worker (``track serve``, granian).
 
@@ -733,7 +715,6 @@ def app_from_env() -> ASGIApp:
                          worker.scanner_networks)),
                      site=Site(worker.public_url, worker.search_engines))
     app.announce_stop = True
-    app.main_pid = worker.main_pid
     return behind_proxies(app, worker.proxies)
 
 
