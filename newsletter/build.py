@@ -125,6 +125,19 @@ def build_issue(path: Path, project: Project, *, tracked: bool = True) -> BuiltI
     return built
 
 
+def swap_in(staging: Path, target: Path) -> None:
+    """Put the finished folder ``staging`` in ``target``'s place: the old folder is moved aside
+    first and deleted after, so ``target`` is always a whole build (or kit), old or new."""
+    os.chmod(staging, 0o755)
+    old = None
+    if target.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
+        os.replace(target, old / "previous")
+    os.replace(staging, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def _rendered_problems(issue: model.Issue, html: str, tracked: bool) -> list[Problem]:
     """What only the rendered email shows: a feedback question the templates leave out (an
     error), an email Gmail would clip (a warning)."""
@@ -173,14 +186,7 @@ def write_build(built: BuiltIssue, out_dir: Path) -> Path:
             fill_kit(staging / "share", built.issue, built.outlets,
                      tracking_url=built.tracking_url, root=built.root,
                      images=built.email_images, assets_url=built.assets_url)
-        os.chmod(staging, 0o755)
-        old = None
-        if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{built.issue.slug}.old.", dir=out_dir))
-            os.replace(target, old / "previous")
-        os.replace(staging, target)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        swap_in(staging, target)
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)
         raise NewsletterError(f"{target}: cannot write the build: {exc.strerror}",

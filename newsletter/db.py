@@ -266,9 +266,6 @@ feedback_comments = sa.Table(
     sa.Index("ix_feedback_comments_issue", "issue", "day"),
 )
 
-# How far the database holds each tracker journal segment (and each imported spill file): the
-# position is written in the same transaction as the events, so a replay after a crash starts
-# exactly where the stored hits end. Rows go when their segment is deleted (m040).
 # Which versions of the scanner rules classified an issue's events (m052; the writer adds a
 # row the first time it stores or reclassifies an event of an issue).
 event_classifiers = sa.Table(
@@ -277,6 +274,9 @@ event_classifiers = sa.Table(
     sa.Column("classifier", sa.Integer, primary_key=True),
 )
 
+# How far the database holds each tracker journal segment (and each imported spill file): the
+# position is written in the same transaction as the events, so a replay after a crash starts
+# exactly where the stored hits end. Rows go when their segment is deleted (m040).
 journal_segments = sa.Table(
     "journal_segments", metadata,
     sa.Column("segment", sa.String(200), primary_key=True),

@@ -21,11 +21,10 @@ from urllib.parse import parse_qsl
 import sqlalchemy as sa
 
 from newsletter import db
-from newsletter.model import Feedback
+from newsletter.model import FEEDBACK_ANSWERS, Feedback
 
 COMMENT_LIMIT = 2000           # characters kept of a comment
 BODY_LIMIT = 32 * 1024         # bytes of a comment form read; the rest is not read
-ANSWERS = ("yes", "no")
 
 
 def wording_json(feedback: Feedback | None) -> str:
@@ -81,7 +80,7 @@ def store_comment(conn: sa.Connection, issue: str, answer: str, outlet: str, tex
                   at: float) -> None:
     """Keep a reader's comment: the issue, the answer, the outlet and the day, nothing else."""
     conn.execute(db.feedback_comments.insert().values(
-        issue=issue, answer=answer if answer in ANSWERS else "", outlet=outlet,
+        issue=issue, answer=answer if answer in FEEDBACK_ANSWERS else "", outlet=outlet,
         day=float(int(at // 86400) * 86400), text=text))
 
 

@@ -30,7 +30,6 @@ from newsletter.model import LinkKind
 
 PLACEHOLDER_RE = re.compile(
     r"\{\{(click|unsubscribe|open|name|feedback)(?::([A-Za-z0-9_-]+))?\}\}")
-FEEDBACK_ANSWERS = ("yes", "no")
 UNTRACKABLE_PREFIXES = ("mailto:", "tel:", "#")
 
 

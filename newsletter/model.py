@@ -144,6 +144,10 @@ class Footer:
     privacy_text: str = "Privacy notice"
 
 
+# The footer question's two answers: the link ids of its links, and what is counted.
+FEEDBACK_ANSWERS = ("yes", "no")
+
+
 @dataclass(frozen=True)
 class Feedback:
     """The footer question with its two answers, each a link that records an aggregate answer

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from newsletter import db, outlets
 from newsletter.db import Database
 from newsletter.errors import NewsletterError
+from newsletter.model import FEEDBACK_ANSWERS
 from newsletter.tracking import rollup
 
 if TYPE_CHECKING:
@@ -28,8 +29,6 @@ if TYPE_CHECKING:
         ReachFigures,
         YearLine,
     )
-
-ANSWERS = ("yes", "no")
 
 
 def _blank(outlet: outlets.Outlet) -> OutletRow:
@@ -74,7 +73,7 @@ def _add(row: OutletRow | ReachFigures, count: rollup.Count, downloads: set[str]
         row["clicks"] = (row["clicks"] or 0) + count.n
         if count.link_id in downloads:
             row["downloads"] = (row["downloads"] or 0) + count.n
-    elif count.kind == "feedback" and count.link_id in ANSWERS:
+    elif count.kind == "feedback" and count.link_id in FEEDBACK_ANSWERS:
         answers = row["feedback"]
         if count.link_id == "yes":
             answers["yes"] = (answers["yes"] or 0) + count.n
@@ -194,7 +193,7 @@ def _issue_lines(conn: sa.Connection, since: dt.date | None, until: dt.date | No
         elif kind == "click":
             counted["clicks"] += n
             counted["downloads"] += n if (slug, link) in downloads else 0
-        elif kind == "feedback" and link in ANSWERS:
+        elif kind == "feedback" and link in FEEDBACK_ANSWERS:
             counted[link] += n
     unique = {slug: int(n) for slug, n in conn.execute(
         sa.select(p.c.issue, sa.func.count(sa.distinct(p.c.pseudonym)))

@@ -18,13 +18,13 @@ at all, like the build.
 from __future__ import annotations
 
 import html
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from newsletter import model
+from newsletter.build import swap_in
 from newsletter.errors import NewsletterError
 from newsletter.images import EmailImage, image_url
 from newsletter.outlets import Outlet, view_url
@@ -194,14 +194,7 @@ def write_kit(issue: model.Issue, outlets: tuple[Outlet, ...], *, tracking_url: 
     try:
         kit = fill_kit(staging, issue, outlets, tracking_url=tracking_url, root=root,
                        images=images, assets_url=assets_url, shown_as=folder)
-        os.chmod(staging, 0o755)
-        old = None
-        if folder.exists():
-            old = Path(tempfile.mkdtemp(prefix=".share.old.", dir=folder.parent))
-            os.replace(folder, old / "previous")
-        os.replace(staging, folder)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        swap_in(staging, folder)
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)
         raise NewsletterError(f"{folder}: cannot write the share kit: {exc.strerror}",

@@ -1068,3 +1068,27 @@ def with_default_sigint() -> None:
     A shell running a job in the background (``make test &``, some CI runners) ignores SIGINT,
     the child inherits that, and Python then never turns SIGINT into KeyboardInterrupt."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+_NGINX_WRAPPER = """
+worker_processes 1;
+daemon off;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log warn;
+events {{ worker_connections 512; }}
+http {{
+    access_log off;
+    client_body_temp_path {tmp}/body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+{block}
+}}
+"""
+
+
+def nginx_config(folder: Path, block: str) -> str:
+    """An nginx.conf for a test's own nginx in ``folder`` (pid, logs and temp files there, in
+    the foreground), around ``block``: the upstream and server blocks under test."""
+    return _NGINX_WRAPPER.format(tmp=folder, block=block)

@@ -19,7 +19,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
-from helpers import free_port, wait_for_port
+from helpers import free_port, nginx_config, wait_for_port
 
 from newsletter import db
 from newsletter.cli import main
@@ -30,19 +30,7 @@ NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 NEWSLETTER = shutil.which("newsletter") or "newsletter"
 # The nginx example of docs/deploy.md, minus TLS (the test has no certificate for
 # news.example.org): the same proxy headers, upstream and limits.
-NGINX_CONF = """\
-daemon off;
-worker_processes 1;
-pid {tmp}/nginx.pid;
-error_log {tmp}/nginx-error.log warn;
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-    client_body_temp_path {tmp}/body;
-    proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fastcgi;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
+NGINX_SITE = """\
     upstream tracker {{
         server 127.0.0.1:{one};
         server 127.0.0.1:{two};
@@ -61,7 +49,6 @@ http {{
             add_header X-Served-By $upstream_addr always;
         }}
     }}
-}}
 """
 
 
@@ -107,8 +94,8 @@ def deployment(send_project: Path, pg_url: str, tmp_path: Path,  # type: ignore[
     proxy_port = free_port()
     (tmp_path / "nginx").mkdir()
     conf = tmp_path / "nginx" / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(tmp=tmp_path / "nginx", one=ports[0], two=ports[1],
-                                      port=proxy_port))
+    conf.write_text(nginx_config(tmp_path / "nginx", NGINX_SITE.format(
+        one=ports[0], two=ports[1], port=proxy_port)))
     nginx = subprocess.Popen([NGINX, "-c", str(conf), "-p", str(tmp_path / "nginx")],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

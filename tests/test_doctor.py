@@ -304,3 +304,11 @@ def test_a_bounce_mailbox_refusing_the_login_is_a_warning(ready, imap, monkeypat
     assert result.exit_code == 0, result.output      # bounces are read after a send
     assert "refused the login for bounces" in result.output
     assert "check NEWSLETTER_BOUNCE_IMAP_PASSWORD" in result.output
+
+
+def test_the_maildir_adapter_is_a_warning_that_nothing_is_sent(ready) -> None:  # type: ignore[no-untyped-def]
+    result = doctor("--adapter", "maildir")
+    warning = "\n".join(lines(result, "warning"))
+    assert ("the adapter is maildir: messages are written to a folder on this machine, not "
+            "sent to anyone") in warning
+    assert "--adapter smtp (or mailgun, postmark, sendgrid), or NEWSLETTER_ADAPTER" in result.output

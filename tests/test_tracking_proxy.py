@@ -10,27 +10,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from helpers import free_port, start_tracker, stop_group, wait_for_port
+from helpers import free_port, nginx_config, start_tracker, stop_group, wait_for_port
 
 from newsletter.tracking.tokens import signer_for
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "tracking.md"
-WRAPPER = """
-worker_processes 1;
-daemon off;
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log warn;
-events {{ worker_connections 512; }}
-http {{
-    access_log off;
-    client_body_temp_path {tmp}/body;
-    proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fastcgi;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
-{block}
-}}
-"""
 
 
 def documented_block() -> str:
@@ -50,7 +34,7 @@ def test_the_documented_proxy_serves_clicks(tracking_db, tmp_path) -> None:  # t
     block = block.replace("server 127.0.0.1:8025;", f"server 127.0.0.1:{tracker_port};")
     block = block.replace("server 127.0.0.1:8026;", "")
     conf = tmp_path / "nginx.conf"
-    conf.write_text(WRAPPER.format(tmp=tmp_path, block=block))
+    conf.write_text(nginx_config(tmp_path, block))
     check = subprocess.run([nginx, "-t", "-c", str(conf), "-p", str(tmp_path), "-e",
                             str(tmp_path / "error.log")], capture_output=True, text=True)
     assert check.returncode == 0, check.stderr

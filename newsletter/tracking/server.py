@@ -47,7 +47,7 @@ from newsletter import db, feedback, outlets, suppressions
 from newsletter.db import Database, open_db
 from newsletter.journal import Journal
 from newsletter.links import PLACEHOLDER_RE
-from newsletter.model import Feedback
+from newsletter.model import FEEDBACK_ANSWERS, Feedback
 from newsletter.tracking import classify, unsubscribe
 from newsletter.tracking.events import JOURNAL_FIELDS, EventWriter, Hit
 from newsletter.tracking.public import PublicRoutes, Site
@@ -356,19 +356,28 @@ class TrackerApp:
         with self.database.engine.connect() as conn:
             return frozenset(outlets.registered(conn))
 
-    async def _answer(self, scope: Scope, send: Send, token: bytes, head: bool) -> None:
+    async def _feedback_link(self, token: bytes
+                             ) -> tuple[TokenData, _Issue, Feedback] | int:
+        """The answer link ``token`` names, with its issue and question; else 400 or 404."""
         data = self._verify(token, "f")
         if isinstance(data, int):
-            return await _respond(send, data, _NOT_FOUND if data == 404 else _BAD_REQUEST,
-                                  [_HTML], head)
+            return data
         issue = await self._issue(data.issue)
-        if issue is None or issue.feedback is None or data.link not in feedback.ANSWERS:
-            return await _respond(send, 404, _NOT_FOUND, [_HTML], head)
+        if issue is None or issue.feedback is None or data.link not in FEEDBACK_ANSWERS:
+            return 404
+        return data, issue, issue.feedback
+
+    async def _answer(self, scope: Scope, send: Send, token: bytes, head: bool) -> None:
+        found = await self._feedback_link(token)
+        if isinstance(found, int):
+            return await _respond(send, found, _NOT_FOUND if found == 404 else _BAD_REQUEST,
+                                  [_HTML], head)
+        data, issue, question = found
         outlet = data.outlet or outlets.EMAIL
         if issue.counted:
             # the list (email) or outlet (web version), never a person: an aggregate answer
             self._record(scope, "feedback", data.issue, data.link, None, data.list, "", outlet)
-        title, body = feedback.thanks_page(issue.feedback, data.link,
+        title, body = feedback.thanks_page(question, data.link,
                                            outlets.view_url("", data.issue, outlet))
         return await _respond(send, 200, _page(title, body), [_HTML, _PAGE_CSP], head)
 
@@ -376,13 +385,11 @@ class TrackerApp:
         body, complete = await _read_body(receive, feedback.BODY_LIMIT, _DRAIN_LIMIT)
         if body is None:
             return None      # the visitor left
-        data = self._verify(token, "f")
-        if isinstance(data, int):
-            return await _respond(send, data, _NOT_FOUND if data == 404 else _BAD_REQUEST,
+        found = await self._feedback_link(token)
+        if isinstance(found, int):
+            return await _respond(send, found, _NOT_FOUND if found == 404 else _BAD_REQUEST,
                                   [_HTML])
-        issue = await self._issue(data.issue)
-        if issue is None or issue.feedback is None or data.link not in feedback.ANSWERS:
-            return await _respond(send, 404, _NOT_FOUND, [_HTML])
+        data, _issue, question = found
         kind = dict(scope["headers"]).get(b"content-type", b"").split(b";")[0].strip().lower()
         if kind != b"application/x-www-form-urlencoded":
             return await _respond(send, 415, _page("Please use the form", (
@@ -391,7 +398,7 @@ class TrackerApp:
         outlet = data.outlet or outlets.EMAIL
         if text:
             await asyncio.to_thread(self._store_comment, data.issue, data.link, outlet, text)
-        title, page = feedback.comment_page(issue.feedback, bool(text), cut,
+        title, page = feedback.comment_page(question, bool(text), cut,
                                             outlets.view_url("", data.issue, outlet))
         return await _respond(send, 200, _page(title, page), [_HTML, _PAGE_CSP])
 
