@@ -38,6 +38,8 @@ from newsletter import db, reach
 from newsletter import report as reporting
 from newsletter.tracking import rollup
 
+from bench_report import fresh_pg  # isort: skip  (the benchmark beside this one)
+
 SENT_AT = 1_760_000_000.0          # 2025-10-09
 OUTLETS = ["email", "kscmp-newsletter", "kmsab-newsletter", "facebook", "knet", "viva-engage",
            "medspace", "kelsi", "partner-websites", "gp-surgeries", "public-screens", "direct",
@@ -152,23 +154,9 @@ def _command(arguments: list[str]) -> float:
     return best(run)
 
 
-def _fresh_pg(url: str) -> None:
-    admin = db.create_db_engine(url.rsplit("/", 1)[0] + "/postgres")
-    name = url.rsplit("/", 1)[1]
-    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
-        if not c.exec_driver_sql("SELECT 1 FROM pg_database WHERE datname = %s",
-                                 (name,)).first():
-            c.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    admin.dispose()
-    engine = db.create_db_engine(url)
-    with engine.begin() as conn:
-        conn.exec_driver_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
-    engine.dispose()
-
-
 def run_one(name: str, url: str, issues: int, events: int) -> None:
     if name == "postgresql":
-        _fresh_pg(url)
+        fresh_pg(url)
     database = db.open_db(url)
     try:
         start = time.perf_counter()

@@ -94,6 +94,21 @@ def timed(command: list[str]) -> float:
     return time.perf_counter() - start
 
 
+def fresh_pg(url: str) -> None:
+    """The PostgreSQL database ``url`` names, created if missing and emptied."""
+    admin = db.create_db_engine(url.rsplit("/", 1)[0] + "/postgres")
+    name = url.rsplit("/", 1)[1]
+    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+        if not c.exec_driver_sql("SELECT 1 FROM pg_database WHERE datname = %s",
+                                 (name,)).first():
+            c.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    admin.dispose()
+    engine = db.create_db_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+    engine.dispose()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000)
@@ -108,17 +123,7 @@ def main() -> int:
             targets.append(("postgresql", args.pg))
         for name, url in targets:
             if name == "postgresql":
-                admin = db.create_db_engine(url.rsplit("/", 1)[0] + "/postgres")
-                dbname = url.rsplit("/", 1)[1]
-                with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
-                    if not c.exec_driver_sql("SELECT 1 FROM pg_database WHERE datname = %s",
-                                             (dbname,)).first():
-                        c.exec_driver_sql(f'CREATE DATABASE "{dbname}"')
-                admin.dispose()
-                engine = db.create_db_engine(url)
-                with engine.begin() as conn:
-                    conn.exec_driver_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
-                engine.dispose()
+                fresh_pg(url)
             database = db.open_db(url)
             start = time.perf_counter()
             seed(database, args.events)
