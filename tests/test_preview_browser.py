@@ -159,6 +159,9 @@ def test_bad_save_shows_errors_then_recovers(page, sample_issue: Path,  # type: 
 
     alert.wait_for(state="detached", timeout=EDIT_DEADLINE_MS)
     page.wait_for_function(EMAIL_LOADED, timeout=EDIT_DEADLINE_MS)
+    # The page marks itself "ok" (which shows the frame) just after the new email has loaded:
+    # wait for that step too rather than look in between.
+    page.wait_for_selector('body[data-state="ok"]', timeout=EDIT_DEADLINE_MS)
     assert page.locator("#frame-box").is_visible()
     assert page.evaluate("window.__sameDocument") is True
     assert email_frame(page).evaluate("window.scrollY") == 300  # back where the reader was
